@@ -1,0 +1,20 @@
+"""Reads for accounts."""
+from __future__ import annotations
+
+from django.db.models import QuerySet
+
+from accounts.models import ApiKey, User
+from accounts.services import hash_api_key
+
+
+def api_key_list(*, user: User) -> QuerySet[ApiKey]:
+    return ApiKey.objects.filter(user=user, revoked_at__isnull=True)
+
+
+def api_key_authenticate(*, key: str) -> ApiKey | None:
+    """Return the live key matching `key`, with its user, or None."""
+    return (
+        ApiKey.objects.select_related("user")
+        .filter(hashed_key=hash_api_key(key), revoked_at__isnull=True, user__is_active=True)
+        .first()
+    )

@@ -1,0 +1,11 @@
+from django.apps import AppConfig
+
+
+class IntegrationsConfig(AppConfig):
+    name = "integrations"
+
+    def ready(self) -> None:
+        from integrations.providers import BUILTIN_PROVIDERS, providers
+
+        for provider in BUILTIN_PROVIDERS:
+            providers.register(provider())

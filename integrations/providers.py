@@ -1,0 +1,99 @@
+"""Integration providers: the kinds of external account a task can use.
+
+To add a provider: subclass `Provider` with a stable `key`, a `name` and its `fields` (mark
+secrets with `secret=True`), and add it to `BUILTIN_PROVIDERS` (or register it from your app's
+`AppConfig.ready()`). Secret fields are encrypted at rest and never returned by the API.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from config.registry import Registry, UnknownKey
+
+
+@dataclass(frozen=True)
+class ProviderField:
+    name: str
+    secret: bool = False
+    required: bool = True
+    type: str = "string"  # string, integer or boolean
+    default: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "secret": self.secret, "required": self.required,
+                "type": self.type, "default": self.default}
+
+
+class Provider:
+    key: ClassVar[str]
+    name: ClassVar[str]
+    fields: ClassVar[tuple[ProviderField, ...]]
+
+    def describe(self) -> dict[str, Any]:
+        return {"provider": self.key, "name": self.name, "fields": [f.describe() for f in self.fields]}
+
+    @property
+    def secret_fields(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields if f.secret)
+
+    def check_credentials(self, credentials: Any, *, partial: bool = False) -> dict[str, list[str]]:
+        """Return problems per field of `credentials` (empty when valid).
+
+        With `partial`, missing required fields are not reported (a PATCH keeps stored values).
+        """
+        if not isinstance(credentials, dict):
+            return {"credentials": ["Must be an object."]}
+        problems: dict[str, list[str]] = {}
+        known = {f.name: f for f in self.fields}
+        for name in credentials:
+            if name not in known:
+                problems[f"credentials.{name}"] = [f"Unknown field for provider {self.key!r}."]
+        for spec in self.fields:
+            if spec.name not in credentials:
+                if spec.required and not partial:
+                    problems[f"credentials.{spec.name}"] = ["This field is required."]
+                continue
+            value = credentials[spec.name]
+            ok = {
+                "string": isinstance(value, str) and (value != "" or not spec.required),
+                "integer": isinstance(value, int) and not isinstance(value, bool),
+                "boolean": isinstance(value, bool),
+            }[spec.type]
+            if not ok:
+                problems[f"credentials.{spec.name}"] = [
+                    "This field may not be blank." if value == "" else f"Must be a {spec.type}."
+                ]
+        return problems
+
+
+class Twitter(Provider):
+    key = "twitter"
+    name = "Twitter / X"
+    fields = (
+        ProviderField("consumer_key"),
+        ProviderField("consumer_secret", secret=True),
+        ProviderField("access_token"),
+        ProviderField("access_token_secret", secret=True),
+    )
+
+
+class Smtp(Provider):
+    key = "smtp"
+    name = "SMTP server"
+    fields = (
+        ProviderField("host"),
+        ProviderField("port", type="integer", required=False, default=587),
+        ProviderField("username", required=False, default=""),
+        ProviderField("password", secret=True, required=False, default=""),
+        ProviderField("use_tls", type="boolean", required=False, default=True),
+        ProviderField("from_email"),
+    )
+
+
+class UnknownProvider(UnknownKey):
+    pass
+
+
+providers: Registry[Provider] = Registry("provider", UnknownProvider)
+BUILTIN_PROVIDERS: list[type[Provider]] = [Twitter, Smtp]

@@ -1,0 +1,88 @@
+"""Writes for integrations, and the one place where credentials are decrypted."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import User
+from integrations.encryption import decrypt_json, encrypt_json
+from integrations.models import Integration
+from integrations.providers import Provider, UnknownProvider, providers
+
+SECRET_MASK = "********"
+
+
+def _provider(key: str) -> Provider:
+    try:
+        return providers.get(key)
+    except UnknownProvider as exc:
+        raise ValidationError({"provider": [str(exc)]}) from None
+
+
+def _split(provider: Provider, credentials: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    public = {k: v for k, v in credentials.items() if k not in provider.secret_fields}
+    secret = {k: v for k, v in credentials.items() if k in provider.secret_fields}
+    return public, secret
+
+
+def _save(integration: Integration) -> Integration:
+    try:
+        with transaction.atomic():
+            integration.save()
+    except IntegrityError:
+        raise ValidationError({"name": ["You already have an integration with this name."]}) from None
+    return integration
+
+
+def integration_create(*, user: User, name: str, provider: str, credentials: dict[str, Any]) -> Integration:
+    """Create an integration; raise ValidationError naming each bad credential field."""
+    spec = _provider(provider)
+    problems = spec.check_credentials(credentials)
+    if problems:
+        raise ValidationError(problems)
+    public, secret = _split(spec, credentials)
+    return _save(
+        Integration(user=user, name=name, provider=provider, config=public,
+                    secrets_encrypted=encrypt_json(secret))
+    )
+
+
+def integration_update(
+    *, integration: Integration, name: str | None = None, credentials: dict[str, Any] | None = None
+) -> Integration:
+    """Rename and/or merge new credential values over the stored ones (the provider is fixed)."""
+    if name is not None:
+        integration.name = name
+    if credentials is not None:
+        spec = _provider(integration.provider)
+        problems = spec.check_credentials(credentials, partial=True)
+        if problems:
+            raise ValidationError(problems)
+        public, secret = _split(spec, credentials)
+        integration.config = {**integration.config, **public}
+        if secret:
+            stored = decrypt_json(integration.secrets_encrypted)
+            integration.secrets_encrypted = encrypt_json({**stored, **secret})
+    return _save(integration)
+
+
+def integration_delete(*, integration: Integration) -> None:
+    integration.delete()
+
+
+def integration_credentials(*, integration: Integration) -> dict[str, Any]:
+    """Return every credential in clear, defaults filled in: only for building a client."""
+    spec = providers.get(integration.provider)
+    values = {f.name: f.default for f in spec.fields if f.default is not None}
+    return {**values, **integration.config, **decrypt_json(integration.secrets_encrypted)}
+
+
+def masked_credentials(integration: Integration) -> dict[str, Any]:
+    """Return the credentials as the API shows them: secrets replaced by a fixed mask."""
+    spec = providers.get(integration.provider)
+    shown = dict(integration.config)
+    for name in sorted(spec.secret_fields):
+        shown[name] = SECRET_MASK
+    return shown

@@ -1,0 +1,47 @@
+from drf_spectacular.utils import extend_schema
+from rest_framework import status, viewsets
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.ownership import OwnedQuerysetMixin
+from integrations import selectors, services
+from integrations.providers import providers
+from integrations.serializers import (
+    IntegrationInputSerializer,
+    IntegrationOutputSerializer,
+    IntegrationUpdateSerializer,
+    ProviderSerializer,
+)
+
+
+class ProviderListView(APIView):
+    @extend_schema(responses=ProviderSerializer(many=True))
+    def get(self, request):
+        return Response([provider.describe() for provider in providers])
+
+
+class IntegrationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
+    serializer_class = IntegrationOutputSerializer
+    filterset_fields = ["provider", "name"]
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+
+    def owned_queryset(self, user):
+        return selectors.integration_list(user=user)
+
+    @extend_schema(request=IntegrationInputSerializer, responses={201: IntegrationOutputSerializer})
+    def create(self, request):
+        data = IntegrationInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        integration = services.integration_create(user=request.user, **data.validated_data)
+        return Response(IntegrationOutputSerializer(integration).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(request=IntegrationUpdateSerializer, responses=IntegrationOutputSerializer)
+    def partial_update(self, request, pk=None):
+        integration = self.get_object()
+        data = IntegrationUpdateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        integration = services.integration_update(integration=integration, **data.validated_data)
+        return Response(IntegrationOutputSerializer(integration).data)
+
+    def perform_destroy(self, instance):
+        services.integration_delete(integration=instance)

@@ -1,0 +1,239 @@
+"""Parse and validate an interaction's definition (its `tasks`). Pure: no Django, no ORM.
+
+The caller passes what needs the database or the registry as plain arguments: a lookup of
+task types and a map of the user's integrations to their providers. Every problem is
+collected under a dotted path (`tasks.<task>.body.<field>`, `tasks.<task>.execute_after`,
+`tasks` for whole-graph problems such as a cycle) so that the API can name them all at once.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from interactions.engine.graph import ancestors, find_cycle
+from interactions.engine.references import (
+    TASK_NAME,
+    TEMPLATE,
+    ReferenceError_,
+    find_references,
+    is_reference,
+)
+from tasks_catalog.base import TaskType
+from tasks_catalog.fields import FieldSpec, check_value, type_ok
+
+TASK_KEYS = {"type", "integration", "body", "execute_after", "retries", "timeout"}
+EDGE_STATUSES = ("completed", "failed")
+STRING_TYPES = {"string", "expression", "string_or_list", "any"}
+
+
+class DefinitionInvalid(Exception):
+    """The definition has problems; `errors` maps dotted paths to messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{k}: {' '.join(v)}" for k, v in errors.items()))
+        self.errors = errors
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_tasks: int = 100
+    max_retries: int = 10
+    max_timeout: float = 600
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    name: str
+    type: str
+    body: dict[str, Any]
+    integration: str | None = None
+    execute_after: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    retries: int = 0
+    timeout: float | None = None
+
+
+@dataclass(frozen=True)
+class Blank:
+    """A field the caller fills in: `null` in the body, or a required field left out."""
+
+    task: str
+    field: FieldSpec
+
+
+@dataclass(frozen=True)
+class Definition:
+    tasks: dict[str, TaskSpec]
+    blanks: tuple[Blank, ...]
+
+    def predecessors(self) -> dict[str, frozenset[str]]:
+        return {name: frozenset(spec.execute_after) for name, spec in self.tasks.items()}
+
+
+class _Errors:
+    def __init__(self) -> None:
+        self.items: dict[str, list[str]] = {}
+
+    def add(self, path: str, message: str) -> None:
+        self.items.setdefault(path, []).append(message)
+
+
+def _check_body(
+    name: str, task_type: TaskType, body: Any, errors: _Errors
+) -> tuple[dict[str, Any], list[Blank]]:
+    path = f"tasks.{name}.body"
+    if not isinstance(body, dict):
+        errors.add(path, "Must be an object mapping field names to values.")
+        return {}, []
+    blanks: list[Blank] = []
+    for key in body:
+        if task_type.field(key) is None:
+            known = ", ".join(spec.name for spec in task_type.fields)
+            errors.add(f"{path}.{key}", f"Unknown field for task type {task_type.key!r} (fields: {known}).")
+    for spec in task_type.fields:
+        if spec.name not in body:
+            if spec.required:
+                blanks.append(Blank(name, spec))
+            continue
+        value = body[spec.name]
+        if value is None:
+            blanks.append(Blank(name, spec))
+            continue
+        try:
+            refs = find_references(value)
+        except ReferenceError_ as exc:
+            errors.add(f"{path}.{spec.name}", str(exc))
+            continue
+        if not refs and not is_reference(value):
+            for problem in check_value(spec, value):
+                errors.add(f"{path}.{spec.name}", problem)
+        elif is_reference(value) and TEMPLATE in value and spec.type not in STRING_TYPES:
+            errors.add(f"{path}.{spec.name}", f"A $template makes a string, but this field must be {spec.type}.")
+        elif not is_reference(value) and not type_ok(spec.type, value):
+            errors.add(f"{path}.{spec.name}", f"Must be {spec.type}.")
+    return body, blanks
+
+
+def parse_definition(
+    raw: Any,
+    *,
+    task_type: Callable[[str], TaskType | None],
+    integrations: Mapping[str, str] | None,
+    limits: Limits = Limits(),
+) -> Definition:
+    """Validate `raw` (the `tasks` object) and return it parsed; raise DefinitionInvalid.
+
+    `task_type(key)` returns the type or None; `integrations` maps the ids of the user's
+    integrations to their provider, or is None to skip that check (for a stored definition,
+    checked when it was saved).
+    """
+    errors = _Errors()
+    if not isinstance(raw, dict) or not raw:
+        errors.add("tasks", "Must be a non-empty object mapping task names to tasks.")
+        raise DefinitionInvalid(errors.items)
+    if len(raw) > limits.max_tasks:
+        errors.add("tasks", f"Too many tasks: {len(raw)} (the maximum is {limits.max_tasks}).")
+        raise DefinitionInvalid(errors.items)
+
+    tasks: dict[str, TaskSpec] = {}
+    blanks: list[Blank] = []
+    for name, task in raw.items():
+        path = f"tasks.{name}"
+        if not TASK_NAME.match(name):
+            errors.add(path, "A task name must start with a letter or _ and hold only letters, digits and _ (at most 64).")
+            continue
+        if not isinstance(task, dict):
+            errors.add(path, "Must be an object with at least a 'type'.")
+            continue
+        for key in task:
+            if key not in TASK_KEYS:
+                errors.add(f"{path}.{key}", f"Unknown key (allowed: {', '.join(sorted(TASK_KEYS))}).")
+        type_key = task.get("type")
+        kind = task_type(type_key) if isinstance(type_key, str) else None
+        if "type" not in task:
+            errors.add(f"{path}.type", "This field is required.")
+        elif kind is None:
+            errors.add(f"{path}.type", f"Unknown task type {type_key!r}.")
+
+        integration = task.get("integration")
+        if kind is not None:
+            if kind.provider is None and integration is not None:
+                errors.add(f"{path}.integration", f"Task type {kind.key!r} takes no integration.")
+            elif kind.provider is not None and integrations is not None:
+                if integration is None:
+                    errors.add(f"{path}.integration", f"Task type {kind.key!r} needs an integration of provider {kind.provider!r}.")
+                elif str(integration) not in integrations:
+                    errors.add(f"{path}.integration", f"Unknown integration {integration!r}.")
+                elif integrations[str(integration)] != kind.provider:
+                    errors.add(
+                        f"{path}.integration",
+                        f"Integration {integration!r} is of provider {integrations[str(integration)]!r}, "
+                        f"task type {kind.key!r} needs {kind.provider!r}.",
+                    )
+
+        execute_after: dict[str, tuple[str, ...]] = {}
+        edges = task.get("execute_after", {})
+        if edges is None:
+            edges = {}
+        if not isinstance(edges, dict):
+            errors.add(f"{path}.execute_after", "Must be an object mapping task names to lists of statuses.")
+            edges = {}
+        for pred, statuses in edges.items():
+            epath = f"{path}.execute_after.{pred}"
+            if pred not in raw:
+                errors.add(epath, f"Unknown task {pred!r}.")
+                continue
+            if pred == name:
+                errors.add(epath, "A task cannot wait for itself.")
+                continue
+            if isinstance(statuses, str):
+                statuses = [statuses]
+            if not isinstance(statuses, list) or not statuses or any(s not in EDGE_STATUSES for s in statuses):
+                errors.add(epath, "Must be a non-empty list of statuses from: completed, failed.")
+                continue
+            execute_after[pred] = tuple(sorted(set(statuses)))
+
+        retries = task.get("retries", 0)
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= limits.max_retries:
+            errors.add(f"{path}.retries", f"Must be an integer from 0 to {limits.max_retries}.")
+        timeout = task.get("timeout")
+        if timeout is not None and (
+            not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not 0 < timeout <= limits.max_timeout
+        ):
+            errors.add(f"{path}.timeout", f"Must be a number of seconds above 0 and at most {limits.max_timeout:g}.")
+
+        body: dict[str, Any] = {}
+        if kind is not None:
+            body, task_blanks = _check_body(name, kind, task.get("body", {}), errors)
+            blanks.extend(task_blanks)
+        tasks[name] = TaskSpec(
+            name=name, type=str(type_key), body=body,
+            integration=str(integration) if integration is not None else None,
+            execute_after=execute_after, retries=retries if isinstance(retries, int) else 0,
+            timeout=timeout,
+        )
+
+    predecessors = {name: set(spec.execute_after) for name, spec in tasks.items()}
+    cycle = find_cycle(predecessors)
+    if cycle:
+        errors.add("tasks", f"The tasks form a cycle: {' -> '.join(cycle)}.")
+    else:
+        _check_references(tasks, ancestors(predecessors), errors)
+    if errors.items:
+        raise DefinitionInvalid(errors.items)
+    return Definition(tasks=tasks, blanks=tuple(blanks))
+
+
+def _check_references(tasks: dict[str, TaskSpec], ancestry: dict[str, frozenset[str]], errors: _Errors) -> None:
+    for name, spec in tasks.items():
+        for field_name, value in spec.body.items():
+            for ref in find_references(value):
+                path = f"tasks.{name}.body.{field_name}"
+                if ref.task not in tasks:
+                    errors.add(path, f"Reference {ref.source!r} names unknown task {ref.task!r}.")
+                elif ref.task not in ancestry[name]:
+                    errors.add(
+                        path,
+                        f"Reference {ref.source!r}: task {ref.task!r} is not an ancestor of {name!r} "
+                        f"(add it to execute_after, directly or through another task).",
+                    )

@@ -1,0 +1,44 @@
+from rest_framework import serializers
+
+from interactions.models import Interaction, InteractionVersion
+
+
+class InteractionInputSerializer(serializers.Serializer):
+    """The definition: POST and PUT need name and tasks; PATCH any subset."""
+
+    name = serializers.CharField(max_length=100)
+    description = serializers.CharField(allow_blank=True, required=False, default="")
+    tasks = serializers.JSONField(help_text="{task name: {type, integration, body, execute_after, retries, timeout}}")
+
+
+class InteractionOutputSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="current_version.number", read_only=True)
+    tasks = serializers.JSONField(source="current_version.tasks", read_only=True)
+    endpoint_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Interaction
+        fields = ["id", "name", "description", "is_active", "version", "tasks", "endpoint_url",
+                  "created_at", "updated_at"]
+
+    def get_endpoint_url(self, obj) -> str:
+        path = f"/api/interactions/{obj.id}/run/"
+        request = self.context.get("request")
+        return request.build_absolute_uri(path) if request else path
+
+
+class InteractionVersionSerializer(serializers.ModelSerializer):
+    version = serializers.IntegerField(source="number")
+
+    class Meta:
+        model = InteractionVersion
+        fields = ["id", "version", "tasks", "created_at"]
+
+
+class EndpointSerializer(serializers.Serializer):
+    method = serializers.CharField()
+    url = serializers.URLField()
+    headers = serializers.DictField()
+    body = serializers.JSONField()
+    schema = serializers.JSONField()
+    curl = serializers.CharField()

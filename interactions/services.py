@@ -1,0 +1,98 @@
+"""Writes for interactions: create, update (a new version when the tasks change), activate."""
+from __future__ import annotations
+
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from rest_framework.exceptions import ValidationError
+
+from accounts.models import User
+from integrations.selectors import integration_providers
+from interactions.engine.definition import Definition, DefinitionInvalid, Limits, parse_definition
+from interactions.models import Interaction, InteractionVersion
+from tasks_catalog.registry import find_task_type
+
+
+def definition_parse(*, user: User, tasks: Any) -> Definition:
+    """Validate a definition for `user`; raise ValidationError with every problem named."""
+    ids = set()
+    if isinstance(tasks, dict):
+        ids = {str(t["integration"]) for t in tasks.values() if isinstance(t, dict) and t.get("integration")}
+    try:
+        return parse_definition(
+            tasks,
+            task_type=find_task_type,
+            integrations=integration_providers(user=user, ids=ids) if ids else {},
+            limits=Limits(
+                max_tasks=settings.JUNCTION_MAX_TASKS,
+                max_retries=settings.JUNCTION_MAX_RETRIES,
+                max_timeout=settings.JUNCTION_MAX_TASK_TIMEOUT,
+            ),
+        )
+    except DefinitionInvalid as exc:
+        raise ValidationError(exc.errors) from None
+
+
+def _save(interaction: Interaction) -> None:
+    try:
+        with transaction.atomic():
+            interaction.save()
+    except IntegrityError:
+        raise ValidationError({"name": ["You already have an interaction with this name."]}) from None
+
+
+def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> InteractionVersion:
+    last = interaction.current_version.number if interaction.current_version else 0
+    version = InteractionVersion.objects.create(interaction=interaction, number=last + 1, tasks=tasks)
+    interaction.current_version = version
+    return version
+
+
+@transaction.atomic
+def interaction_create(*, user: User, name: str, tasks: Any, description: str = "") -> Interaction:
+    """Create an interaction and its version 1 (inactive until activated)."""
+    definition_parse(user=user, tasks=tasks)
+    interaction = Interaction(user=user, name=name, description=description)
+    _save(interaction)
+    _add_version(interaction, tasks)
+    interaction.save(update_fields=["current_version", "updated_at"])
+    return interaction
+
+
+@transaction.atomic
+def interaction_update(
+    *,
+    interaction: Interaction,
+    name: str | None = None,
+    description: str | None = None,
+    tasks: Any = None,
+    is_active: bool | None = None,
+) -> Interaction:
+    """Change an interaction; a change to `tasks` adds a new version, other fields do not.
+
+    Locks the interaction row so that concurrent edits number their versions in turn.
+    """
+    interaction = (
+        Interaction.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=interaction.pk)
+    )
+    if tasks is not None:
+        definition_parse(user=interaction.user, tasks=tasks)
+        if interaction.current_version is None or interaction.current_version.tasks != tasks:
+            _add_version(interaction, tasks)
+    if name is not None:
+        interaction.name = name
+    if description is not None:
+        interaction.description = description
+    if is_active is not None:
+        interaction.is_active = is_active
+    _save(interaction)
+    return interaction
+
+
+def interaction_set_active(*, interaction: Interaction, active: bool) -> Interaction:
+    return interaction_update(interaction=interaction, is_active=active)
+
+
+def interaction_delete(*, interaction: Interaction) -> None:
+    interaction.delete()

@@ -1,0 +1,65 @@
+"""The base class of task types.
+
+To add a task type: subclass `TaskType` in a module of `tasks_catalog/`, give it a stable
+`key`, its `fields` and `output` description, implement `run`, and add the class to
+`BUILTIN_TASK_TYPES` in `tasks_catalog/builtins.py` (or register an instance from your own
+app's `AppConfig.ready()` with `tasks_catalog.registry.task_types.register`). Nothing else
+changes: validation, the catalog API, the endpoint's example body and the executor all read
+the class.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from tasks_catalog.fields import FieldSpec
+
+
+class TaskFailed(Exception):
+    """Raised by `TaskType.run` when the task fails; `transient` failures may be retried."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True)
+class TaskContext:
+    """What a running task may use besides its body: its integration's credentials."""
+
+    credentials: dict[str, Any] = field(default_factory=dict)
+    timeout: float | None = None
+
+
+class TaskType:
+    """A kind of task in the catalog. Instances are stateless and shared."""
+
+    key: ClassVar[str]
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    provider: ClassVar[str | None] = None
+    fields: tuple[FieldSpec, ...] = ()
+    output_description: ClassVar[str] = ""
+    output_schema: ClassVar[dict[str, Any]] = {}
+    queue: ClassVar[str] = "default"
+
+    def field(self, name: str) -> FieldSpec | None:
+        return next((spec for spec in self.fields if spec.name == name), None)
+
+    def describe(self) -> dict[str, Any]:
+        """Return the public description of the type (the catalog API's item)."""
+        return {
+            "type": self.key,
+            "name": self.name,
+            "description": self.description,
+            "provider": self.provider,
+            "fields": [spec.describe() for spec in self.fields],
+            "output": {"description": self.output_description, "schema": self.output_schema},
+        }
+
+    def run(self, body: dict[str, Any], context: TaskContext) -> Any:
+        """Do the task's work with a fully resolved `body`; return its JSON-serialisable output.
+
+        Raise TaskFailed for a failure the user should see as the task's error.
+        """
+        raise TaskFailed(f"task type {self.key!r} cannot run yet on this server")

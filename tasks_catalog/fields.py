@@ -1,0 +1,162 @@
+"""Field schemas of task types, and the check of a value against one.
+
+A field's `type` is one of: string, integer, number, boolean, object, array, any, expression
+(a JMESPath expression, compiled to check it), string_or_list (a string or a list of strings).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+FIELD_TYPES = {
+    "string", "integer", "number", "boolean", "object", "array", "any", "expression",
+    "string_or_list",
+}
+
+_JSON_SCHEMA_TYPES: dict[str, dict[str, Any]] = {
+    "string": {"type": "string"},
+    "expression": {"type": "string", "description": "a JMESPath expression"},
+    "integer": {"type": "integer"},
+    "number": {"type": "number"},
+    "boolean": {"type": "boolean"},
+    "object": {"type": "object"},
+    "array": {"type": "array"},
+    "any": {},
+    "string_or_list": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+}
+
+_EXAMPLES: dict[str, Any] = {
+    "string": "text",
+    "expression": "@",
+    "integer": 1,
+    "number": 1,
+    "boolean": True,
+    "object": {},
+    "array": [],
+    "any": {},
+    "string_or_list": "someone@example.com",
+}
+
+NO_DEFAULT = None
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+    """One field of a task type: its name, JSON type, whether it is required, and constraints."""
+
+    name: str
+    type: str
+    required: bool = False
+    description: str = ""
+    default: Any = NO_DEFAULT
+    min_length: int | None = None
+    max_length: int | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] | None = None
+    items: str | None = None  # the type of an array's items
+    example: Any = None
+
+    def __post_init__(self) -> None:
+        if self.type not in FIELD_TYPES:
+            raise ValueError(f"field {self.name!r}: unknown type {self.type!r}")
+
+    def describe(self) -> dict[str, Any]:
+        """Return the public description of the field (for the catalog API)."""
+        data = {k: v for k, v in asdict(self).items() if v is not None and k != "example"}
+        data["default"] = self.default
+        if self.choices is not None:
+            data["choices"] = list(self.choices)
+        return data
+
+    def json_schema(self) -> dict[str, Any]:
+        """Return a JSON Schema for a value of this field."""
+        schema = dict(_JSON_SCHEMA_TYPES[self.type])
+        if self.description:
+            schema["description"] = self.description
+        if self.min_length is not None:
+            schema["minLength"] = self.min_length
+        if self.max_length is not None:
+            schema["maxLength"] = self.max_length
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        if self.choices is not None:
+            schema["enum"] = list(self.choices)
+        if self.type == "array" and self.items:
+            schema["items"] = _JSON_SCHEMA_TYPES[self.items]
+        return schema
+
+    def example_value(self) -> Any:
+        """Return a plausible value of this field, for example requests."""
+        if self.example is not None:
+            return self.example
+        if self.choices:
+            return self.choices[0]
+        if self.default is not None:
+            return self.default
+        if self.type == "array" and self.items:
+            return [_EXAMPLES[self.items]]
+        if self.minimum is not None and self.type in {"integer", "number"}:
+            return self.minimum
+        return _EXAMPLES[self.type]
+
+
+def type_ok(kind: str, value: Any) -> bool:
+    if kind == "any":
+        return True
+    if kind in {"string", "expression"}:
+        return isinstance(value, str)
+    if kind == "integer":
+        return isinstance(value, int) and not isinstance(value, bool)
+    if kind == "number":
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "object":
+        return isinstance(value, dict)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "string_or_list":
+        return isinstance(value, str) or (
+            isinstance(value, list) and all(isinstance(item, str) for item in value)
+        )
+    return False
+
+
+_TYPE_NAMES = {
+    "string": "a string", "expression": "a JMESPath expression string", "integer": "an integer",
+    "number": "a number", "boolean": "a boolean", "object": "an object", "array": "an array",
+    "string_or_list": "a string or a list of strings",
+}
+
+
+def check_value(spec: FieldSpec, value: Any) -> list[str]:
+    """Return the problems of a concrete `value` for `spec` (empty when it is valid)."""
+    if not type_ok(spec.type, value):
+        return [f"Must be {_TYPE_NAMES[spec.type]}, got {type(value).__name__ if value is not None else 'null'}."]
+    problems: list[str] = []
+    if spec.type == "expression":
+        try:
+            jmespath.compile(value)
+        except JMESPathError as exc:
+            problems.append(f"Not a valid JMESPath expression: {str(exc).splitlines()[0]}")
+    if spec.type == "array" and spec.items:
+        for index, item in enumerate(value):
+            if not type_ok(spec.items, item):
+                problems.append(f"Item {index} must be {_TYPE_NAMES[spec.items]}.")
+    if spec.min_length is not None and len(value) < spec.min_length:
+        problems.append(f"Must be at least {spec.min_length} characters long." if isinstance(value, str) else f"Must have at least {spec.min_length} items.")
+    if spec.max_length is not None and len(value) > spec.max_length:
+        problems.append(f"Must be at most {spec.max_length} characters long." if isinstance(value, str) else f"Must have at most {spec.max_length} items.")
+    if spec.minimum is not None and value < spec.minimum:
+        problems.append(f"Must be at least {spec.minimum:g}.")
+    if spec.maximum is not None and value > spec.maximum:
+        problems.append(f"Must be at most {spec.maximum:g}.")
+    if spec.choices is not None and value not in spec.choices:
+        problems.append(f"Must be one of: {', '.join(map(str, spec.choices))}.")
+    return problems

@@ -1,0 +1,35 @@
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import serializers, viewsets
+from rest_framework.response import Response
+
+from config.errors import ApiError
+from tasks_catalog.registry import UnknownTaskType, task_types
+
+class TaskTypeSerializer(serializers.Serializer):
+    """The shape of a catalog entry (for the OpenAPI document)."""
+
+
+    type = serializers.CharField()
+    name = serializers.CharField()
+    description = serializers.CharField()
+    provider = serializers.CharField(allow_null=True)
+    fields = serializers.ListField(child=serializers.DictField())
+    output = serializers.DictField()
+
+
+class TaskTypeViewSet(viewsets.ViewSet):
+    """The task catalog: every task type with its fields and output (read-only)."""
+
+    lookup_field = "type"
+    lookup_value_regex = "[a-z0-9_]+"
+
+    @extend_schema(responses=TaskTypeSerializer(many=True))
+    def list(self, request):
+        return Response([task_type.describe() for task_type in task_types])
+
+    @extend_schema(responses={200: TaskTypeSerializer, 404: OpenApiResponse(description="Unknown type")})
+    def retrieve(self, request, type=None):  # noqa: A002 - the route's name
+        try:
+            return Response(task_types.get(type).describe())
+        except UnknownTaskType as exc:
+            raise ApiError(str(exc), code="not_found", status_code=404) from None

@@ -1,0 +1,97 @@
+"""Shared fixtures: users, authenticated API clients, factories for integrations and interactions."""
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import pytest
+from rest_framework.test import APIClient
+
+from accounts.models import User
+from integrations import services as integration_services
+from interactions import services as interaction_services
+
+_counter = itertools.count(1)
+PASSWORD = "correct-horse-battery-staple"
+
+
+def make_user(username: str | None = None) -> User:
+    name = username or f"user{next(_counter)}"
+    return User.objects.create_user(username=name, email=f"{name}@example.com", password=PASSWORD)
+
+
+def client_for(user: User) -> APIClient:
+    """An APIClient that sends a real JWT, as a caller would."""
+    client = APIClient()
+    response = client.post("/api/auth/login/", {"username": user.username, "password": PASSWORD}, format="json")
+    assert response.status_code == 200, response.content
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {response.json()['access']}")
+    return client
+
+
+@pytest.fixture
+def user(db) -> User:
+    return make_user("alice")
+
+
+@pytest.fixture
+def other_user(db) -> User:
+    return make_user("bob")
+
+
+@pytest.fixture
+def api(user) -> APIClient:
+    return client_for(user)
+
+
+@pytest.fixture
+def other_api(other_user) -> APIClient:
+    return client_for(other_user)
+
+
+@pytest.fixture
+def anon() -> APIClient:
+    return APIClient()
+
+
+TWITTER_CREDENTIALS = {
+    "consumer_key": "ck-public",
+    "consumer_secret": "cs-very-secret-1",
+    "access_token": "at-public",
+    "access_token_secret": "ats-very-secret-2",
+}
+SMTP_CREDENTIALS = {
+    "host": "127.0.0.1",
+    "port": 2525,
+    "username": "mailer",
+    "password": "smtp-very-secret-3",
+    "use_tls": False,
+    "from_email": "junction@example.com",
+}
+
+
+def make_integration(user: User, provider: str = "twitter", name: str | None = None, **credentials: Any):
+    base = TWITTER_CREDENTIALS if provider == "twitter" else SMTP_CREDENTIALS
+    return integration_services.integration_create(
+        user=user, name=name or f"{provider}-{next(_counter)}", provider=provider,
+        credentials={**base, **credentials},
+    )
+
+
+SIMPLE_TASKS = {
+    "shape": {"type": "transform", "body": {"data": None, "expression": "items[0]"}},
+    "check": {
+        "type": "condition",
+        "body": {"data": {"$ref": "shape"}, "expression": "@ != null"},
+        "execute_after": {"shape": ["completed"]},
+    },
+}
+
+
+def make_interaction(user: User, tasks: dict | None = None, name: str | None = None, active: bool = False):
+    interaction = interaction_services.interaction_create(
+        user=user, name=name or f"interaction-{next(_counter)}", tasks=tasks or SIMPLE_TASKS
+    )
+    if active:
+        interaction = interaction_services.interaction_set_active(interaction=interaction, active=True)
+    return interaction
