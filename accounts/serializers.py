@@ -25,8 +25,11 @@ class ApiKeyOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "name", "prefix", "created_at"]
 
 
-class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
-    key = serializers.CharField(help_text="The key itself. Shown once: it is stored hashed.")
+class ApiKeyCreatedSerializer(serializers.Serializer):
+    """Renders `accounts.services.CreatedApiKey`: the stored key plus the clear key, shown once."""
 
-    class Meta(ApiKeyOutputSerializer.Meta):
-        fields = [*ApiKeyOutputSerializer.Meta.fields, "key"]
+    id = serializers.UUIDField(source="api_key.id")
+    name = serializers.CharField(source="api_key.name")
+    prefix = serializers.CharField(source="api_key.prefix")
+    created_at = serializers.DateTimeField(source="api_key.created_at")
+    key = serializers.CharField(help_text="The key itself. Shown once: it is stored hashed.")

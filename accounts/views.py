@@ -53,8 +53,7 @@ class ApiKeyViewSet(
         data = ApiKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         created = services.api_key_create(user=request.user, **data.validated_data)
-        body = ApiKeyCreatedSerializer(created.api_key).data | {"key": created.key}
-        return Response(body, status=status.HTTP_201_CREATED)
+        return Response(ApiKeyCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance):
         services.api_key_revoke(api_key=instance)
