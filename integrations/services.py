@@ -3,11 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from integrations.encryption import decrypt_json, encrypt_json
+from integrations.encryption import DecryptionError, decrypt_json, encrypt_json, rotate
 from integrations.models import Integration
 from integrations.providers import Provider, UnknownProvider, providers
 
@@ -86,3 +87,21 @@ def masked_credentials(integration: Integration) -> dict[str, Any]:
     for name in sorted(spec.secret_fields):
         shown[name] = SECRET_MASK
     return shown
+
+
+@transaction.atomic
+def integration_rotate_keys() -> int:
+    """Re-encrypt every integration's secrets with the first configured key; return the count.
+
+    Locks the rows so that a concurrent update cannot be overwritten with stale secrets. Raises
+    DecryptionError (and changes nothing) if a row cannot be decrypted with any configured key.
+    """
+    count = 0
+    for integration in Integration.objects.select_for_update().exclude(secrets_encrypted="").iterator():
+        try:
+            integration.secrets_encrypted = rotate(integration.secrets_encrypted)
+        except InvalidToken:
+            raise DecryptionError(f"the secrets of integration {integration.id} cannot be decrypted") from None
+        integration.save(update_fields=["secrets_encrypted", "updated_at"])
+        count += 1
+    return count
