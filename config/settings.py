@@ -204,3 +204,8 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60)
+JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600)
+# Results only feed chords and `Prefer: wait`; the database keeps the real record.
+CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
+CELERY_TASK_DEFAULT_QUEUE = "default"

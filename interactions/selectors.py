@@ -4,13 +4,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Prefetch, QuerySet
 
 from accounts.models import User
-from interactions.engine.definition import Definition, parse_definition
+from interactions.compiled import compiled_version
+from interactions.engine.definition import Definition
 from interactions.engine.inputs import example_input, input_schema
-from interactions.models import Interaction, InteractionVersion
-from tasks_catalog.registry import find_task_type
+from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 
 
 def interaction_list(*, user: User) -> QuerySet[Interaction]:
@@ -23,7 +23,7 @@ def version_list(*, interaction: Interaction) -> QuerySet[InteractionVersion]:
 
 def version_definition(*, version: InteractionVersion) -> Definition:
     """Parse a stored version (validated when saved; integrations are not re-checked)."""
-    return parse_definition(version.tasks, task_type=find_task_type, integrations=None)
+    return compiled_version(version.id, version.tasks).definition
 
 
 def interaction_endpoint(*, interaction: Interaction, run_url: str) -> dict[str, Any]:
@@ -44,3 +44,67 @@ def interaction_endpoint(*, interaction: Interaction, run_url: str) -> dict[str,
         "schema": input_schema(definition.blanks),
         "curl": curl,
     }
+
+
+def session_list(*, user: User) -> QuerySet[Session]:
+    return Session.objects.filter(user=user).select_related("version").prefetch_related(
+        Prefetch("task_runs", queryset=TaskRun.objects.order_by("created_at", "name"))
+    )
+
+
+def session_events(*, session_id, since: dict[str, str]) -> tuple[list[dict[str, Any]], Session]:
+    """Return the task status changes since `since` (task -> last seen status) and the session."""
+    session = Session.objects.get(pk=session_id)
+    changes = []
+    for run in TaskRun.objects.filter(session_id=session_id).order_by("updated_at", "name"):
+        if since.get(run.name) != run.status:
+            since[run.name] = run.status
+            changes.append(task_run_data(run))
+    return changes, session
+
+
+def _ms(start, end) -> int | None:
+    return int((end - start).total_seconds() * 1000) if start and end else None
+
+
+def task_run_data(run: TaskRun) -> dict[str, Any]:
+    return {
+        "name": run.name,
+        "status": run.status,
+        "output": run.output,
+        "error": run.error,
+        "attempts": run.attempts,
+        "started_at": run.started_at.isoformat() if run.started_at else None,
+        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
+        "duration_ms": _ms(run.started_at, run.finished_at),
+    }
+
+
+def session_data(session: Session) -> dict[str, Any]:
+    """Render a session as the API shows it (SPEC §2.6)."""
+    runs = session.task_runs.all()
+    return {
+        "id": str(session.id),
+        "interaction": str(session.interaction_id),
+        "version": session.version.number,
+        "status": session.status,
+        "input": session.input,
+        "result": session.result,
+        "error": session.error,
+        "created_at": session.created_at.isoformat(),
+        "started_at": session.started_at.isoformat() if session.started_at else None,
+        "finished_at": session.finished_at.isoformat() if session.finished_at else None,
+        "duration_ms": _ms(session.started_at or session.created_at, session.finished_at),
+        "tasks": {run.name: {k: v for k, v in task_run_data(run).items() if k != "name"} for run in runs},
+    }
+
+
+def session_reply(session: Session) -> dict[str, Any] | None:
+    """Return the completed `response` task's output (status_code, headers, body), if any."""
+    compiled = compiled_version(session.version.id, session.version.tasks)
+    runs = {run.name: run for run in session.task_runs.all()}
+    for name in sorted(compiled.definition.tasks):
+        run = runs.get(name)
+        if compiled.definition.tasks[name].type == "response" and run and run.status == TaskRun.Status.COMPLETED:
+            return run.output  # the first by name, as for the session's result
+    return None

@@ -1,6 +1,6 @@
 from rest_framework import serializers
 
-from interactions.models import Interaction, InteractionVersion
+from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 
 
 class InteractionInputSerializer(serializers.Serializer):
@@ -42,3 +42,36 @@ class EndpointSerializer(serializers.Serializer):
     body = serializers.JSONField()
     schema = serializers.JSONField()
     curl = serializers.CharField()
+
+
+class PlanSerializer(serializers.Serializer):
+    version = serializers.IntegerField()
+    canvas = serializers.CharField(help_text="The Celery canvas, e.g. chain(fetch, group(tweet, alert))")
+    extra_waits = serializers.ListField(child=serializers.DictField(), help_text="Waits the plan adds beyond the DAG's edges")
+
+
+class TaskRunSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=TaskRun.Status.choices)
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    attempts = serializers.IntegerField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+
+
+class SessionSerializer(serializers.Serializer):
+    """The session as the API renders it (built by `selectors.session_data`)."""
+
+    id = serializers.UUIDField()
+    interaction = serializers.UUIDField()
+    version = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Session.Status.choices)
+    input = serializers.JSONField()
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    created_at = serializers.DateTimeField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    finished_at = serializers.DateTimeField(allow_null=True)
+    duration_ms = serializers.IntegerField(allow_null=True)
+    tasks = serializers.DictField(child=TaskRunSerializer())

@@ -1,15 +1,26 @@
-from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+import json
+import time
+
+from django.conf import settings
+from django.http import StreamingHttpResponse
+from django_filters import rest_framework as filters
+from drf_spectacular.utils import OpenApiParameter, extend_schema
+from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.ownership import OwnedQuerysetMixin
-from interactions import selectors, services
+from interactions import selectors, services, sessions
+from interactions.compiled import compiled_version
+from interactions.models import Session
+from interactions.waiting import requested_wait, wait_for_session
 from interactions.serializers import (
     EndpointSerializer,
     InteractionInputSerializer,
     InteractionOutputSerializer,
     InteractionVersionSerializer,
+    PlanSerializer,
+    SessionSerializer,
 )
 
 
@@ -63,3 +74,123 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         interaction = self.get_object()
         run_url = request.build_absolute_uri(f"/api/interactions/{interaction.id}/run/")
         return Response(selectors.interaction_endpoint(interaction=interaction, run_url=run_url))
+
+    @extend_schema(responses={200: PlanSerializer})
+    @action(detail=True, methods=["get"])
+    def plan(self, request, pk=None):
+        version = self.get_object().current_version
+        plan = compiled_version(version.id, version.tasks).plan
+        return Response({
+            "version": version.number,
+            "canvas": plan.render(),
+            "extra_waits": [{"task": task, "waits_for": other} for task, other in plan.extra_waits],
+        })
+
+    @extend_schema(
+        request={"application/json": {"type": "object"}},
+        parameters=[
+            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="wait=N (seconds)"),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
+            OpenApiParameter("wait", float, OpenApiParameter.QUERY, description="alias of Prefer: wait=N"),
+        ],
+        responses={200: SessionSerializer, 202: SessionSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def run(self, request, pk=None):
+        session, _ = sessions.session_start(
+            user=request.user, interaction=self.get_object(), data=request.data,
+            idempotency_key=request.headers.get("Idempotency-Key") or None,
+        )
+        return session_response(session, requested_wait(request.headers.get("Prefer"), request.query_params.get("wait")))
+
+
+def session_response(session: Session, wait: float | None) -> Response:
+    """Answer a run: 202 with the session, or after waiting 200 / the `response` task's reply."""
+    headers = {"Location": f"/api/sessions/{session.id}/"}
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        if not session.is_finished:
+            wait_for_session(str(session.id), wait)
+    session = selectors.session_list(user=session.user).get(pk=session.pk)
+    if not session.is_finished:
+        return Response(selectors.session_data(session), status=status.HTTP_202_ACCEPTED, headers=headers)
+    if wait is not None:
+        reply = selectors.session_reply(session)
+        if reply is not None:
+            return Response(reply["body"], status=reply["status_code"], headers={**headers, **reply["headers"]})
+    return Response(selectors.session_data(session), status=status.HTTP_200_OK if wait is not None else status.HTTP_202_ACCEPTED, headers=headers)
+
+
+class SessionFilter(filters.FilterSet):
+    interaction = filters.UUIDFilter(field_name="interaction_id")
+    status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
+    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+
+    class Meta:
+        model = Session
+        fields = ["interaction", "status", "created_after", "created_before"]
+
+
+class EventStreamRenderer(renderers.BaseRenderer):
+    media_type = "text/event-stream"
+    format = "sse"
+    charset = "utf-8"
+
+    def render(self, data, accepted_media_type=None, renderer_context=None):
+        return json.dumps(data).encode()
+
+
+def _sse(event: str, data: dict) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
+
+
+class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    serializer_class = SessionSerializer
+    filterset_class = SessionFilter
+
+    def owned_queryset(self, user):
+        return selectors.session_list(user=user)
+
+    def list(self, request):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([selectors.session_data(s) for s in page])
+
+    def retrieve(self, request, pk=None):
+        return Response(selectors.session_data(self.get_object()))
+
+    @extend_schema(request=None, responses=SessionSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        return Response(selectors.session_data(sessions.session_cancel(session=self.get_object())))
+
+    @extend_schema(request=None, responses={202: SessionSerializer})
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        retry = sessions.session_retry(session=self.get_object())
+        retry = selectors.session_list(user=request.user).get(pk=retry.pk)
+        return Response(selectors.session_data(retry), status=status.HTTP_202_ACCEPTED,
+                        headers={"Location": f"/api/sessions/{retry.id}/"})
+
+    @extend_schema(responses={(200, "text/event-stream"): str})
+    @action(detail=True, methods=["get"], renderer_classes=[EventStreamRenderer, renderers.JSONRenderer])
+    def events(self, request, pk=None):
+        session = self.get_object()
+
+        def stream():
+            seen: dict[str, str] = {}
+            deadline = time.monotonic() + settings.JUNCTION_SSE_MAX_SECONDS
+            while True:
+                changes, current = selectors.session_events(session_id=session.pk, since=seen)
+                for change in changes:
+                    yield _sse("task", change)
+                if current.is_finished or time.monotonic() > deadline:
+                    full = selectors.session_list(user=request.user).get(pk=session.pk)
+                    yield _sse("session", selectors.session_data(full))
+                    return
+                time.sleep(0.2)
+
+        response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+        response["Cache-Control"] = "no-cache"
+        response["X-Accel-Buffering"] = "no"
+        return response

@@ -95,3 +95,15 @@ def make_interaction(user: User, tasks: dict | None = None, name: str | None = N
     if active:
         interaction = interaction_services.interaction_set_active(interaction=interaction, active=True)
     return interaction
+
+
+@pytest.fixture(scope="session")
+def celery_workers(django_db_setup, django_db_blocker):
+    """Two real `celery worker` processes (prefork ×2) on Redis, for the whole test session."""
+    from tests.workers import WorkerPool, flush_redis
+
+    with django_db_blocker.unblock():
+        flush_redis()
+        pool = WorkerPool(count=2, concurrency=2).start()
+    yield pool
+    pool.stop()

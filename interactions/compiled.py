@@ -1,0 +1,51 @@
+"""Parsed and compiled versions, cached per process.
+
+A version never changes once written, so its parsed definition, plan and per-task field
+defaults are computed once per process and reused by every run and every task of every
+session: the hot paths (the run endpoint, the executor) never re-validate a definition.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+from interactions.engine.canvas import Plan, compile_plan
+from interactions.engine.definition import Definition, parse_definition
+from interactions.engine.execution import referenced_tasks
+from tasks_catalog.registry import find_task_type
+
+
+@dataclass(frozen=True)
+class CompiledVersion:
+    definition: Definition
+    plan: Plan
+    defaults: dict[str, dict[str, Any]]  # task -> {field: default}
+    needs: dict[str, frozenset[str]]  # task -> tasks whose records it reads (preds + refs)
+
+
+def _compile(tasks: dict[str, Any]) -> CompiledVersion:
+    definition = parse_definition(tasks, task_type=find_task_type, integrations=None)
+    defaults = {
+        name: {spec.name: spec.default for spec in find_task_type(task.type).fields}
+        for name, task in definition.tasks.items()
+    }
+    needs = {
+        name: frozenset(task.execute_after) | referenced_tasks(task)
+        for name, task in definition.tasks.items()
+    }
+    return CompiledVersion(definition, compile_plan(definition.predecessors()), defaults, needs)
+
+
+_cache: dict[UUID, CompiledVersion] = {}
+_CACHE_SIZE = 2048
+
+
+def compiled_version(version_id: UUID, tasks: dict[str, Any]) -> CompiledVersion:
+    """Return the compiled form of a stored version (cached by its id: versions are immutable)."""
+    found = _cache.get(version_id)
+    if found is None:
+        if len(_cache) >= _CACHE_SIZE:
+            _cache.pop(next(iter(_cache)))  # drop the oldest entry
+        found = _cache[version_id] = _compile(tasks)
+    return found

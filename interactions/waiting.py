@@ -1,0 +1,46 @@
+"""`Prefer: wait=N` (RFC 7240) for the run endpoint: block until the session ends, or N s."""
+from __future__ import annotations
+
+import re
+
+from celery.exceptions import TimeoutError as CeleryTimeout
+from celery.result import AsyncResult
+from django.conf import settings
+
+from config.celery import app
+
+_WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+
+
+def requested_wait(prefer_header: str | None, query_value: str | None) -> float | None:
+    """Return the seconds to wait (capped by JUNCTION_MAX_WAIT), or None for no waiting."""
+    raw = None
+    if prefer_header:
+        match = _WAIT.search(prefer_header)
+        raw = match.group(1) if match else None
+    if raw is None and query_value not in (None, ""):
+        raw = query_value
+    if raw is None:
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        return None
+    return max(0.0, min(seconds, settings.JUNCTION_MAX_WAIT))
+
+
+def wait_for_session(session_id: str, seconds: float) -> bool:
+    """Block until the session's finishing task has run or `seconds` pass; True if it ran.
+
+    The finishing task's id is the session's id (see `sessions.session_dispatch`), so this
+    waits on one result: with Redis, a pub/sub notification, not a polling loop.
+    """
+    if seconds <= 0:
+        return False
+    try:
+        AsyncResult(session_id, app=app).get(
+            timeout=seconds, propagate=False, disable_sync_subtasks=False
+        )
+    except CeleryTimeout:
+        return False
+    return True

@@ -1,0 +1,79 @@
+"""Sessions run on real Celery worker processes (Redis broker, PostgreSQL)."""
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from tests.conftest import make_interaction
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
+
+
+def run(api, interaction, body=None, wait=30, **headers):
+    return api.post(
+        f"/api/interactions/{interaction.id}/run/", body or {}, format="json",
+        HTTP_PREFER=f"wait={wait}", **headers,
+    )
+
+
+def ts(value: str) -> datetime:
+    return datetime.fromisoformat(value)
+
+
+def test_diamond_runs_to_completion(celery_workers, api, user):
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "transform", "body": {"data": None, "expression": "x"}},
+        "b": {"type": "transform", "body": {"data": {"$ref": "a"}, "expression": "[@, `2`]"}, "execute_after": {"a": ["completed"]}},
+        "c": {"type": "transform", "body": {"data": {"$ref": "a"}, "expression": "[@, `1`]"}, "execute_after": {"a": ["completed"]}},
+        "d": {"type": "transform", "body": {"data": {"b": {"$ref": "b"}, "c": {"$ref": "c"}}, "expression": "sum([sum(b), sum(c)])"},
+              "execute_after": {"b": ["completed"], "c": ["completed"]}},
+    })
+    response = run(api, interaction, {"a": {"data": {"x": 5}}})
+    assert response.status_code == 200, response.json()
+    session = response.json()
+    assert session["status"] == "completed"
+    assert session["result"] == {"d": 13}
+    assert {name: t["status"] for name, t in session["tasks"].items()} == dict.fromkeys("abcd", "completed")
+
+
+def test_parallel_delays_overlap(celery_workers, api, user):
+    interaction = make_interaction(user, active=True, tasks={
+        "left": {"type": "delay", "body": {"seconds": 1}},
+        "right": {"type": "delay", "body": {"seconds": 1}},
+        "join": {"type": "transform", "body": {"data": {}, "expression": "`1`"},
+                 "execute_after": {"left": ["completed"], "right": ["completed"]}},
+    })
+    session = run(api, interaction).json()
+    assert session["status"] == "completed"
+    left, right, join = (session["tasks"][n] for n in ("left", "right", "join"))
+    # Both delays ran at the same time: each started before the other finished.
+    assert ts(left["started_at"]) < ts(right["finished_at"])
+    assert ts(right["started_at"]) < ts(left["finished_at"])
+    # The join started only after both finished.
+    assert ts(join["started_at"]) >= max(ts(left["finished_at"]), ts(right["finished_at"]))
+    assert session["duration_ms"] < 1900
+
+
+def test_failure_handled_by_failed_edge(celery_workers, api, user):
+    interaction = make_interaction(user, active=True, tasks={
+        "boom": {"type": "fail", "body": {"message": "kaput"}},
+        "ok": {"type": "transform", "body": {"data": 1, "expression": "@"}, "execute_after": {"boom": ["completed"]}},
+        "handler": {"type": "response", "body": {"status_code": 502, "body": {"error": {"$ref": "boom.error"}}},
+                    "execute_after": {"boom": ["failed"]}},
+    })
+    response = run(api, interaction)
+    assert response.status_code == 502
+    assert response.json() == {"error": "kaput"}
+
+
+def test_unhandled_failure_fails_session(celery_workers, api, user):
+    interaction = make_interaction(user, active=True, tasks={
+        "boom": {"type": "fail", "body": {"message": "kaput"}},
+        "after": {"type": "transform", "body": {"data": 1, "expression": "@"}, "execute_after": {"boom": ["completed"]}},
+    })
+    session = run(api, interaction).json()
+    assert session["status"] == "failed"
+    assert session["tasks"]["boom"]["status"] == "failed"
+    assert session["tasks"]["after"]["status"] == "skipped"
+    assert "kaput" in session["error"]
