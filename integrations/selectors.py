@@ -1,3 +1,5 @@
+import uuid
+
 from django.db.models import QuerySet
 
 from accounts.models import User
@@ -9,8 +11,21 @@ def integration_list(*, user: User) -> QuerySet[Integration]:
 
 
 def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:
-    """Map each of `ids` that is one of the user's integrations to its provider."""
+    """Map each of `ids` that is one of the user's integrations to its provider.
+
+    Ids that are not UUIDs cannot be integrations: they are left out (reported as unknown by
+    the caller) rather than handed to the database, which would reject the whole query.
+    """
+    valid = {str(pk) for pk in ids if _is_uuid(pk)}
     return {
         str(pk): provider
-        for pk, provider in Integration.objects.filter(user=user, id__in=ids).values_list("id", "provider")
+        for pk, provider in Integration.objects.filter(user=user, id__in=valid).values_list("id", "provider")
     }
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True
