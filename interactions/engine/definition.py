@@ -227,7 +227,11 @@ def parse_definition(
 def _check_references(tasks: dict[str, TaskSpec], ancestry: dict[str, frozenset[str]], errors: _Errors) -> None:
     for name, spec in tasks.items():
         for field_name, value in spec.body.items():
-            for ref in find_references(value):
+            try:
+                refs = find_references(value)
+            except ReferenceError_:
+                continue  # malformed: already reported by _check_body
+            for ref in refs:
                 path = f"tasks.{name}.body.{field_name}"
                 if ref.task not in tasks:
                     errors.add(path, f"Reference {ref.source!r} names unknown task {ref.task!r}.")
