@@ -1,0 +1,162 @@
+"""Admin for interactions: the definition edited as validated JSON, versions, (de)activation.
+
+Saving goes through `interaction_create` / `interaction_update`, so the admin validates a
+definition exactly as the API does and a change to the tasks makes a new version.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.forms.fields import InvalidJSONInput
+from django.utils.html import format_html
+from rest_framework.exceptions import ValidationError as ApiValidationError
+
+from interactions import services
+from interactions.models import Interaction, InteractionVersion
+
+
+class DefinitionJSONField(forms.JSONField):
+    """A JSON textarea that shows the definition indented, for people to edit."""
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, InvalidJSONInput):
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _messages(detail: Any) -> list[str]:
+    if isinstance(detail, dict):
+        return [m for value in detail.values() for m in _messages(value)]
+    if isinstance(detail, list):
+        return [m for value in detail for m in _messages(value)]
+    return [str(detail)]
+
+
+class InteractionAdminForm(forms.ModelForm):
+    tasks = DefinitionJSONField(
+        widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
+        help_text="{task name: {type, integration, body, execute_after, retries, timeout}}: see the API docs.",
+    )
+
+    class Meta:
+        model = Interaction
+        fields = ["user", "name", "description"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and self.instance.current_version_id:
+            self.initial.setdefault("tasks", self.instance.current_version.tasks)
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean()
+        user = cleaned.get("user") or (self.instance.user if self.instance.user_id else None)
+        name = cleaned.get("name")
+        if user is not None and name:
+            taken = Interaction.objects.filter(user=user, name=name).exclude(pk=self.instance.pk)
+            if taken.exists():
+                self.add_error("name", "This user already has an interaction with this name.")
+        if user is not None and "tasks" in cleaned:
+            try:
+                services.definition_parse(user=user, tasks=cleaned["tasks"])
+            except ApiValidationError as exc:
+                detail = exc.detail if isinstance(exc.detail, dict) else {"tasks": exc.detail}
+                for path, problems in detail.items():
+                    for message in _messages(problems):
+                        # Paths such as tasks.fetch.body.url name the task and the field.
+                        self.add_error("tasks", f"{path}: {message}")
+        return cleaned
+
+
+class VersionInline(admin.TabularInline):
+    """Versions are immutable: listed read-only, newest first."""
+
+    model = InteractionVersion
+    extra = 0
+    can_delete = False
+    fields = ["number", "created_at", "definition"]
+    readonly_fields = fields
+    ordering = ["-number"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Tasks")
+    def definition(self, obj: InteractionVersion) -> str:
+        return format_html("<pre style='max-height: 20em; overflow: auto'>{}</pre>", json.dumps(obj.tasks, indent=2))
+
+
+@admin.register(Interaction)
+class InteractionAdmin(admin.ModelAdmin):
+    form = InteractionAdminForm
+    inlines = [VersionInline]
+    list_display = ["name", "user", "is_active", "version", "updated_at"]
+    list_filter = ["is_active"]
+    search_fields = ["name", "description", "user__username"]
+    list_select_related = ["user", "current_version"]
+    actions = ["activate", "deactivate"]
+
+    def get_fields(self, request, obj: Interaction | None = None) -> list[str]:
+        if obj is None:
+            return ["user", "name", "description", "tasks"]
+        return ["user", "name", "description", "is_active", "version", "graph", "tasks", "created_at", "updated_at"]
+
+    def get_readonly_fields(self, request, obj: Interaction | None = None) -> list[str]:
+        if obj is None:
+            return []
+        return ["user", "is_active", "version", "graph", "created_at", "updated_at"]
+
+    @admin.display(description="Version", ordering="current_version__number")
+    def version(self, obj: Interaction) -> int | None:
+        return obj.current_version.number if obj.current_version else None
+
+    @admin.display(description="Graph")
+    def graph(self, obj: Interaction) -> str:
+        """The DAG as text: each task with the predecessors and statuses it waits for."""
+        tasks = obj.current_version.tasks if obj.current_version else {}
+        lines = []
+        for name, task in tasks.items():
+            after = task.get("execute_after") or {}
+            edges = ", ".join(f"{pred} [{'|'.join(s if isinstance(s, list) else [s])}]"
+                              for pred, s in after.items()) if isinstance(after, dict) else ""
+            lines.append(f"{name} ({task.get('type')})" + (f" ← {edges}" if edges else "  (starts at once)"))
+        return format_html("<pre>{}</pre>", "\n".join(lines))
+
+    def save_model(self, request, obj: Interaction, form: InteractionAdminForm, change: bool) -> None:
+        data = form.cleaned_data
+        if change:
+            saved = services.interaction_update(
+                interaction=obj, name=data["name"], description=data["description"], tasks=data["tasks"]
+            )
+        else:
+            saved = services.interaction_create(
+                user=data["user"], name=data["name"], description=data["description"], tasks=data["tasks"]
+            )
+        # The admin goes on with `obj` (messages, log entry, redirect): make it the saved row.
+        for field in obj._meta.concrete_fields:
+            setattr(obj, field.attname, getattr(saved, field.attname))
+        obj._state.adding = False
+
+    def delete_model(self, request, obj: Interaction) -> None:
+        services.interaction_delete(interaction=obj)
+
+    def _set_active(self, request, queryset, active: bool) -> None:
+        changed = 0
+        for interaction in queryset.filter(is_active=not active):
+            services.interaction_set_active(interaction=interaction, active=active)
+            changed += 1
+        verb = "Activated" if active else "Deactivated"
+        self.message_user(request, f"{verb} {changed} interaction(s).", messages.SUCCESS)
+
+    @admin.action(description="Activate selected interactions")
+    def activate(self, request, queryset) -> None:
+        self._set_active(request, queryset, True)
+
+    @admin.action(description="Deactivate selected interactions")
+    def deactivate(self, request, queryset) -> None:
+        self._set_active(request, queryset, False)
