@@ -15,6 +15,7 @@ from typing import Any
 from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
+from jmespath.exceptions import JMESPathError
 from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
@@ -24,8 +25,7 @@ from integrations.services import integration_credentials
 from interactions.compiled import compiled_version
 from interactions.engine.execution import Record, readiness, resolve_body, session_outcome
 from interactions.models import Session, TaskRun
-from tasks_catalog.base import TaskContext, TaskFailed
-from tasks_catalog.fields import check_value
+from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,26 @@ def _run(task_type, body: dict[str, Any], context: TaskContext) -> Any:
     return output
 
 
+def run_with_body(
+    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float
+) -> Any:
+    """Check a concrete body, load the integration's credentials, run the task type.
+
+    Raises TaskFailed naming the field for a bad value, a missing integration, or the task's
+    own failure.
+    """
+    problems = task_type.check_body(body)
+    if problems:
+        raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
+    credentials: dict[str, Any] = {}
+    if integration_id:
+        integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
+        if integration is None:
+            raise TaskFailed(f"integration {integration_id} no longer exists")
+        credentials = integration_credentials(integration=integration)
+    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout))
+
+
 def task_execute(*, session_id: UUID, name: str) -> None:
     """Run task `name` of a session if it is still pending; record its outcome.
 
@@ -76,21 +96,10 @@ def task_execute(*, session_id: UUID, name: str) -> None:
         .get(pk=session_id)
     )
     now = timezone.now()
+    pending = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.PENDING)
     if session.status in Session.TERMINAL:
-        TaskRun.objects.filter(session_id=session_id, name=name, status=Status.PENDING).update(
-            status=Status.CANCELLED, finished_at=now, updated_at=now
-        )
+        pending.update(status=Status.CANCELLED, finished_at=now, updated_at=now)
         return
-    claimed = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.PENDING).update(
-        status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now
-    )
-    if not claimed:
-        return  # done already (a redelivered or duplicate message), or cancelled
-    if session.status == Session.Status.QUEUED:
-        Session.objects.filter(pk=session_id, status=Session.Status.QUEUED).update(
-            status=Session.Status.RUNNING, started_at=now, updated_at=now
-        )
-
     compiled = compiled_version(session.version.id, session.version.tasks)
     spec = compiled.definition.tasks[name]
     records = {
@@ -100,30 +109,28 @@ def task_execute(*, session_id: UUID, name: str) -> None:
         )
     }
     if not readiness(spec, {task: record.status for task, record in records.items()}):
-        _record(session_id, name, Status.SKIPPED)
+        pending.update(status=Status.SKIPPED, finished_at=now, updated_at=now)
         return
+    claimed = pending.update(
+        status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now
+    )
+    if not claimed:
+        return  # done already (a redelivered or duplicate message), or cancelled
+    if session.status == Session.Status.QUEUED:
+        Session.objects.filter(pk=session_id, status=Session.Status.QUEUED).update(
+            status=Session.Status.RUNNING, started_at=now, updated_at=now
+        )
 
-    task_type = find_task_type(spec.type)
     timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
     try:
-        body = resolve_body(spec, compiled.defaults[name], session.input, records)
-        problems = {}
-        for field in task_type.fields:
-            if body.get(field.name) is not None:
-                found = check_value(field, body[field.name])
-            else:
-                found = ["is required but resolved to null"] if field.required else []
-            if found:
-                problems[field] = found
-        if problems:
-            raise TaskFailed("; ".join(f"{f.name}: {' '.join(p)}" for f, p in problems.items()))
-        credentials = {}
-        if spec.integration:
-            integration = Integration.objects.filter(pk=spec.integration, user_id=session.user_id).first()
-            if integration is None:
-                raise TaskFailed(f"integration {spec.integration} no longer exists")
-            credentials = integration_credentials(integration=integration)
-        output = _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout))
+        try:
+            body = resolve_body(spec, compiled.defaults[name], session.input, records)
+        except JMESPathError as exc:
+            raise TaskFailed(f"a reference could not be resolved: {exc}") from None
+        output = run_with_body(
+            task_type=find_task_type(spec.type), body=body, integration_id=spec.integration,
+            user_id=session.user_id, timeout=timeout,
+        )
     except TaskFailed as failure:
         attempts = TaskRun.objects.filter(session_id=session_id, name=name).values_list("attempts", flat=True).first()
         if failure.transient and attempts is not None and attempts <= spec.retries:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from tasks_catalog.fields import FieldSpec
+from tasks_catalog.fields import FieldSpec, check_value
 
 
 class TaskFailed(Exception):
@@ -45,6 +45,20 @@ class TaskType:
 
     def field(self, name: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.name == name), None)
+
+    def check_body(self, body: dict[str, Any]) -> dict[str, list[str]]:
+        """Return the problems of a concrete body per field name (empty when it can run)."""
+        problems: dict[str, list[str]] = {}
+        for name in body:
+            if self.field(name) is None:
+                problems[name] = [f"Unknown field for task type {self.key!r}."]
+        for spec in self.fields:
+            if body.get(spec.name) is None:
+                if spec.required:
+                    problems[spec.name] = ["This field is required."]
+            elif found := check_value(spec, body[spec.name]):
+                problems[spec.name] = found
+        return problems
 
     def describe(self) -> dict[str, Any]:
         """Return the public description of the type (the catalog API's item)."""

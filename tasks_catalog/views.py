@@ -1,9 +1,11 @@
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
+from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from config.errors import ApiError
 from tasks_catalog.registry import UnknownTaskType, task_types
+from tasks_catalog.trial import task_type_try
 
 class TaskTypeSerializer(serializers.Serializer):
     """The shape of a catalog entry (for the OpenAPI document)."""
@@ -17,7 +19,19 @@ class TaskTypeSerializer(serializers.Serializer):
     output = serializers.DictField()
 
 
-class TaskTypeViewSet(viewsets.ViewSet):
+class TaskTestSerializer(serializers.Serializer):
+    body = serializers.DictField(help_text="Literal values for the type's fields.")
+    integration = serializers.UUIDField(required=False, allow_null=True)
+
+
+class TaskTestResultSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["completed", "failed"])
+    output = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    duration_ms = serializers.IntegerField()
+
+
+class TaskTypeViewSet(viewsets.ViewSet):  
     """The task catalog: every task type with its fields and output (read-only)."""
 
     lookup_field = "type"
@@ -33,3 +47,11 @@ class TaskTypeViewSet(viewsets.ViewSet):
             return Response(task_types.get(type).describe())
         except UnknownTaskType as exc:
             raise ApiError(str(exc), code="not_found", status_code=404) from None
+
+    @extend_schema(request=TaskTestSerializer, responses=TaskTestResultSerializer)
+    @action(detail=True, methods=["post"])
+    def test(self, request, type=None):  # noqa: A002 - the route's name
+        """Run one task now with literal values, to try it before wiring it."""
+        data = TaskTestSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(task_type_try(user=request.user, type_key=type, **data.validated_data))
