@@ -1,7 +1,7 @@
 """The built-in task types (SPEC §2.2).
 
-Types that talk to the outside world (`http_request`, `send_tweet`, `send_email`, `code`)
-describe themselves here; their `run` lives beside them once implemented.
+The simple types live here; those that talk to the outside world (`http_request`,
+`send_tweet`, `send_email`, `code`) have a module each.
 """
 from __future__ import annotations
 
@@ -12,86 +12,11 @@ import jmespath
 from django.conf import settings
 
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
+from tasks_catalog.custom_code import Code
+from tasks_catalog.send_email import SendEmail
 from tasks_catalog.fields import FieldSpec
-
-HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
-
-
-class HttpRequest(TaskType):
-    key = "http_request"
-    name = "HTTP request"
-    description = (
-        "Send an HTTP request. A status outside ok_statuses fails the task. Private, loopback "
-        "and link-local addresses are refused unless JUNCTION_SSRF_ALLOWED_NETWORKS allows them."
-    )
-    fields = (
-        FieldSpec("method", "string", default="GET", choices=HTTP_METHODS, description="HTTP method."),
-        FieldSpec("url", "string", required=True, min_length=1, max_length=2048,
-                  description="An http or https URL.", example="https://example.com/api"),
-        FieldSpec("headers", "object", default={}, description="Request headers."),
-        FieldSpec("query", "object", default={}, description="Query-string parameters."),
-        FieldSpec("json", "any", description="A JSON request body."),
-        FieldSpec("timeout", "number", default=30, minimum=0.1, maximum=600, description="Seconds."),
-        FieldSpec("ok_statuses", "array", items="integer",
-                  description="Statuses that count as success; default 200-299."),
-    )
-    output_description = "The response: status code, headers, and the body (parsed when JSON)."
-    output_schema = {
-        "type": "object",
-        "properties": {
-            "status_code": {"type": "integer"},
-            "headers": {"type": "object"},
-            "body": {},
-        },
-    }
-
-
-class SendTweet(TaskType):
-    key = "send_tweet"
-    name = "Send tweet"
-    description = "Post a tweet with a Twitter/X integration (tweepy, OAuth 1.0a)."
-    provider = "twitter"
-    fields = (
-        FieldSpec("text", "string", required=True, min_length=1, max_length=280,
-                  description="The tweet, 1-280 characters.", example="Hello from Junction"),
-    )
-    output_description = "The created tweet."
-    output_schema = {
-        "type": "object",
-        "properties": {"id": {"type": "string"}, "text": {"type": "string"}},
-    }
-
-
-class SendEmail(TaskType):
-    key = "send_email"
-    name = "Send e-mail"
-    description = "Send an e-mail through an SMTP integration."
-    provider = "smtp"
-    fields = (
-        FieldSpec("to", "string_or_list", required=True, description="Recipient(s)."),
-        FieldSpec("subject", "string", required=True, max_length=998, description="Subject line."),
-        FieldSpec("text", "string", default="", description="Plain-text body."),
-        FieldSpec("html", "string", default="", description="HTML body (optional)."),
-    )
-    output_description = "The Message-ID of the sent message."
-    output_schema = {"type": "object", "properties": {"message_id": {"type": "string"}}}
-
-
-class Code(TaskType):
-    key = "code"
-    name = "Custom code"
-    description = (
-        "Run Python source that defines main(inputs) in a sandbox: a separate process with CPU, "
-        "memory, time and output limits, no network, no secrets, a read-only filesystem."
-    )
-    fields = (
-        FieldSpec("code", "string", required=True, min_length=1, max_length=100_000,
-                  description="Python source defining main(inputs).",
-                  example="def main(inputs):\n    return {'sum': sum(inputs.get('numbers', []))}\n"),
-        FieldSpec("inputs", "object", default={}, description="Passed to main() as its argument."),
-    )
-    output_description = "Whatever main() returns (JSON-serialisable)."
-    queue = "code"
+from tasks_catalog.http_request import HttpRequest
+from tasks_catalog.send_tweet import SendTweet
 
 
 def _search(expression: str, data: Any) -> Any:

@@ -1,0 +1,24 @@
+"""The `code` task type: user Python run in a sandbox."""
+from __future__ import annotations
+
+from typing import Any
+
+from tasks_catalog.base import TaskContext, TaskFailed, TaskType
+from tasks_catalog.fields import FieldSpec
+
+
+class Code(TaskType):
+    key = "code"
+    name = "Custom code"
+    description = (
+        "Run Python source that defines main(inputs) in a sandbox: a separate process with CPU, "
+        "memory, time and output limits, no network, no secrets, a read-only filesystem."
+    )
+    fields = (
+        FieldSpec("code", "string", required=True, min_length=1, max_length=100_000,
+                  description="Python source defining main(inputs).",
+                  example="def main(inputs):\n    return {'sum': sum(inputs.get('numbers', []))}\n"),
+        FieldSpec("inputs", "object", default={}, description="Passed to main() as its argument."),
+    )
+    output_description = "Whatever main() returns (JSON-serialisable)."
+    queue = "code"
