@@ -1,0 +1,199 @@
+"""Isolation between users over every route (SPEC 2.1): another user's object is a 404 with the
+error shape, never a 403 or a 200; lists never contain it; nothing of it changes."""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+import pytest
+from django.urls import get_resolver
+
+from accounts import services as account_services
+from accounts.models import ApiKey
+from integrations.models import Integration
+from interactions.models import Interaction, Session
+from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+
+
+@dataclass
+class Objects:
+    interaction: Interaction
+    integration: Integration
+    api_key: ApiKey
+    session: Session
+
+
+def objects_of(user) -> Objects:
+    integration = make_integration(user, name="shared-name")
+    interaction = make_interaction(user, name="shared-name", active=True)
+    session = Session.objects.create(
+        user=user, interaction=interaction, version=interaction.current_version,
+        status=Session.Status.COMPLETED, input={},
+    )
+    api_key = account_services.api_key_create(user=user, name="shared-name").api_key
+    return Objects(interaction=interaction, integration=integration, api_key=api_key, session=session)
+
+
+@pytest.fixture
+def theirs(other_user) -> Objects:
+    return objects_of(other_user)
+
+
+@pytest.fixture
+def mine(user) -> Objects:
+    return objects_of(user)
+
+
+# (method, path, kind of object, body): every route that takes an object id.
+OBJECT_ROUTES = [
+    ("get", "/api/interactions/{id}/", "interaction", None),
+    ("put", "/api/interactions/{id}/", "interaction", {"name": "stolen", "tasks": SIMPLE_TASKS}),
+    ("patch", "/api/interactions/{id}/", "interaction", {"name": "stolen"}),
+    ("delete", "/api/interactions/{id}/", "interaction", None),
+    ("post", "/api/interactions/{id}/activate/", "interaction", None),
+    ("post", "/api/interactions/{id}/deactivate/", "interaction", None),
+    ("get", "/api/interactions/{id}/versions/", "interaction", None),
+    ("get", "/api/interactions/{id}/endpoint/", "interaction", None),
+    ("get", "/api/interactions/{id}/plan/", "interaction", None),
+    ("post", "/api/interactions/{id}/run/", "interaction", {"shape": {"data": {"items": [1]}}}),
+    ("get", "/api/integrations/{id}/", "integration", None),
+    ("patch", "/api/integrations/{id}/", "integration", {"name": "stolen"}),
+    ("patch", "/api/integrations/{id}/", "integration", {"credentials": {"consumer_key": "stolen"}}),
+    ("delete", "/api/integrations/{id}/", "integration", None),
+    ("get", "/api/auth/api-keys/{id}/", "api_key", None),
+    ("delete", "/api/auth/api-keys/{id}/", "api_key", None),
+    ("get", "/api/sessions/{id}/", "session", None),
+    ("post", "/api/sessions/{id}/cancel/", "session", None),
+    ("post", "/api/sessions/{id}/retry/", "session", None),
+    ("get", "/api/sessions/{id}/events/", "session", None),
+]
+LIST_ROUTES = {
+    "interaction": "/api/interactions/",
+    "integration": "/api/integrations/",
+    "api_key": "/api/auth/api-keys/",
+    "session": "/api/sessions/",
+}
+
+
+def _api_routes() -> set[tuple[str, str]]:
+    """Every (method, path pattern) of a route with a `pk`, from the URL resolver."""
+    found: set[tuple[str, str]] = set()
+
+    def walk(patterns, prefix: str) -> None:
+        for pattern in patterns:
+            if hasattr(pattern, "url_patterns"):
+                walk(pattern.url_patterns, prefix + str(pattern.pattern))
+                continue
+            actions = getattr(pattern.callback, "actions", None)
+            path = prefix + str(pattern.pattern)
+            if actions and "(?P<pk>" in path:
+                cls = pattern.callback.cls
+                allowed = set(cls.http_method_names) - {"head", "options"}  # head mirrors get
+                path = "/" + re.sub(r"\^|\$|\(\?P<pk>[^)]*\)", lambda m: "{id}" if m.group().startswith("(") else "",
+                                    path)
+                found.update((method, path) for method in actions if method in allowed)
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def test_every_object_route_is_covered():
+    covered = {(method, path) for method, path, _, _ in OBJECT_ROUTES}
+    missing = _api_routes() - covered
+    assert not missing, f"add these routes to OBJECT_ROUTES: {sorted(missing)}"
+
+
+def _json(response) -> dict:
+    return json.loads(b"".join(response.streaming_content) if response.streaming else response.content)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method,path,kind,body", OBJECT_ROUTES,
+                         ids=[f"{m} {p} {b and next(iter(b))}" for m, p, _, b in OBJECT_ROUTES])
+def test_another_users_object_is_404(api, theirs, method, path, kind, body):
+    target = getattr(theirs, kind)
+    sessions_before = Session.objects.count()
+    url = path.format(id=target.id)
+    response = getattr(api, method)(url, body, format="json", HTTP_ACCEPT="application/json")
+    assert response.status_code == 404, (url, response.status_code)
+    error = _json(response)
+    assert set(error) == {"code", "message", "details"} and error["code"] == "not_found"
+    assert str(target.id) not in error["message"]
+    # Nothing of theirs changed, and nothing was started.
+    assert Session.objects.count() == sessions_before
+    interaction = Interaction.objects.get(id=theirs.interaction.id)
+    assert interaction.name == "shared-name" and interaction.is_active
+    assert interaction.current_version.number == 1
+    integration = Integration.objects.get(id=theirs.integration.id)
+    assert integration.name == "shared-name" and integration.config["consumer_key"] == "ck-public"
+    assert ApiKey.objects.get(id=theirs.api_key.id).revoked_at is None
+    assert Session.objects.get(id=theirs.session.id).status == Session.Status.COMPLETED
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("kind", list(LIST_ROUTES))
+def test_lists_never_contain_another_users_objects(api, mine, theirs, kind):
+    response = api.get(LIST_ROUTES[kind])
+    assert response.status_code == 200
+    ids = {item["id"] for item in response.json()["results"]}
+    assert ids == {str(getattr(mine, kind).id)}
+
+
+@pytest.mark.django_db
+def test_filtering_by_another_users_interaction_finds_nothing(api, mine, theirs):
+    body = api.get(f"/api/sessions/?interaction={theirs.interaction.id}").json()
+    assert body["count"] == 0
+    body = api.get("/api/interactions/?name=shared-name").json()
+    assert [item["id"] for item in body["results"]] == [str(mine.interaction.id)]
+
+
+@pytest.mark.django_db
+def test_own_objects_are_reachable_on_the_same_routes(api, mine):
+    """The 404s above come from ownership, not from broken routes."""
+    for method, path, kind, body in OBJECT_ROUTES:
+        if method != "get" or path.endswith("/events/"):
+            continue
+        url = path.format(id=getattr(mine, kind).id)
+        assert api.get(url).status_code == 200, url
+
+
+@pytest.mark.django_db
+class TestForeignIntegrations:
+    def _tweet(self, integration):
+        return {"t": {"type": "send_tweet", "integration": str(integration.id), "body": {"text": "hi"}}}
+
+    def test_create_with_another_users_integration_is_rejected(self, api, other_user):
+        theirs = make_integration(other_user)
+        response = api.post("/api/interactions/", {"name": "x", "tasks": self._tweet(theirs)}, format="json")
+        assert response.status_code == 400
+        assert "tasks.t.integration" in response.json()["details"]
+        assert not Interaction.objects.filter(name="x").exists()
+
+    def test_update_to_another_users_integration_is_rejected(self, api, user, other_user):
+        mine = make_interaction(user)
+        theirs = make_integration(other_user)
+        for method in ("put", "patch"):
+            response = getattr(api, method)(f"/api/interactions/{mine.id}/",
+                                            {"name": mine.name, "tasks": self._tweet(theirs)}, format="json")
+            assert response.status_code == 400, method
+            assert "tasks.t.integration" in response.json()["details"]
+        assert Interaction.objects.get(id=mine.id).current_version.number == 1
+
+    def test_trying_a_task_with_another_users_integration_is_rejected(self, api, other_user):
+        theirs = make_integration(other_user)
+        response = api.post("/api/task-types/send_tweet/test/",
+                            {"body": {"text": "hi"}, "integration": str(theirs.id)}, format="json")
+        assert response.status_code == 400
+        assert "integration" in response.json()["details"]
+
+
+@pytest.mark.django_db
+def test_api_key_acts_only_for_its_owner(api, other_api, theirs, mine):
+    from rest_framework.test import APIClient
+
+    key = other_api.post("/api/auth/api-keys/", {"name": "k"}, format="json").json()["key"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
+    assert client.get(f"/api/interactions/{mine.interaction.id}/").status_code == 404
+    assert client.get(f"/api/interactions/{theirs.interaction.id}/").status_code == 200
