@@ -1,0 +1,26 @@
+# The Junction image for the distributed mode: the same image runs the API (gunicorn), Celery
+# workers, beat and flower; docker-compose.yml picks the command.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+# bubblewrap is the sandbox of `code` tasks (JUNCTION_CODE_SANDBOX=bwrap).
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends bubblewrap \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt flower==2.2.0
+
+COPY . .
+RUN useradd --create-home --uid 1000 junction \
+    && mkdir -p /app/staticfiles \
+    && chown -R junction:junction /app/staticfiles
+USER junction
+
+EXPOSE 8000
+CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
