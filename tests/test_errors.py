@@ -1,6 +1,7 @@
 """One error shape `{code, message, details}` for every 4xx the API returns (SPEC 2)."""
 from __future__ import annotations
 
+import json
 import uuid
 
 import pytest
@@ -73,3 +74,14 @@ class TestFlattenDetails:
 
     def test_plain_string(self):
         assert flatten_details("oops") == {"non_field_errors": ["oops"]}
+
+
+def test_server_error_under_api_is_json(rf):
+    from config.errors import handler500
+
+    response = handler500(rf.get("/api/interactions/"))
+    assert response.status_code == 500
+    body = json.loads(response.content)
+    assert body == {"code": "server_error", "message": body["message"], "details": {}}
+    assert "logged" in body["message"]
+

@@ -197,3 +197,16 @@ def test_api_key_acts_only_for_its_owner(api, other_api, theirs, mine):
     client.credentials(HTTP_AUTHORIZATION=f"Api-Key {key}")
     assert client.get(f"/api/interactions/{mine.interaction.id}/").status_code == 404
     assert client.get(f"/api/interactions/{theirs.interaction.id}/").status_code == 200
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("method,path,kind,body", OBJECT_ROUTES,
+                         ids=[f"{m} {p} {b and next(iter(b))}" for m, p, _, b in OBJECT_ROUTES])
+def test_anonymous_is_401_on_every_object_route(anon, theirs, method, path, kind, body):
+    response = getattr(anon, method)(path.format(id=getattr(theirs, kind).id), body, format="json",
+                                     HTTP_ACCEPT="application/json")
+    assert response.status_code == 401
+    error = _json(response)
+    assert set(error) == {"code", "message", "details"} and error["code"] == "not_authenticated"
+    assert Session.objects.count() == 1
+    assert Interaction.objects.get(id=theirs.interaction.id).name == "shared-name"
