@@ -65,6 +65,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.limits.RequestSizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -167,20 +168,58 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
+# Crash safety. Each of these is needed for "a worker killed mid-task loses nothing":
+# - acks late: the message is acknowledged after the task ran, so a crash mid-task redelivers it;
+CELERY_TASK_ACKS_LATE = True
+# - reject on worker lost: late acks alone do not bring back a task whose pool process died
+#   (SIGKILL, OOM); this requeues it. Requeues are unbounded, hence the attempt counter that the
+#   executor keeps in PostgreSQL (JUNCTION_MAX_WORKER_LOSSES);
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# - prefetch 1: a worker holds only the message it runs, so a long task does not strand others
+#   behind it in a dead worker's buffer;
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# - the message is published only after the creating transaction commits (on_commit in
+#   interactions/sessions.py), and the sweeper (interactions/sweeper.py) resumes what is lost.
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "default"
+
+JUNCTION_DEFAULT_TASK_TIMEOUT = env_float("JUNCTION_DEFAULT_TASK_TIMEOUT", 30)
+JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600)
+# A task gets SIGKILLed this long after its soft time limit (prefork workers).
+JUNCTION_HARD_TIMEOUT_GRACE = env_float("JUNCTION_HARD_TIMEOUT_GRACE", 5)
+# A running task's claim lasts its timeout + the hard grace + this; then another delivery
+# may take it over.
+JUNCTION_LEASE_GRACE = env_float("JUNCTION_LEASE_GRACE", 5)
+# On Redis a message held by a worker that died outright comes back only after the visibility
+# timeout. It must exceed every task's hard time limit, or a task still running would be
+# delivered a second time: checked here, at start-up.
+CELERY_VISIBILITY_TIMEOUT = env_int("CELERY_VISIBILITY_TIMEOUT", 3600)
+if not EMBEDDED and CELERY_VISIBILITY_TIMEOUT <= JUNCTION_MAX_TASK_TIMEOUT + JUNCTION_HARD_TIMEOUT_GRACE:
+    raise ImproperlyConfigured(
+        f"CELERY_VISIBILITY_TIMEOUT ({CELERY_VISIBILITY_TIMEOUT} s) must exceed "
+        f"JUNCTION_MAX_TASK_TIMEOUT + JUNCTION_HARD_TIMEOUT_GRACE "
+        f"({JUNCTION_MAX_TASK_TIMEOUT + JUNCTION_HARD_TIMEOUT_GRACE:g} s)"
+    )
 CELERY_BROKER_TRANSPORT_OPTIONS = (
     # kombu's memory transport polls once a second by default: every hop would cost a second.
     {"polling_interval": 0.005}
     if EMBEDDED
-    else {}
+    else {
+        "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+        # kombu looks for unacked messages of dead workers this often (default ~100 s).
+        "unacked_restore_interval": env_float("CELERY_UNACKED_RESTORE_INTERVAL", 30),
+    }
 )
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"retry_policy": {"timeout": 5.0}}
+CELERY_BEAT_SCHEDULE = {
+    "sweep-sessions": {"task": "junction.sweep", "schedule": env_float("JUNCTION_SWEEP_INTERVAL", 15)},
+}
 
 # --- Junction -------------------------------------------------------------------------------
 JUNCTION_ALLOW_REGISTRATION = env_bool("JUNCTION_ALLOW_REGISTRATION", True)
 JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300)
 JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10)
-JUNCTION_DEFAULT_TASK_TIMEOUT = env_float("JUNCTION_DEFAULT_TASK_TIMEOUT", 30)
-JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600)
 JUNCTION_SSRF_ALLOWED_NETWORKS = env_list("JUNCTION_SSRF_ALLOWED_NETWORKS", [])
 JUNCTION_TWITTER_API_BASE = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
 JUNCTION_CODE_SANDBOX = env_str("JUNCTION_CODE_SANDBOX", "bwrap")
@@ -208,4 +247,33 @@ JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60)
 JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600)
 # Results only feed chords and `Prefer: wait`; the database keeps the real record.
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+# Reliability (see docs/reliability.md): attempts, stalls, deadlines, sizes.
+JUNCTION_MAX_WORKER_LOSSES = env_int("JUNCTION_MAX_WORKER_LOSSES", 3)
+JUNCTION_STALL_SECONDS = env_float("JUNCTION_STALL_SECONDS", 60)
+JUNCTION_MAX_RESUMES = env_int("JUNCTION_MAX_RESUMES", 3)
+JUNCTION_SESSION_DEADLINE = env_float("JUNCTION_SESSION_DEADLINE", 3600)
+JUNCTION_MAX_REQUEST_BYTES = env_int("JUNCTION_MAX_REQUEST_BYTES", 1024 * 1024)
+JUNCTION_MAX_OUTPUT_BYTES = env_int("JUNCTION_MAX_OUTPUT_BYTES", 1024 * 1024)
+JUNCTION_MAX_SESSION_BYTES = env_int("JUNCTION_MAX_SESSION_BYTES", 16 * 1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = JUNCTION_MAX_REQUEST_BYTES
+# The largest response body (after decompression) an `http_request` task reads.
+JUNCTION_HTTP_MAX_RESPONSE_BYTES = env_int("JUNCTION_HTTP_MAX_RESPONSE_BYTES", 1024 * 1024)
+
+# --- Code sandbox (tasks_catalog/sandbox.py, docs/sandbox.md) -----------------------------------
+# Path or name (looked up on PATH) of bubblewrap; missing means code tasks are refused.
+JUNCTION_CODE_SANDBOX_BWRAP = env_str("JUNCTION_CODE_SANDBOX_BWRAP", "bwrap")
+# Limits of one code task. The wall-clock limit is also capped by the task's own `timeout`.
+JUNCTION_CODE_CPU_SECONDS = env_int("JUNCTION_CODE_CPU_SECONDS", 10)
+JUNCTION_CODE_MEMORY_MIB = env_int("JUNCTION_CODE_MEMORY_MIB", 256)
+JUNCTION_CODE_WALL_SECONDS = env_float("JUNCTION_CODE_WALL_SECONDS", 30)
+JUNCTION_CODE_MAX_OUTPUT_BYTES = env_int("JUNCTION_CODE_MAX_OUTPUT_BYTES", 1024 * 1024)
+JUNCTION_CODE_MAX_PROCESSES = env_int("JUNCTION_CODE_MAX_PROCESSES", 16)
+JUNCTION_CODE_MAX_OPEN_FILES = env_int("JUNCTION_CODE_MAX_OPEN_FILES", 64)
+# Largest file the code may write, and the size of its private /tmp.
+JUNCTION_CODE_MAX_FILE_MIB = env_int("JUNCTION_CODE_MAX_FILE_MIB", 16)
+# Unprivileged uids the sandboxes run as, one per running sandbox on a machine (RLIMIT_NPROC is
+# counted per uid machine-wide). Use uids no real user or other service has; give workers that
+# share a kernel (containers without user namespaces) disjoint ranges or the same lock directory.
+JUNCTION_CODE_SANDBOX_UID = env_int("JUNCTION_CODE_SANDBOX_UID", 61000)
+JUNCTION_CODE_SANDBOX_UID_COUNT = env_int("JUNCTION_CODE_SANDBOX_UID_COUNT", 64)
+JUNCTION_CODE_SANDBOX_LOCK_DIR = env_str("JUNCTION_CODE_SANDBOX_LOCK_DIR", "/tmp/junction-sandbox")

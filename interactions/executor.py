@@ -1,16 +1,25 @@
 """Run one task of a session, and finish a session: the services behind the Celery tasks.
 
-Each step claims its work with a conditional UPDATE (`status = pending` → `running`), so a
-message delivered twice does nothing the second time, and records its result only while the
-task is still `running`, so a cancel that came in meanwhile wins. No exception of a task type
-escapes: failures are recorded as results, so a chord's header never raises and its body
-always runs.
+Delivery is at least once (late acks, requeue on worker loss, the sweeper's resumes), so
+every step is idempotent:
+- a task is claimed with a conditional UPDATE (`pending` → `running`, attempts + 1, a lease
+  until its hard time limit has surely passed). A second delivery finds it claimed: while the
+  lease holds it waits (`RetryLater`), once the lease ran out (the claimant died) it takes the
+  task over, and a task that lost its worker `JUNCTION_MAX_WORKER_LOSSES` times fails as a
+  poison task instead of looping forever;
+- a delivery that finds its task already ended raises `Duplicate`: the Celery task then
+  ignores the message, so successors fire once and a chord's join is not counted twice;
+- results are recorded only while the task is still `running` under this claim, so a cancel
+  that came in meanwhile wins;
+- no exception of a task type escapes: failures are results, so a chord never breaks.
 """
 from __future__ import annotations
 
+import json
 import logging
 import random
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
@@ -23,7 +32,7 @@ from django.utils import timezone
 from integrations.models import Integration
 from integrations.services import integration_credentials
 from interactions.compiled import compiled_version
-from interactions.engine.execution import Record, readiness, resolve_body, session_outcome
+from interactions.engine.execution import TERMINAL, Record, readiness, resolve_body, session_outcome
 from interactions.models import Session, TaskRun
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
@@ -32,9 +41,14 @@ logger = logging.getLogger(__name__)
 Status = TaskRun.Status
 
 
+class Duplicate(Exception):
+    """This delivery's task has already ended (or been taken over): fire nothing."""
+
+
 @dataclass(frozen=True)
 class RetryLater(Exception):
-    """The task failed transiently and has retries left: run it again after `countdown` s."""
+    """Deliver this task again after `countdown` s (a transient failure with retries left, a
+    predecessor not yet ended, or a claim held by a delivery that may still be alive)."""
 
     countdown: float
 
@@ -44,10 +58,27 @@ def backoff(attempt: int) -> float:
     return random.uniform(0, min(60.0, 2.0 ** (attempt - 1)))
 
 
-def _record(session_id: UUID, name: str, status: str, output: Any = None, error: str | None = None) -> None:
+def lease_seconds(timeout: float) -> float:
+    return timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE + settings.JUNCTION_LEASE_GRACE
+
+
+def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any = None, error: str | None = None) -> None:
+    """Store the task's outcome if this claim (`attempt`) still holds it; count its size."""
     now = timezone.now()
-    TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING).update(
-        status=status, output=output, error=error, finished_at=now, updated_at=now
+    size = len(json.dumps(output, separators=(",", ":"))) if output is not None else 0
+    if size > settings.JUNCTION_MAX_OUTPUT_BYTES:
+        status, output, size = Status.FAILED, None, 0
+        error = f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
+    # The session's row doubles as its progress clock for the sweeper, and keeps its size.
+    grown = Session.objects.filter(
+        pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
+    ).update(size_bytes=F("size_bytes") + size, updated_at=now)
+    if not grown:
+        Session.objects.filter(pk=session_id).update(updated_at=now)
+        status, output = Status.FAILED, None
+        error = f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
+    TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
+        status=status, output=output, error=error, finished_at=now, updated_at=now, lease_expires_at=None
     )
 
 
@@ -85,10 +116,41 @@ def run_with_body(
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout))
 
 
-def task_execute(*, session_id: UUID, name: str) -> None:
-    """Run task `name` of a session if it is still pending; record its outcome.
+def _claim(session_id: UUID, name: str, timeout: float, now) -> int:
+    """Claim the task for this delivery; return the attempt number it runs as.
 
-    Raises RetryLater when a transient failure has retries left (the task is pending again).
+    Raises Duplicate if the task has ended, RetryLater while another claim's lease holds.
+    """
+    lease = now + timedelta(seconds=lease_seconds(timeout))
+    runs = TaskRun.objects.filter(session_id=session_id, name=name)
+    if runs.filter(status=Status.PENDING).update(
+        status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now, lease_expires_at=lease
+    ):
+        return runs.values_list("attempts", flat=True).get()
+    current = runs.values("status", "attempts", "lease_expires_at").get()
+    if current["status"] != Status.RUNNING:
+        raise Duplicate
+    if current["lease_expires_at"] and current["lease_expires_at"] > now:
+        raise RetryLater((current["lease_expires_at"] - now).total_seconds() + 0.5)
+    # The claimant's lease ran out: its worker died mid-task. Take over, unless it keeps dying.
+    if current["attempts"] >= settings.JUNCTION_MAX_WORKER_LOSSES:
+        _record(session_id, name, current["attempts"], Status.FAILED, error=(
+            f"the worker running this task was lost {current['attempts']} times; "
+            f"giving up (a task that kills its worker?)"
+        ))
+        return 0
+    if not runs.filter(status=Status.RUNNING, attempts=current["attempts"]).update(
+        attempts=F("attempts") + 1, started_at=now, updated_at=now, lease_expires_at=lease
+    ):
+        raise Duplicate  # another delivery took it over first
+    return current["attempts"] + 1
+
+
+def task_execute(*, session_id: UUID, name: str) -> None:
+    """Run task `name` of a session once; record its outcome.
+
+    Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
+    when it must be delivered again later.
     """
     session = (
         Session.objects.select_related("version")
@@ -108,20 +170,23 @@ def task_execute(*, session_id: UUID, name: str) -> None:
             "name", "status", "output", "error"
         )
     }
-    if not readiness(spec, {task: record.status for task, record in records.items()}):
-        pending.update(status=Status.SKIPPED, finished_at=now, updated_at=now)
+    statuses = {task: record.status for task, record in records.items()}
+    if any(statuses.get(pred) not in TERMINAL for pred in spec.execute_after):
+        # Only a resumed session or a join counted early gets here: wait for the predecessor.
+        raise RetryLater(1.0)
+    if not readiness(spec, statuses):
+        if not pending.update(status=Status.SKIPPED, finished_at=now, updated_at=now):
+            raise Duplicate
         return
-    claimed = pending.update(
-        status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now
-    )
-    if not claimed:
-        return  # done already (a redelivered or duplicate message), or cancelled
+
+    timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
+    attempt = _claim(session_id, name, timeout, now)
+    if not attempt:
+        return
     if session.status == Session.Status.QUEUED:
         Session.objects.filter(pk=session_id, status=Session.Status.QUEUED).update(
             status=Session.Status.RUNNING, started_at=now, updated_at=now
         )
-
-    timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
     try:
         try:
             body = resolve_body(spec, compiled.defaults[name], session.input, records)
@@ -132,22 +197,22 @@ def task_execute(*, session_id: UUID, name: str) -> None:
             user_id=session.user_id, timeout=timeout,
         )
     except TaskFailed as failure:
-        attempts = TaskRun.objects.filter(session_id=session_id, name=name).values_list("attempts", flat=True).first()
-        if failure.transient and attempts is not None and attempts <= spec.retries:
-            TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING).update(
-                status=Status.PENDING, error=str(failure), updated_at=timezone.now()
+        if failure.transient and attempt <= spec.retries:
+            # Give the claim back; the next delivery claims it again as attempt + 1.
+            TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
+                status=Status.PENDING, error=str(failure), updated_at=timezone.now(), lease_expires_at=None
             )
-            raise RetryLater(backoff(attempts)) from None
-        _record(session_id, name, Status.FAILED, error=str(failure))
+            raise RetryLater(backoff(attempt)) from None
+        _record(session_id, name, attempt, Status.FAILED, error=str(failure))
         return
-    _record(session_id, name, Status.COMPLETED, output=output)
+    _record(session_id, name, attempt, Status.COMPLETED, output=output)
 
 
 def session_finish(*, session_id: UUID) -> str:
     """Compute and store the session's status and result once every task has ended.
 
-    Tasks that never ran (their message was lost) are marked skipped here only if the
-    session is being finished by its own canvas; returns the final status.
+    Does nothing while a task has not ended (a resumed session finishes with its last
+    canvas) or when the session already ended (cancelled, timed out); returns the status.
     """
     session = Session.objects.select_related("version").get(pk=session_id)
     if session.status in Session.TERMINAL:
@@ -157,6 +222,8 @@ def session_finish(*, session_id: UUID) -> str:
         run["name"]: Record(run["status"], run["output"], run["error"])
         for run in session.task_runs.values("name", "status", "output", "error")
     }
+    if any(record.status not in TERMINAL for record in runs.values()):
+        return session.status
     outcome = session_outcome(compiled.definition, runs)
     error = None
     if outcome.unhandled:

@@ -12,6 +12,11 @@ class Interaction(TimeStampedModel):
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=False)
+    deadline_seconds = models.PositiveIntegerField(
+        null=True, blank=True,
+        help_text="A session still running this long after it started ends as timed_out "
+        "(default: JUNCTION_SESSION_DEADLINE).",
+    )
     current_version = models.ForeignKey(
         "InteractionVersion", on_delete=models.SET_NULL, related_name="+", null=True, blank=True
     )
@@ -68,6 +73,8 @@ class Session(TimeStampedModel):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     deadline_at = models.DateTimeField(null=True, blank=True)
+    resumes = models.PositiveIntegerField(default=0, help_text="How often the sweeper resumed it.")
+    size_bytes = models.PositiveBigIntegerField(default=0, help_text="Input plus recorded outputs.")
     retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True, default="")
@@ -110,6 +117,9 @@ class TaskRun(TimeStampedModel):
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
+    # While running: the claim is valid until then. A later delivery may take the task over
+    # only once the lease has run out (its worker died).
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 

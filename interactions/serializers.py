@@ -9,6 +9,10 @@ class InteractionInputSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(allow_blank=True, required=False, default="")
     tasks = serializers.JSONField(help_text="{task name: {type, integration, body, execute_after, retries, timeout}}")
+    deadline_seconds = serializers.IntegerField(
+        min_value=1, required=False, allow_null=True,
+        help_text="Sessions running longer end as timed_out (default: the server's setting).",
+    )
 
 
 class InteractionOutputSerializer(serializers.ModelSerializer):
@@ -19,7 +23,7 @@ class InteractionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Interaction
         fields = ["id", "name", "description", "is_active", "version", "tasks", "endpoint_url",
-                  "created_at", "updated_at"]
+                  "deadline_seconds", "created_at", "updated_at"]
 
     def get_endpoint_url(self, obj) -> str:
         path = f"/api/interactions/{obj.id}/run/"

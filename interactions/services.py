@@ -34,6 +34,9 @@ def definition_parse(*, user: User, tasks: Any) -> Definition:
         raise ValidationError(exc.errors) from None
 
 
+UNCHANGED = object()  # for fields where None is a value
+
+
 def _save(interaction: Interaction) -> None:
     try:
         with transaction.atomic():
@@ -50,10 +53,12 @@ def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> Interaction
 
 
 @transaction.atomic
-def interaction_create(*, user: User, name: str, tasks: Any, description: str = "") -> Interaction:
+def interaction_create(
+    *, user: User, name: str, tasks: Any, description: str = "", deadline_seconds: int | None = None
+) -> Interaction:
     """Create an interaction and its version 1 (inactive until activated)."""
     definition_parse(user=user, tasks=tasks)
-    interaction = Interaction(user=user, name=name, description=description)
+    interaction = Interaction(user=user, name=name, description=description, deadline_seconds=deadline_seconds)
     _save(interaction)
     _add_version(interaction, tasks)
     interaction.save(update_fields=["current_version", "updated_at"])
@@ -68,6 +73,7 @@ def interaction_update(
     description: str | None = None,
     tasks: Any = None,
     is_active: bool | None = None,
+    deadline_seconds: int | None | object = UNCHANGED,
 ) -> Interaction:
     """Change an interaction; a change to `tasks` adds a new version, other fields do not.
 
@@ -86,6 +92,8 @@ def interaction_update(
         interaction.description = description
     if is_active is not None:
         interaction.is_active = is_active
+    if deadline_seconds is not UNCHANGED:
+        interaction.deadline_seconds = deadline_seconds  # None: back to the server's default
     _save(interaction)
     return interaction
 

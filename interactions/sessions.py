@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
+import logging
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -19,12 +20,19 @@ from rest_framework import status
 from accounts.models import User
 from config.errors import ApiError, Conflict
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.canvas import to_canvas
+from interactions.engine.canvas import Plan, to_canvas
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, Session, TaskRun
 from tasks_catalog.registry import find_task_type
 
+logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
+
+
+def task_message_id(session_id: str, name: str) -> str:
+    """The Celery task id of a session's task: stable, so it can be revoked by name."""
+    return f"{session_id}.{name}"
 
 
 def _signature_for(session_id: str, compiled: CompiledVersion):
@@ -34,27 +42,48 @@ def _signature_for(session_id: str, compiled: CompiledVersion):
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
         return run_task.si(session_id, name).set(
+            task_id=task_message_id(session_id, name),
             queue=find_task_type(spec.type).queue,
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
-            time_limit=timeout + 5,
+            time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
         )
 
     return make
 
 
-def session_dispatch(*, session: Session, compiled: CompiledVersion) -> None:
-    """Send the session's canvas to the broker (call after the creating transaction commits).
+def dispatch_plan(*, session_id: str, compiled: CompiledVersion, plan: Plan | None) -> None:
+    """Send a plan's canvas and then the finishing task to the broker.
 
-    The final `finish_session` task gets the session's id as its task id, so that a waiting
-    caller can block on that one result.
+    The finishing task's id is the session's id, so that a waiting caller can block on that
+    one result. If the broker is unreachable the session stays queued in PostgreSQL and the
+    sweeper sends it once the broker is back: the caller's request still succeeds.
     """
     from interactions.tasks import finish_session
 
-    session_id = str(session.id)
     finish = finish_session.si(session_id).set(task_id=session_id, queue="default")
-    canvas = to_canvas(compiled.plan, _signature_for(session_id, compiled), finish=finish)
-    canvas.apply_async()
+    canvas = finish if plan is None else to_canvas(plan, _signature_for(session_id, compiled), finish=finish)
+    try:
+        canvas.apply_async()
+    except Exception:  # the broker is down: kombu raises its own and redis' errors
+        logger.exception("could not enqueue session %s; the sweeper will resume it", session_id)
+
+
+def session_dispatch(*, session: Session, compiled: CompiledVersion) -> None:
+    """Send the whole session (call after the creating transaction commits)."""
+    dispatch_plan(session_id=str(session.id), compiled=compiled, plan=compiled.plan)
+
+
+def revoke_running(*, session_id, names: list[str]) -> None:
+    """Ask the workers to stop these tasks of a session (prefork workers terminate them)."""
+    if not names:
+        return
+    from config.celery import app
+
+    try:
+        app.control.revoke([task_message_id(str(session_id), name) for name in names], terminate=True)
+    except Exception:  # best effort: the tasks' results are discarded anyway
+        logger.warning("could not broadcast the revoke of %s", names, exc_info=True)
 
 
 def request_hash(data: Any) -> str:
@@ -75,6 +104,11 @@ def _existing_for_key(user: User, interaction: Interaction, key: str, digest: st
             details={"Idempotency-Key": ["Already used with a different body."]},
         )
     return found
+
+
+def _deadline(interaction: Interaction):
+    seconds = interaction.deadline_seconds or settings.JUNCTION_SESSION_DEADLINE
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def session_start(
@@ -108,6 +142,8 @@ def session_start(
             session = Session.objects.create(
                 user=user, interaction=interaction, version=version, input=data,
                 idempotency_key=idempotency_key, request_hash=digest,
+                deadline_at=_deadline(interaction),
+                size_bytes=len(json.dumps(data, separators=(",", ":"))),
             )
             TaskRun.objects.bulk_create(
                 [TaskRun(session=session, name=name) for name in compiled.definition.tasks]
@@ -122,22 +158,29 @@ def session_start(
     return session, True
 
 
+def session_end(*, session: Session, status: str, error: str, now: datetime) -> None:
+    """End an active session as `status`; its unfinished tasks become `cancelled`."""
+    Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
+        status=status, error=error, finished_at=now, updated_at=now
+    )
+    running = list(session.task_runs.filter(status=TaskRun.Status.RUNNING).values_list("name", flat=True))
+    session.task_runs.filter(status__in=(TaskRun.Status.PENDING, TaskRun.Status.RUNNING)).update(
+        status=TaskRun.Status.CANCELLED, error=error, finished_at=now, updated_at=now, lease_expires_at=None
+    )
+    revoke_running(session_id=session.pk, names=running)
+
+
 def session_cancel(*, session: Session) -> Session:
     """Cancel a session: pending tasks never start, running ones are asked to stop.
 
     Raises Conflict (409) if the session has already finished.
     """
-    now = timezone.now()
     with transaction.atomic():
-        updated = Session.objects.filter(
-            pk=session.pk, status__in=[Session.Status.QUEUED, Session.Status.RUNNING]
-        ).update(status=Session.Status.CANCELLED, finished_at=now, updated_at=now,
-                 error="cancelled by the user")
-        if not updated:
+        locked = Session.objects.select_for_update().filter(pk=session.pk, status__in=ACTIVE).first()
+        if locked is None:
             raise Conflict("The session has already finished.", code="session_finished")
-        TaskRun.objects.filter(
-            session=session, status__in=[TaskRun.Status.PENDING, TaskRun.Status.RUNNING]
-        ).update(status=TaskRun.Status.CANCELLED, finished_at=now, updated_at=now)
+        session_end(session=locked, status=Session.Status.CANCELLED, error="cancelled by the user",
+                    now=timezone.now())
     session.refresh_from_db()
     return session
 
@@ -150,7 +193,8 @@ def session_retry(*, session: Session) -> Session:
     with transaction.atomic():
         retry = Session.objects.create(
             user=session.user, interaction=session.interaction, version=version,
-            input=session.input, retry_of=session,
+            input=session.input, retry_of=session, deadline_at=_deadline(session.interaction),
+            size_bytes=session.size_bytes,
         )
         TaskRun.objects.bulk_create([
             TaskRun(

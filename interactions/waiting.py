@@ -1,6 +1,7 @@
 """`Prefer: wait=N` (RFC 7240) for the run endpoint: block until the session ends, or N s."""
 from __future__ import annotations
 
+import logging
 import re
 
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -9,6 +10,7 @@ from django.conf import settings
 
 from config.celery import app
 
+logger = logging.getLogger(__name__)
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 
 
@@ -42,5 +44,8 @@ def wait_for_session(session_id: str, seconds: float) -> bool:
             timeout=seconds, propagate=False, disable_sync_subtasks=False
         )
     except CeleryTimeout:
+        return False
+    except Exception:  # the result backend is unreachable: answer 202, the session goes on
+        logger.warning("could not wait for session %s", session_id, exc_info=True)
         return False
     return True

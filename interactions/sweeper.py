@@ -1,0 +1,94 @@
+"""The sweeper: no session stays `queued` or `running` forever (SPEC §3 "Durability").
+
+Run periodically (`junction.sweep`, every JUNCTION_SWEEP_INTERVAL seconds by Celery beat, or
+by the embedded worker), it
+- ends sessions past their deadline as `timed_out` (their unfinished tasks `cancelled`);
+- finds sessions that made no progress for JUNCTION_STALL_SECONDS (no task recorded, no live
+  claim) — their messages were lost with a broker restart, or a worker dropped them — and
+  resumes them from PostgreSQL: only the unfinished part of the DAG is compiled and sent
+  again, recorded outputs are reused;
+- fails a session with a clear reason once it has been resumed JUNCTION_MAX_RESUMES times
+  without finishing.
+Sessions are locked with SKIP LOCKED, so several sweepers may run at once.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from interactions.compiled import compiled_version
+from interactions.engine.canvas import compile_plan
+from interactions.models import Session, TaskRun
+from interactions.sessions import ACTIVE, dispatch_plan, session_end
+
+logger = logging.getLogger(__name__)
+UNFINISHED = (TaskRun.Status.PENDING, TaskRun.Status.RUNNING)
+BATCH = 200
+
+
+@dataclass
+class SweepReport:
+    timed_out: int = 0
+    resumed: int = 0
+    abandoned: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.timed_out + self.resumed + self.abandoned
+
+
+def session_resume(*, session: Session, now: datetime) -> None:
+    """Send the unfinished part of a stalled session's DAG again (plus its finishing task)."""
+    compiled = compiled_version(session.version.id, session.version.tasks)
+    unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
+    predecessors = {
+        name: {pred for pred in compiled.definition.tasks[name].execute_after if pred in unfinished}
+        for name in unfinished
+    }
+    Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
+    plan = compile_plan(predecessors) if predecessors else None
+    transaction.on_commit(lambda: dispatch_plan(session_id=str(session.pk), compiled=compiled, plan=plan))
+
+
+def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Time out, resume or abandon the sessions that need it; return what was done."""
+    now = now or timezone.now()
+    report = SweepReport()
+    with transaction.atomic():
+        overdue = (
+            Session.objects.select_for_update(skip_locked=True)
+            .filter(status__in=ACTIVE, deadline_at__lt=now)[:BATCH]
+        )
+        for session in overdue:
+            session_end(session=session, status=Session.Status.TIMED_OUT,
+                        error=f"timed out: the session's deadline ({session.deadline_at.isoformat()}) passed",
+                        now=now)
+            report.timed_out += 1
+
+    stalled_before = now - timedelta(seconds=settings.JUNCTION_STALL_SECONDS)
+    live_claims = TaskRun.objects.filter(status=TaskRun.Status.RUNNING, lease_expires_at__gt=now)
+    with transaction.atomic():
+        stalled = (
+            Session.objects.select_for_update(skip_locked=True, of=("self",))
+            .select_related("version")
+            .filter(status__in=ACTIVE, updated_at__lt=stalled_before)
+            .exclude(Q(id__in=live_claims.values("session_id")))[:BATCH]
+        )
+        for session in stalled:
+            if session.resumes >= settings.JUNCTION_MAX_RESUMES:
+                session_end(session=session, status=Session.Status.FAILED, now=now, error=(
+                    f"stalled: no progress after {session.resumes} resumes "
+                    f"(workers or broker unavailable?)"
+                ))
+                report.abandoned += 1
+            else:
+                logger.warning("resuming stalled session %s (resume %d)", session.pk, session.resumes + 1)
+                session_resume(session=session, now=now)
+                report.resumed += 1
+    return report
