@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from typing import Any
 
 from celery.signals import worker_ready
@@ -101,6 +102,7 @@ def start_embedded_worker(*, loglevel: str = "INFO", timeout: float = READY_TIME
         _thread.start()
     if not _ready.wait(timeout):
         raise EmbeddedWorkerError(f"The embedded Celery worker was not ready within {timeout:g} s.")
+    _start_sweeper()
     logger.info("Embedded Celery worker consuming %s with %d threads", ", ".join(QUEUES), CONCURRENCY)
     return True
 
@@ -116,3 +118,30 @@ def stop_embedded_worker(*, timeout: float = 10.0) -> None:
         worker.stop(in_sighandler=False)
     if thread is not None:
         thread.join(timeout)
+
+
+_sweeper: threading.Thread | None = None
+
+
+def _sweep_forever() -> None:
+    """Do beat's job in the embedded mode: run the sweeper every JUNCTION_SWEEP_INTERVAL s."""
+    from django.db import close_old_connections
+
+    from interactions.sweeper import sessions_sweep
+
+    interval = settings.CELERY_BEAT_SCHEDULE["sweep-sessions"]["schedule"]
+    while _ready.wait(None) and _thread is not None:
+        time.sleep(interval)
+        try:
+            sessions_sweep()
+        except Exception:  # keep sweeping: a failed round is retried at the next one
+            logger.exception("sweeper round failed")
+        finally:
+            close_old_connections()
+
+
+def _start_sweeper() -> None:
+    global _sweeper
+    if _sweeper is None or not _sweeper.is_alive():
+        _sweeper = threading.Thread(target=_sweep_forever, name="junction-embedded-sweeper", daemon=True)
+        _sweeper.start()
