@@ -86,6 +86,8 @@ def start_embedded_worker(*, loglevel: str = "INFO", timeout: float = READY_TIME
         _ready.clear()
         # Django's LOGGING stays in charge; the worker's loglevel only applies to Celery's loggers.
         logging.getLogger("celery").setLevel(loglevel)
+        # memory:// has no host name; kombu warns about that on every connection.
+        logging.getLogger("kombu.connection").setLevel(logging.ERROR)
         _worker = _make_worker_class()(
             hostname=f"embedded-{threading.get_native_id()}@{socket.gethostname()}",
             pool="threads",

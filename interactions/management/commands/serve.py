@@ -39,7 +39,7 @@ class Command(BaseCommand):
 
         if settings.EMBEDDED:
             # Static files come from the apps (WHITENOISE_USE_FINDERS): no collectstatic dir needed.
-            warnings.filterwarnings("ignore", message="No directory at", module="whitenoise")
+            warnings.filterwarnings("ignore", message="No directory at")
             try:
                 start_embedded_worker(loglevel="INFO" if verbosity > 1 else "WARNING")
             except EmbeddedWorkerError as exc:
