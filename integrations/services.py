@@ -8,6 +8,7 @@ from django.db import IntegrityError, transaction
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
+from config.errors import ApiError
 from integrations.encryption import DecryptionError, decrypt_json, encrypt_json, rotate
 from integrations.models import Integration
 from integrations.providers import Provider, UnknownProvider, providers
@@ -64,7 +65,18 @@ def integration_update(
         public, secret = _split(spec, credentials)
         integration.config = {**integration.config, **public}
         if secret:
-            stored = decrypt_json(integration.secrets_encrypted)
+            try:
+                stored = decrypt_json(integration.secrets_encrypted)
+            except DecryptionError:
+                if set(secret) != spec.secret_fields:
+                    raise ApiError(
+                        "The stored secrets cannot be decrypted with the server's keys: "
+                        "send every secret field again.",
+                        code="secrets_unreadable", status_code=409,
+                        details={f"credentials.{name}": ["Required to replace unreadable secrets."]
+                                 for name in sorted(spec.secret_fields - set(secret))},
+                    ) from None
+                stored = {}
             integration.secrets_encrypted = encrypt_json({**stored, **secret})
     return _save(integration)
 

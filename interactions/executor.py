@@ -29,6 +29,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.services import integration_credentials
 from interactions.compiled import compiled_version
@@ -112,7 +113,13 @@ def run_with_body(
         integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
         if integration is None:
             raise TaskFailed(f"integration {integration_id} no longer exists")
-        credentials = integration_credentials(integration=integration)
+        try:
+            credentials = integration_credentials(integration=integration)
+        except DecryptionError:
+            raise TaskFailed(
+                f"the secrets of integration {integration.name!r} cannot be decrypted with the "
+                f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
+            ) from None
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout))
 
 

@@ -173,7 +173,7 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
                         headers={"Location": f"/api/sessions/{retry.id}/"})
 
     @extend_schema(responses={(200, "text/event-stream"): str})
-    @action(detail=True, methods=["get"], renderer_classes=[EventStreamRenderer, renderers.JSONRenderer])
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
     def events(self, request, pk=None):
         session = self.get_object()
 

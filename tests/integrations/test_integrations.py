@@ -238,3 +238,20 @@ class TestKeyRotation:
         settings.JUNCTION_ENCRYPTION_KEYS = [key_a, key_b]
         integration = make_integration(user)
         Fernet(key_a.encode()).decrypt(integration.secrets_encrypted.encode())
+
+
+def test_patch_after_key_loss_needs_every_secret_again(api, user, settings):
+    integration = make_integration(user, "twitter")
+    settings.JUNCTION_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]  # the old key is gone
+
+    partial = api.patch(f"/api/integrations/{integration.id}/",
+                        {"credentials": {"consumer_secret": "new-cs"}}, format="json")
+    assert_error(partial, 409, "secrets_unreadable")
+    assert set(partial.json()["details"]) == {"credentials.access_token_secret"}
+
+    full = api.patch(f"/api/integrations/{integration.id}/",
+                     {"credentials": {"consumer_secret": "new-cs", "access_token_secret": "new-ats"}},
+                     format="json")
+    assert full.status_code == 200
+    integration.refresh_from_db()
+    assert services.integration_credentials(integration=integration)["access_token_secret"] == "new-ats"
