@@ -1,0 +1,208 @@
+"""The `http_request` task type against a local HTTP server, and its SSRF guard."""
+from __future__ import annotations
+
+import time
+from typing import Any
+from urllib.parse import quote
+
+import pytest
+
+from tasks_catalog.base import TaskContext, TaskFailed
+from tasks_catalog.registry import task_types
+
+
+def run(body: dict[str, Any], timeout: float | None = 30) -> Any:
+    """Run the type as the executor does: a concrete body with the defaults filled in."""
+    task_type = task_types.get("http_request")
+    assert task_type.check_body(body) == {}
+    concrete = {spec.name: body.get(spec.name, spec.default) for spec in task_type.fields}
+    return task_type.run(concrete, TaskContext(timeout=timeout))
+
+
+def failure(body: dict[str, Any], timeout: float | None = 30) -> TaskFailed:
+    with pytest.raises(TaskFailed) as caught:
+        run(body, timeout)
+    return caught.value
+
+
+class TestRequests:
+    def test_get_sends_query_and_headers(self, local_http):
+        output = run({
+            "url": local_http.url("/echo?a=1"),
+            "query": {"b": "two", "n": 3, "flag": True, "many": ["x", "y"]},
+            "headers": {"X-Token": "abc", "Accept": "application/json"},
+        })
+        assert output["status_code"] == 200
+        echoed = output["body"]
+        assert echoed["method"] == "GET"
+        assert echoed["query"] == {"a": ["1"], "b": ["two"], "n": ["3"], "flag": ["true"], "many": ["x", "y"]}
+        assert echoed["headers"]["x-token"] == "abc"
+        assert echoed["headers"]["host"] == f"127.0.0.1:{local_http.port}"
+
+    def test_post_sends_json(self, local_http):
+        output = run({"method": "POST", "url": local_http.url("/echo"), "json": {"order": 42, "tags": ["a"]}})
+        echoed = output["body"]
+        assert echoed["method"] == "POST"
+        assert echoed["headers"]["content-type"] == "application/json"
+        assert echoed["body"] == '{"order": 42, "tags": ["a"]}'
+
+    def test_json_response_is_parsed_and_headers_returned(self, local_http):
+        output = run({"url": local_http.url("/status/201")})
+        assert output["status_code"] == 201
+        assert output["body"] == {"status": 201}
+        assert output["headers"]["content-type"] == "application/json"
+
+    def test_text_response_is_a_string(self, local_http):
+        assert run({"url": local_http.url("/text")})["body"] == "plain words"
+
+    def test_head_has_no_body(self, local_http):
+        output = run({"method": "HEAD", "url": local_http.url("/text")})
+        assert output["status_code"] == 200 and output["body"] == ""
+
+    def test_ok_statuses_make_a_404_a_success(self, local_http):
+        output = run({"url": local_http.url("/status/404"), "ok_statuses": [200, 404]})
+        assert output["status_code"] == 404
+        assert output["body"] == {"status": 404}
+
+    def test_ok_statuses_make_a_200_a_failure(self, local_http):
+        error = failure({"url": local_http.url("/status/200"), "ok_statuses": [204]})
+        assert "answered 200" in str(error)
+
+    def test_404_fails_permanently(self, local_http):
+        error = failure({"url": local_http.url("/status/404")})
+        assert not error.transient
+        assert f"GET {local_http.url('/status/404')} answered 404" in str(error)
+
+    def test_500_fails_transiently(self, local_http):
+        error = failure({"url": local_http.url("/status/500")})
+        assert error.transient
+        assert "answered 500" in str(error)
+
+    def test_429_fails_transiently(self, local_http):
+        assert failure({"url": local_http.url("/status/429")}).transient
+
+    def test_timeout_fails_transiently(self, local_http):
+        started = time.monotonic()
+        error = failure({"url": local_http.url("/slow/3"), "timeout": 0.5})
+        assert error.transient
+        assert "timed out" in str(error)
+        assert time.monotonic() - started < 2.5
+
+    def test_task_timeout_bounds_the_request_timeout(self, local_http):
+        started = time.monotonic()
+        error = failure({"url": local_http.url("/slow/3"), "timeout": 60}, timeout=0.5)
+        assert "timed out" in str(error)
+        assert time.monotonic() - started < 2.5
+
+    def test_connection_refused_is_transient(self, local_http):
+        port = local_http.port
+        local_http.stop()
+        error = failure({"url": f"http://127.0.0.1:{port}/echo"})
+        assert error.transient
+        assert "cannot connect" in str(error)
+
+
+class TestResponseSizeCap:
+    def test_body_at_the_limit_is_read(self, local_http, settings):
+        settings.JUNCTION_HTTP_MAX_RESPONSE_BYTES = 1000
+        assert len(run({"url": local_http.url("/big/1000")})["body"]) == 1000
+
+    def test_declared_oversize_body_fails(self, local_http, settings):
+        settings.JUNCTION_HTTP_MAX_RESPONSE_BYTES = 1000
+        error = failure({"url": local_http.url("/big/5000")})
+        assert not error.transient
+        assert "exceeds the limit of 1000 bytes" in str(error)
+
+    def test_streamed_oversize_body_fails_while_reading(self, local_http, settings):
+        settings.JUNCTION_HTTP_MAX_RESPONSE_BYTES = 100_000
+        error = failure({"url": local_http.url("/stream/5000000")})
+        assert "exceeds the limit of 100000 bytes" in str(error)
+
+
+def redirect_to(local_http, target: str, status: int = 302) -> str:
+    return local_http.url(f"/redirect?status={status}&to={quote(target, safe='')}")
+
+
+class TestRedirects:
+    def test_redirect_to_an_allowed_address_is_followed(self, local_http):
+        output = run({"url": redirect_to(local_http, "/echo?after=redirect")})
+        assert output["status_code"] == 200
+        assert output["body"]["path"] == "/echo"
+        assert output["body"]["query"] == {"after": ["redirect"]}
+        assert [r.path.split("?")[0] for r in local_http.requests] == ["/redirect", "/echo"]
+
+    def test_303_turns_a_post_into_a_get(self, local_http):
+        output = run({"method": "POST", "url": redirect_to(local_http, "/echo", 303), "json": {"a": 1}})
+        assert output["body"]["method"] == "GET"
+        assert output["body"]["body"] == ""
+
+    def test_307_keeps_method_and_body(self, local_http):
+        output = run({"method": "POST", "url": redirect_to(local_http, "/echo", 307), "json": {"a": 1}})
+        assert output["body"]["method"] == "POST"
+        assert output["body"]["body"] == '{"a": 1}'
+
+    def test_a_redirect_status_in_ok_statuses_is_returned_not_followed(self, local_http):
+        output = run({"url": redirect_to(local_http, "/echo"), "ok_statuses": [302]})
+        assert output["status_code"] == 302
+        assert output["headers"]["location"] == "/echo"
+        assert len(local_http.requests) == 1
+
+    def test_redirect_to_a_refused_address_is_refused(self, local_http):
+        error = failure({"url": redirect_to(local_http, "http://169.254.169.254/latest/meta-data/")})
+        assert not error.transient
+        assert "refused to connect to 169.254.169.254: link-local address" in str(error)
+
+    def test_redirect_to_a_loopback_address_outside_the_allow_list_is_refused(self, local_http, settings):
+        settings.JUNCTION_SSRF_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+        error = failure({"url": redirect_to(local_http, f"http://127.0.0.2:{local_http.port}/echo")})
+        assert "refused to connect to 127.0.0.2: loopback address" in str(error)
+        assert [r.path.split("?")[0] for r in local_http.requests] == ["/redirect"]
+
+    def test_redirect_to_another_scheme_is_refused(self, local_http):
+        error = failure({"url": redirect_to(local_http, "file:///etc/passwd")})
+        assert "refused URL scheme 'file'" in str(error)
+
+    def test_redirect_loop_stops(self, local_http):
+        error = failure({"url": local_http.url("/loop")})
+        assert "too many redirects (more than 5)" in str(error)
+        assert len(local_http.requests) == 6
+
+    def test_authorization_is_dropped_on_a_redirect_to_another_origin(self, local_http, settings):
+        # 127.0.0.1 and localhost are different origins that reach the same server.
+        target = local_http.url("/echo", host="localhost")
+        output = run({"url": redirect_to(local_http, target), "headers": {"Authorization": "Bearer t0ken", "X-Keep": "1"}})
+        assert "authorization" not in output["body"]["headers"]
+        assert output["body"]["headers"]["x-keep"] == "1"
+
+
+class TestSsrfGuard:
+    @pytest.fixture(autouse=True)
+    def no_allowed_networks(self, settings):
+        settings.JUNCTION_SSRF_ALLOWED_NETWORKS = []
+
+    @pytest.mark.parametrize("host, reason", [
+        ("127.0.0.1", "loopback"),
+        ("10.0.0.1", "private"),
+        ("169.254.169.254", "link-local"),
+        ("100.64.0.1", "shared address space (CGNAT)"),
+        ("[::1]", "loopback"),
+        ("[::ffff:127.0.0.1]", "loopback"),
+        ("0.0.0.0", "unspecified"),
+        ("localhost", "loopback"),
+    ])
+    def test_refused_before_connecting(self, local_http, host, reason):
+        error = failure({"url": f"http://{host}:{local_http.port}/echo"})
+        assert not error.transient
+        assert "refused to connect to" in str(error)
+        assert f"{reason} address" in str(error)
+        assert local_http.requests == []
+
+    @pytest.mark.parametrize("url", ["ftp://127.0.0.1/file", "file:///etc/passwd", "gopher://example.com/"])
+    def test_other_schemes_are_refused(self, url):
+        error = failure({"url": url})
+        assert "only http and https are allowed" in str(error)
+
+    def test_the_connection_goes_to_the_checked_address_with_the_original_host(self, local_http, settings):
+        settings.JUNCTION_SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+        output = run({"url": local_http.url("/echo", host="localhost")})
+        assert output["body"]["headers"]["host"] == f"localhost:{local_http.port}"
