@@ -1,6 +1,7 @@
 """Liveness and readiness probes: `/healthz` (the process answers) and `/readyz`."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 
@@ -22,7 +23,9 @@ def _database_ok() -> bool:
 
 def _broker_ok() -> bool:
     try:
-        with app.connection_for_write() as conn:
+        # The URL is read at call time, not frozen into the app at start-up, so the probe
+        # checks what the settings say now (tests point it at a closed port).
+        with app.connection_for_write(settings.CELERY_BROKER_URL) as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
         return True
     except Exception:  # any transport error means "not reachable"
