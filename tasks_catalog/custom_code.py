@@ -1,10 +1,11 @@
-"""The `code` task type: user Python run in a sandbox."""
+"""The `code` task type: user Python run in a sandbox (see tasks_catalog/sandbox.py)."""
 from __future__ import annotations
 
 from typing import Any
 
-from tasks_catalog.base import TaskContext, TaskFailed, TaskType
+from tasks_catalog.base import TaskContext, TaskType
 from tasks_catalog.fields import FieldSpec
+from tasks_catalog.sandbox import run_in_sandbox
 
 
 class Code(TaskType):
@@ -22,3 +23,10 @@ class Code(TaskType):
     )
     output_description = "Whatever main() returns (JSON-serialisable)."
     queue = "code"
+
+    def run(self, body: dict[str, Any], context: TaskContext) -> Any:
+        """Return what main(inputs) returns; raise TaskFailed with its traceback or the limit hit.
+
+        Never runs the code outside the sandbox: when it cannot be set up, the task is refused.
+        """
+        return run_in_sandbox(code=body["code"], inputs=body.get("inputs") or {}, timeout=context.timeout)
