@@ -20,7 +20,7 @@ from rest_framework import status
 from accounts.models import User
 from config.errors import ApiError, Conflict
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.canvas import Plan, to_canvas
+from interactions.engine.canvas import Plan, compile_plan, to_canvas
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, Session, TaskRun
 from tasks_catalog.registry import find_task_type
@@ -67,6 +67,19 @@ def dispatch_plan(*, session_id: str, compiled: CompiledVersion, plan: Plan | No
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors
         logger.exception("could not enqueue session %s; the sweeper will resume it", session_id)
+
+
+def remaining_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan | None:
+    """Plan only the `unfinished` tasks of a DAG (None if there are none).
+
+    Tasks that already ended must not be sent again: their delivery would be ignored as a
+    duplicate and the successors chained after it would never fire.
+    """
+    predecessors = {
+        name: {pred for pred in compiled.definition.tasks[name].execute_after if pred in unfinished}
+        for name in unfinished
+    }
+    return compile_plan(predecessors) if predecessors else None
 
 
 def session_dispatch(*, session: Session, compiled: CompiledVersion) -> None:
@@ -186,7 +199,10 @@ def session_cancel(*, session: Session) -> Session:
 
 
 def session_retry(*, session: Session) -> Session:
-    """Start a new session of the same version and input that reuses completed outputs."""
+    """Start a new session of the same version and input that reuses completed outputs.
+
+    Only the tasks that did not complete are sent to the workers.
+    """
     version = session.version
     compiled = compiled_version(version.id, version.tasks)
     done = {run.name: run for run in session.task_runs.filter(status=TaskRun.Status.COMPLETED)}
@@ -205,5 +221,6 @@ def session_retry(*, session: Session) -> Session:
             )
             for name in compiled.definition.tasks
         ])
-        transaction.on_commit(lambda: session_dispatch(session=retry, compiled=compiled))
+        plan = remaining_plan(compiled=compiled, unfinished=set(compiled.definition.tasks) - set(done))
+        transaction.on_commit(lambda: dispatch_plan(session_id=str(retry.id), compiled=compiled, plan=plan))
     return retry

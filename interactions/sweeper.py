@@ -23,9 +23,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from interactions.compiled import compiled_version
-from interactions.engine.canvas import compile_plan
 from interactions.models import Session, TaskRun
-from interactions.sessions import ACTIVE, dispatch_plan, session_end
+from interactions.sessions import ACTIVE, dispatch_plan, remaining_plan, session_end
 
 logger = logging.getLogger(__name__)
 UNFINISHED = (TaskRun.Status.PENDING, TaskRun.Status.RUNNING)
@@ -47,12 +46,8 @@ def session_resume(*, session: Session, now: datetime) -> None:
     """Send the unfinished part of a stalled session's DAG again (plus its finishing task)."""
     compiled = compiled_version(session.version.id, session.version.tasks)
     unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
-    predecessors = {
-        name: {pred for pred in compiled.definition.tasks[name].execute_after if pred in unfinished}
-        for name in unfinished
-    }
     Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
-    plan = compile_plan(predecessors) if predecessors else None
+    plan = remaining_plan(compiled=compiled, unfinished=unfinished)
     transaction.on_commit(lambda: dispatch_plan(session_id=str(session.pk), compiled=compiled, plan=plan))
 
 
