@@ -107,3 +107,50 @@ def celery_workers(django_db_setup, django_db_blocker):
         pool = WorkerPool(count=2, concurrency=2).start()
     yield pool
     pool.stop()
+
+
+# --- External services for the task types (fake Twitter API, SMTP server) --------------------
+
+@pytest.fixture(scope="session", autouse=True)
+def fake_twitter():
+    """The fake Twitter API for the whole run; JUNCTION_TWITTER_API_BASE points at it.
+
+    Session-scoped and autouse so that the variable is in os.environ before the session-scoped
+    `celery_workers` start (they inherit it), and in this process's settings too.
+    """
+    import os
+
+    from django.test.utils import override_settings
+
+    from tests.fake_twitter import FakeTwitter
+
+    server = FakeTwitter(
+        consumers={TWITTER_CREDENTIALS["consumer_key"]: TWITTER_CREDENTIALS["consumer_secret"]},
+        tokens={TWITTER_CREDENTIALS["access_token"]: TWITTER_CREDENTIALS["access_token_secret"]},
+    ).start()
+    previous = os.environ.get("JUNCTION_TWITTER_API_BASE")
+    os.environ["JUNCTION_TWITTER_API_BASE"] = server.base_url
+    override = override_settings(JUNCTION_TWITTER_API_BASE=server.base_url)
+    override.enable()
+    yield server
+    override.disable()
+    if previous is None:
+        os.environ.pop("JUNCTION_TWITTER_API_BASE", None)
+    else:
+        os.environ["JUNCTION_TWITTER_API_BASE"] = previous
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server():
+    """An aiosmtpd server on 127.0.0.1 that accepts SMTP_CREDENTIALS' login."""
+    from tests.smtp_server import SmtpServer
+
+    server = SmtpServer(SMTP_CREDENTIALS["username"], SMTP_CREDENTIALS["password"]).start()
+    yield server
+    server.stop()
+
+
+def smtp_integration(user: User, server, **credentials: Any):
+    """An `smtp` integration pointing at a test `smtp_server`."""
+    return make_integration(user, "smtp", port=server.port, **credentials)
