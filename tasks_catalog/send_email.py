@@ -1,10 +1,24 @@
-"""The `send_email` task type: send a message through an SMTP integration."""
+"""The `send_email` task type: send a message through an SMTP integration.
+
+The message is built and sent by Django's e-mail machinery (EmailMultiAlternatives over the
+SMTP backend), configured from the integration rather than from settings. `use_tls` means
+STARTTLS, except on port 465 where it means implicit TLS (SMTPS), the only thing that port
+speaks.
+"""
 from __future__ import annotations
 
+import smtplib
+import ssl
+from email.utils import make_msgid
 from typing import Any
+
+from django.core.mail import EmailMultiAlternatives, get_connection
 
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.fields import FieldSpec
+
+SMTP_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+SMTPS_PORT = 465
 
 
 class SendEmail(TaskType):
@@ -20,3 +34,60 @@ class SendEmail(TaskType):
     )
     output_description = "The Message-ID of the sent message."
     output_schema = {"type": "object", "properties": {"message_id": {"type": "string"}}}
+
+    def run(self, body: dict[str, Any], context: TaskContext) -> Any:
+        credentials = context.credentials
+        recipients = [body["to"]] if isinstance(body["to"], str) else list(body["to"])
+        recipients = [address.strip() for address in recipients if address.strip()]
+        if not recipients:
+            raise TaskFailed("to: at least one recipient is needed")
+        from_email = credentials["from_email"]
+        message_id = make_msgid(domain=from_email.rpartition("@")[2].strip("> ") or "junction.invalid")
+        implicit_tls = bool(credentials.get("use_tls")) and int(credentials.get("port") or 0) == SMTPS_PORT
+        connection = get_connection(
+            SMTP_BACKEND, fail_silently=False,
+            host=credentials["host"], port=credentials.get("port"),
+            username=credentials.get("username") or "", password=credentials.get("password") or "",
+            use_tls=bool(credentials.get("use_tls")) and not implicit_tls, use_ssl=implicit_tls,
+            timeout=context.timeout or 30,
+        )
+        message = EmailMultiAlternatives(
+            subject=body["subject"], body=body.get("text") or "", from_email=from_email,
+            to=recipients, headers={"Message-ID": message_id}, connection=connection,
+        )
+        if body.get("html"):
+            message.attach_alternative(body["html"], "text/html")
+        server = f"{credentials['host']}:{credentials.get('port')}"
+        try:
+            message.send()
+        except smtplib.SMTPAuthenticationError as exc:
+            raise TaskFailed(f"the SMTP server {server} rejected the login: {_reply(exc)}") from None
+        except smtplib.SMTPNotSupportedError as exc:
+            raise TaskFailed(f"the SMTP server {server} does not support {exc} (check use_tls)") from None
+        except smtplib.SMTPRecipientsRefused as exc:
+            refused = "; ".join(f"{address}: {_reply_of(code, text)}" for address, (code, text) in exc.recipients.items())
+            transient = all(400 <= code < 500 for code, _ in exc.recipients.values())
+            raise TaskFailed(f"the SMTP server refused the recipients: {refused}", transient=transient) from None
+        except smtplib.SMTPResponseException as exc:
+            raise TaskFailed(f"the SMTP server {server} answered {_reply(exc)}", transient=400 <= exc.smtp_code < 500) from None
+        except (smtplib.SMTPServerDisconnected, smtplib.SMTPConnectError) as exc:
+            raise TaskFailed(f"lost the connection to the SMTP server {server}: {exc}", transient=True) from None
+        except ssl.SSLError as exc:
+            raise TaskFailed(f"TLS error with the SMTP server {server}: {exc.reason or exc}") from None
+        except TimeoutError:
+            raise TaskFailed(f"the SMTP server {server} timed out", transient=True) from None
+        except OSError as exc:  # connection refused, unreachable, DNS …
+            raise TaskFailed(f"cannot connect to the SMTP server {server}: {exc.strerror or exc}", transient=True) from None
+        except ValueError as exc:  # a malformed address or a header with a line break
+            raise TaskFailed(f"cannot build the message: {exc}") from None
+        return {"message_id": message_id}
+
+
+def _reply(exc: smtplib.SMTPResponseException) -> str:
+    return _reply_of(exc.smtp_code, exc.smtp_error)
+
+
+def _reply_of(code: int, text: bytes | str) -> str:
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    return f"{code} {text}".strip()
