@@ -9,6 +9,7 @@ import pytest
 
 from tasks_catalog.base import TaskContext, TaskFailed
 from tasks_catalog.registry import task_types
+from tests.http_server import LocalHttpServer
 
 
 def run(body: dict[str, Any], timeout: float | None = 30) -> Any:
@@ -206,3 +207,43 @@ class TestSsrfGuard:
         settings.JUNCTION_SSRF_ALLOWED_NETWORKS = ["127.0.0.0/8"]
         output = run({"url": local_http.url("/echo", host="localhost")})
         assert output["body"]["headers"]["host"] == f"localhost:{local_http.port}"
+
+
+class TestHttps:
+    @pytest.fixture
+    def self_signed_https(self, tmp_path):
+        """An HTTPS server on 127.0.0.1 whose certificate (for `localhost`) no CA signed."""
+        import datetime
+        import ssl
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import NameOID
+
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+        now = datetime.datetime.now(datetime.timezone.utc)
+        cert = (
+            x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost")]), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        (tmp_path / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        (tmp_path / "key.pem").write_bytes(key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+        server = LocalHttpServer()
+        server._server.socket = context.wrap_socket(server._server.socket, server_side=True)
+        yield server.start()
+        server.stop()
+
+    def test_an_untrusted_certificate_is_a_permanent_tls_error(self, self_signed_https):
+        error = failure({"url": f"https://localhost:{self_signed_https.port}/echo"})
+        assert not error.transient
+        assert "TLS error with localhost:" in str(error)
+        assert "certificate verify failed" in str(error)
+        assert self_signed_https.requests == []
