@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
@@ -182,6 +183,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 #   interactions/sessions.py), and the sweeper (interactions/sweeper.py) resumes what is lost.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
+# Every Junction queue, so that `celery -A config worker` without -Q consumes them all; run
+# `-Q code` workers to give custom code dedicated machines.
+CELERY_TASK_QUEUES = (Queue("default"), Queue("code"))
 
 JUNCTION_DEFAULT_TASK_TIMEOUT = env_float("JUNCTION_DEFAULT_TASK_TIMEOUT", 30)
 JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600)

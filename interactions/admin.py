@@ -14,8 +14,10 @@ from django.forms.fields import InvalidJSONInput
 from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
-from interactions import services
-from interactions.models import Interaction, InteractionVersion
+from config.errors import ApiError
+from interactions import selectors, services, sessions
+from interactions.compiled import compiled_version
+from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 
 
 class DefinitionJSONField(forms.JSONField):
@@ -43,7 +45,7 @@ class InteractionAdminForm(forms.ModelForm):
 
     class Meta:
         model = Interaction
-        fields = ["user", "name", "description"]
+        fields = ["user", "name", "description", "deadline_seconds"]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -103,13 +105,22 @@ class InteractionAdmin(admin.ModelAdmin):
 
     def get_fields(self, request, obj: Interaction | None = None) -> list[str]:
         if obj is None:
-            return ["user", "name", "description", "tasks"]
-        return ["user", "name", "description", "is_active", "version", "graph", "tasks", "created_at", "updated_at"]
+            return ["user", "name", "description", "deadline_seconds", "tasks"]
+        return ["user", "name", "description", "deadline_seconds", "is_active", "version", "graph", "plan",
+                "tasks", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request, obj: Interaction | None = None) -> list[str]:
         if obj is None:
             return []
-        return ["user", "is_active", "version", "graph", "created_at", "updated_at"]
+        return ["user", "is_active", "version", "graph", "plan", "created_at", "updated_at"]
+
+    @admin.display(description="Celery plan")
+    def plan(self, obj: Interaction) -> str:
+        if not obj.current_version:
+            return "-"
+        compiled = compiled_version(obj.current_version.id, obj.current_version.tasks)
+        waits = ", ".join(f"{task} also waits for {other}" for task, other in compiled.plan.extra_waits)
+        return format_html("<code>{}</code>{}", compiled.plan.render(), f" (extra waits: {waits})" if waits else "")
 
     @admin.display(description="Version", ordering="current_version__number")
     def version(self, obj: Interaction) -> int | None:
@@ -131,11 +142,13 @@ class InteractionAdmin(admin.ModelAdmin):
         data = form.cleaned_data
         if change:
             saved = services.interaction_update(
-                interaction=obj, name=data["name"], description=data["description"], tasks=data["tasks"]
+                interaction=obj, name=data["name"], description=data["description"], tasks=data["tasks"],
+                deadline_seconds=data.get("deadline_seconds"),
             )
         else:
             saved = services.interaction_create(
-                user=data["user"], name=data["name"], description=data["description"], tasks=data["tasks"]
+                user=data["user"], name=data["name"], description=data["description"], tasks=data["tasks"],
+                deadline_seconds=data.get("deadline_seconds"),
             )
         # The admin goes on with `obj` (messages, log entry, redirect): make it the saved row.
         for field in obj._meta.concrete_fields:
@@ -160,3 +173,69 @@ class InteractionAdmin(admin.ModelAdmin):
     @admin.action(description="Deactivate selected interactions")
     def deactivate(self, request, queryset) -> None:
         self._set_active(request, queryset, False)
+
+
+class TaskRunInline(admin.TabularInline):
+    """A session's tasks: status, output, error and timing, read-only."""
+
+    model = TaskRun
+    extra = 0
+    can_delete = False
+    fields = ["name", "status", "attempts", "started_at", "finished_at", "duration_ms", "output_json", "error"]
+    readonly_fields = fields
+    ordering = ["created_at", "name"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    @admin.display(description="Duration (ms)")
+    def duration_ms(self, obj: TaskRun) -> int | None:
+        return selectors.task_run_data(obj)["duration_ms"]
+
+    @admin.display(description="Output")
+    def output_json(self, obj: TaskRun) -> str:
+        return format_html("<pre style='max-height: 12em; overflow: auto'>{}</pre>", json.dumps(obj.output, indent=2))
+
+
+@admin.register(Session)
+class SessionAdmin(admin.ModelAdmin):
+    """Sessions are records: read-only here, with cancel and retry actions."""
+
+    inlines = [TaskRunInline]
+    list_display = ["id", "interaction", "version_number", "status", "created_at", "finished_at"]
+    list_filter = ["status"]
+    search_fields = ["id", "interaction__name", "user__username"]
+    list_select_related = ["interaction", "version"]
+    actions = ["cancel", "retry"]
+    fields = ["id", "user", "interaction", "version_number", "status", "input", "result", "error",
+              "created_at", "started_at", "finished_at", "deadline_at", "resumes", "retry_of"]
+    readonly_fields = fields
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+    @admin.display(description="Version")
+    def version_number(self, obj: Session) -> int:
+        return obj.version.number
+
+    @admin.action(description="Cancel selected sessions")
+    def cancel(self, request, queryset) -> None:
+        done = 0
+        for session in queryset:
+            try:
+                sessions.session_cancel(session=session)
+                done += 1
+            except ApiError as exc:
+                self.message_user(request, f"{session.id}: {exc.detail}", messages.WARNING)
+        self.message_user(request, f"Cancelled {done} session(s).", messages.SUCCESS)
+
+    @admin.action(description="Retry selected sessions (reusing completed outputs)")
+    def retry(self, request, queryset) -> None:
+        started = [sessions.session_retry(session=session) for session in queryset]
+        self.message_user(request, f"Started {len(started)} retry session(s).", messages.SUCCESS)

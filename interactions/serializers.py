@@ -11,7 +11,8 @@ class InteractionInputSerializer(serializers.Serializer):
     tasks = serializers.JSONField(help_text="{task name: {type, integration, body, execute_after, retries, timeout}}")
     deadline_seconds = serializers.IntegerField(
         min_value=1, required=False, allow_null=True,
-        help_text="Sessions running longer end as timed_out (default: the server's setting).",
+        help_text="Sessions running longer end as timed_out (default: the server's setting). "
+        "Write-only: the representation keeps SPEC's fields; the admin shows it.",
     )
 
 
@@ -23,7 +24,7 @@ class InteractionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Interaction
         fields = ["id", "name", "description", "is_active", "version", "tasks", "endpoint_url",
-                  "deadline_seconds", "created_at", "updated_at"]
+                  "created_at", "updated_at"]
 
     def get_endpoint_url(self, obj) -> str:
         path = f"/api/interactions/{obj.id}/run/"

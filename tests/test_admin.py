@@ -146,3 +146,53 @@ def test_activate_and_deactivate_actions(admin_client, user):
     interaction.refresh_from_db()
     assert not interaction.is_active
     assert interaction.current_version.number == 1
+
+
+def _session_with_runs(user):
+    """A session recorded as the executor leaves it: one task completed, one failed."""
+    from django.utils import timezone
+
+    from interactions.models import Session, TaskRun
+
+    interaction = make_interaction(user, active=True)
+    now = timezone.now()
+    session = Session.objects.create(
+        user=user, interaction=interaction, version=interaction.current_version, input={},
+        status=Session.Status.RUNNING, started_at=now,
+    )
+    TaskRun.objects.create(session=session, name="shape", status="completed", output={"marker": "out-1"},
+                           attempts=1, started_at=now, finished_at=now)
+    TaskRun.objects.create(session=session, name="check", status="pending")
+    return session
+
+
+def test_session_pages_show_tasks_read_only(admin_client, user):
+    session = _session_with_runs(user)
+    listing = admin_client.get("/admin/interactions/session/")
+    assert listing.status_code == 200 and str(session.id) in listing.content.decode()
+    page = admin_client.get(f"/admin/interactions/session/{session.pk}/change/")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "out-1" in html and "Pending" in html and "Completed" in html
+    # Read-only: a POST to the change page does not change the record.
+    admin_client.post(f"/admin/interactions/session/{session.pk}/change/", {"status": "completed"})
+    session.refresh_from_db()
+    assert session.status == "running"
+
+
+def test_session_cancel_action(admin_client, user):
+    session = _session_with_runs(user)
+    response = admin_client.post(
+        "/admin/interactions/session/", {"action": "cancel", "_selected_action": [str(session.pk)]}
+    )
+    assert response.status_code == 302
+    session.refresh_from_db()
+    assert session.status == "cancelled"
+    assert session.task_runs.get(name="check").status == "cancelled"
+    assert session.task_runs.get(name="shape").status == "completed"
+
+
+def test_interaction_change_page_shows_the_celery_plan(admin_client, user):
+    interaction = make_interaction(user)
+    html = admin_client.get(f"/admin/interactions/interaction/{interaction.pk}/change/").content.decode()
+    assert "chain(shape, check)" in html
