@@ -78,6 +78,9 @@ class SendEmail(TaskType):
             raise TaskFailed(f"the SMTP server {server} timed out", transient=True) from None
         except OSError as exc:  # connection refused, unreachable, DNS …
             raise TaskFailed(f"cannot connect to the SMTP server {server}: {exc.strerror or exc}", transient=True) from None
+        except UnicodeEncodeError:
+            # smtplib encodes the login as ASCII; the exception would quote the password.
+            raise TaskFailed("the SMTP username or password has non-ASCII characters, which SMTP AUTH cannot send") from None
         except ValueError as exc:  # a malformed address or a header with a line break
             raise TaskFailed(f"cannot build the message: {exc}") from None
         return {"message_id": message_id}

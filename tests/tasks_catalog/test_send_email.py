@@ -63,6 +63,13 @@ def test_wrong_password_is_a_permanent_failure_without_the_password(user, smtp_s
     assert smtp_server.failed_logins >= 1 and smtp_server.messages == []  # smtplib tries each mechanism
 
 
+def test_a_non_ascii_password_is_reported_without_quoting_it(user, smtp_server):
+    error = failure(user, smtp_integration(user, smtp_server, password="smtp-sécret-ü"))
+    assert not error.transient
+    assert str(error) == "the SMTP username or password has non-ASCII characters, which SMTP AUTH cannot send"
+    assert smtp_server.messages == []
+
+
 def test_no_login_is_refused_by_a_server_that_requires_it(user, smtp_server):
     error = failure(user, smtp_integration(user, smtp_server, username="", password=""))
     assert not error.transient
