@@ -23,8 +23,11 @@ def flush_redis() -> None:
 class WorkerPool:
     """Start `count` `celery worker` processes and stop them on `stop()`."""
 
-    def __init__(self, count: int = 2, concurrency: int = 2, queues: str = "default,code", extra_env: dict | None = None):
-        self.count, self.concurrency, self.queues = count, concurrency, queues
+    def __init__(
+        self, count: int = 2, concurrency: int = 2, queues: str = "default,code", extra_env: dict | None = None,
+        name: str = "test",
+    ):
+        self.count, self.concurrency, self.queues, self.name = count, concurrency, queues, name
         self.extra_env = extra_env or {}
         self.processes: list[subprocess.Popen] = []
         self.log_dir = Path(os.environ.get("JUNCTION_TEST_LOG_DIR", "/tmp/junction-test-workers"))
@@ -44,10 +47,10 @@ class WorkerPool:
 
     def start_one(self, index: int) -> subprocess.Popen:
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_dir / f"worker-{os.getpid()}-{index}.log", "ab")
+        log = open(self.log_dir / f"{self.name}-{os.getpid()}-{index}.log", "ab")
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork",
-             "-c", str(self.concurrency), "-Q", self.queues, "-n", f"test{index}-{os.getpid()}@%h",
+             "-c", str(self.concurrency), "-Q", self.queues, "-n", f"{self.name}{index}-{os.getpid()}@%h",
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
