@@ -385,6 +385,17 @@ def run_in_sandbox(*, code: str, inputs: Any, timeout: float | None = None) -> A
     return _interpret(outcome, limits, wall)
 
 
+def _has_nul(value: Any) -> bool:
+    """Whether a JSON value holds U+0000 in a string or key (PostgreSQL's jsonb cannot store it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any("\x00" in key or _has_nul(item) for key, item in value.items())
+    return False
+
+
 def _interpret(outcome: Outcome, limits: Limits, wall: float) -> Any:
     output = _tail(outcome.output)
     with_output = f"\n--- output ---\n{output}" if output else ""
@@ -403,6 +414,9 @@ def _interpret(outcome: Outcome, limits: Limits, wall: float) -> Any:
         except ValueError:
             message = None
         if isinstance(message, dict) and "ok" in message and code == 0:
+            if _has_nul(message["ok"]):
+                raise TaskFailed("main() returned text containing the NUL character (U+0000), "
+                                 "which cannot be stored; remove it from the result")
             return message["ok"]
         if isinstance(message, dict) and isinstance(message.get("error"), str):
             raise TaskFailed(message["error"] + with_output)

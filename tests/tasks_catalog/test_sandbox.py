@@ -139,6 +139,12 @@ def test_a_result_that_is_not_json_fails():
     assert "not JSON-serialisable" in failure("def main(inputs):\n    return float('nan')\n")
 
 
+def test_a_result_with_a_nul_character_fails_clearly():
+    # Valid JSON, but PostgreSQL's jsonb cannot store U+0000: refuse it here, with a reason.
+    assert "NUL character" in failure("def main(inputs):\n    return {'a': ['x\\0y']}\n")
+    assert "NUL character" in failure("def main(inputs):\n    return {'k\\0': 1}\n")
+
+
 def test_code_without_main_fails():
     assert "does not define a function main(inputs)" in failure("x = 1\n")
 
@@ -160,18 +166,20 @@ def test_writing_a_fake_result_to_stdout_is_not_the_result():
 # --- resource limits ------------------------------------------------------------------------------
 
 
+@override_settings(JUNCTION_CODE_WALL_SECONDS=30)
 def test_an_infinite_loop_is_stopped_by_the_cpu_limit():
+    # A generous wall clock, so that only the CPU limit can stop it even on a busy machine.
     started = time.monotonic()
     error = failure("def main(inputs):\n    while True:\n        pass\n")
     assert "CPU time limit of 1 s" in error
-    assert time.monotonic() - started < 3.5  # before the 4 s wall-clock limit
+    assert time.monotonic() - started < 20
 
 
 def test_a_sleeping_loop_is_stopped_by_the_wall_clock_limit():
     started = time.monotonic()
     error = failure("import time\ndef main(inputs):\n    while True:\n        time.sleep(0.1)\n")
     assert "wall-clock limit of 4 s" in error
-    assert 3.9 < time.monotonic() - started < 7
+    assert 3.9 < time.monotonic() - started < 10
     assert sandbox_processes() == []
 
 
@@ -236,7 +244,7 @@ def test_a_fork_bomb_is_contained_and_the_next_task_runs_normally():
     started = time.monotonic()
     error = failure(bomb)
     assert "CPU time limit" in error or "wall-clock limit" in error
-    assert time.monotonic() - started < 7
+    assert time.monotonic() - started < 10
     assert sandbox_processes() == []
     # This process is fine, and so is the next sandbox.
     assert subprocess.run(["true"], check=False).returncode == 0
@@ -246,8 +254,9 @@ def test_a_fork_bomb_is_contained_and_the_next_task_runs_normally():
 def test_huge_output_is_cut_off_while_it_is_read():
     started = time.monotonic()
     error = failure("import sys\ndef main(inputs):\n    while True:\n        sys.stdout.write('x' * 65536)\n")
+    # Stopped by the cap, not by the 4 s wall clock.
     assert error == "the code's output exceeded the limit of 65536 bytes; it was stopped"
-    assert time.monotonic() - started < 3
+    assert time.monotonic() - started < 4
     assert sandbox_processes() == []
 
 
@@ -339,7 +348,7 @@ def test_no_secret_of_the_worker_reaches_the_code(monkeypatch):
         "    environs = {}\n"
         "    for pid in [p for p in os.listdir('/proc') if p.isdigit()] + ['self']:\n"
         "        try:\n"
-        "            environs[pid] = open(f'/proc/{pid}/environ', 'rb').read().decode()\n"
+        "            environs[pid] = open(f'/proc/{pid}/environ', 'rb').read().decode().replace('\\0', '\\n')\n"
         "        except OSError as exc:\n"
         "            environs[pid] = exc.__class__.__name__\n"
         "    return {'environ': dict(os.environ), 'proc': environs}\n"
@@ -364,7 +373,7 @@ def test_no_file_in_the_sandbox_holds_a_secret_of_the_server():
         "                    seen.append(open(os.path.join(path, name), 'rb').read(4096).decode('latin-1'))\n"
         "                except OSError:\n"
         "                    pass\n"
-        "    return '\\n'.join(seen)\n"
+        "    return '\\n'.join(seen).replace('\\0', '')\n"
     )
     everything = run(code, {"skip": ["/usr", "/proc", f"{sys.base_prefix}/lib"]})
     assert settings.SECRET_KEY not in everything
