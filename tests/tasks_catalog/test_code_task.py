@@ -6,7 +6,6 @@ production: on a worker consuming the `code` queue, from a session started over 
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 from django.conf import settings
@@ -17,9 +16,6 @@ from tasks_catalog.custom_code import Code
 from tasks_catalog.registry import task_types
 from tests.conftest import make_interaction
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("bwrap") is None, reason="bubblewrap is not installed (scripts/run-tests installs it)"
-)
 
 SUM = "def main(inputs):\n    return {'sum': sum(inputs['numbers']), 'nested': {'n': len(inputs['numbers'])}}\n"
 FAILING = "def main(inputs):\n    return inputs['missing']\n"
