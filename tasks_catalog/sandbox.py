@@ -374,10 +374,15 @@ def run_in_sandbox(*, code: str, inputs: Any, timeout: float | None = None) -> A
                 )
             except OSError as exc:
                 raise SandboxUnavailable(f"code tasks are refused: bubblewrap could not be started: {exc}") from None
-            os.close(result_write)
-            result_write = -1
-            with process:
-                outcome = _communicate(process, stdin, result_read, wall=wall, cap=limits.output_bytes)
+            try:
+                os.close(result_write)
+                result_write = -1
+                with process:
+                    outcome = _communicate(process, stdin, result_read, wall=wall, cap=limits.output_bytes)
+            finally:
+                # Also when Celery's soft time limit interrupts us anywhere in between.
+                if process.returncode is None:
+                    _kill(process)
         finally:
             os.close(result_read)
             if result_write != -1:
