@@ -33,6 +33,10 @@ SMALL_LIMITS = dict(
     JUNCTION_CODE_MAX_PROCESSES=8,
     JUNCTION_CODE_MAX_OPEN_FILES=32,
     JUNCTION_CODE_MAX_FILE_MIB=1,
+    # A uid range of this test process alone, so that checking for left-over sandbox processes
+    # is not confused by other test runs on the same machine.
+    JUNCTION_CODE_SANDBOX_UID=100_000 + (os.getpid() % 100_000) * 8,
+    JUNCTION_CODE_SANDBOX_UID_COUNT=8,
 )
 SECRET = "junction-test-secret-7f3a9c1e"
 PROJECT_SETTINGS = Path(settings.BASE_DIR) / "config" / "settings.py"
