@@ -11,7 +11,7 @@ import logging
 from typing import Any
 
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError
+from django.db import DatabaseError, DataError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
@@ -93,6 +93,13 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
+    elif isinstance(exc, DataError):
+        # A value the database cannot store (e.g. a NUL character in JSON): the input's fault.
+        return Response(
+            error_body("unstorable_value", f"The database cannot store a value of this request: "
+                       f"{str(exc).splitlines()[0]}"),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
     elif isinstance(exc, DatabaseError):
         logger.exception("database error")
         return Response(

@@ -26,6 +26,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from jmespath.exceptions import JMESPathError
 from django.conf import settings
+from django.db import DataError
 from django.db.models import F
 from django.utils import timezone
 
@@ -66,7 +67,11 @@ def lease_seconds(timeout: float) -> float:
 def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any = None, error: str | None = None) -> None:
     """Store the task's outcome if this claim (`attempt`) still holds it; count its size."""
     now = timezone.now()
-    size = len(json.dumps(output, separators=(",", ":"))) if output is not None else 0
+    try:
+        encoded = json.dumps(output, separators=(",", ":"), allow_nan=False) if output is not None else ""
+    except (TypeError, ValueError) as exc:
+        encoded, output, status, error = "", None, Status.FAILED, f"output is not JSON: {exc}"
+    size = len(encoded)
     if size > settings.JUNCTION_MAX_OUTPUT_BYTES:
         status, output, size = Status.FAILED, None, 0
         error = f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
@@ -78,9 +83,15 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
         Session.objects.filter(pk=session_id).update(updated_at=now)
         status, output = Status.FAILED, None
         error = f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
-    TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
-        status=status, output=output, error=error, finished_at=now, updated_at=now, lease_expires_at=None
-    )
+    claim = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt)
+    try:
+        claim.update(status=status, output=output, error=error, finished_at=now, updated_at=now,
+                     lease_expires_at=None)
+    except DataError as exc:
+        # Valid JSON the database refuses (PostgreSQL's jsonb has no NUL character): a
+        # permanent failure of this output, not an outage to retry.
+        claim.update(status=Status.FAILED, output=None, finished_at=now, updated_at=now, lease_expires_at=None,
+                     error=f"output cannot be stored: {str(exc).splitlines()[0]}")
 
 
 def _run(task_type, body: dict[str, Any], context: TaskContext) -> Any:

@@ -77,3 +77,22 @@ def test_unhandled_failure_fails_session(celery_workers, api, user):
     assert session["tasks"]["boom"]["status"] == "failed"
     assert session["tasks"]["after"]["status"] == "skipped"
     assert "kaput" in session["error"]
+
+
+def test_output_the_database_cannot_store_fails_the_task(celery_workers, api, user):
+    # A JMESPath JSON literal makes a string with a NUL character: valid JSON, refused by jsonb.
+    interaction = make_interaction(user, active=True, tasks={
+        "nul": {"type": "transform", "body": {"data": {}, "expression": '`"a\\u0000b"`'}},
+    })
+    session = run(api, interaction).json()
+    assert session["status"] == "failed"
+    assert session["tasks"]["nul"]["status"] == "failed"
+    assert "cannot be stored" in session["tasks"]["nul"]["error"]
+
+
+def test_input_the_database_cannot_store_is_a_400(api, user):
+    interaction = make_interaction(user, active=True)
+    response = api.post(f"/api/interactions/{interaction.id}/run/",
+                        {"shape": {"data": {"items": ["a\u0000b"]}}}, format="json")
+    assert response.status_code == 400
+    assert response.json()["code"] == "unstorable_value"
