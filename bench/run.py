@@ -183,6 +183,7 @@ def client_main(spec: dict[str, Any], ready, go, out) -> None:
             out.put({"error": "never started"})
             return
         deadline = time.monotonic() + spec["duration"]
+        cpu0 = time.process_time()
         latencies, extras, errors = [], [], []
         first = time.time()
         while len(latencies) + len(errors) < spec["max_count"] and time.monotonic() < deadline:
@@ -202,7 +203,7 @@ def client_main(spec: dict[str, Any], ready, go, out) -> None:
         op = None
         gc.collect()  # release Celery results (their __del__ unsubscribes) before shutdown
         out.put({"latencies": latencies, "errors": errors[:5], "error_count": len(errors),
-                 "extras": extras, "first": first, "last": last})
+                 "extras": extras, "first": first, "last": last, "cpu": time.process_time() - cpu0})
     except Exception as exc:  # report set-up failures to the parent instead of hanging it
         ready.put(os.getpid())
         out.put({"error": f"{type(exc).__name__}: {exc}"})
@@ -212,8 +213,22 @@ def client_main(spec: dict[str, Any], ready, go, out) -> None:
     os._exit(0)
 
 
-def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int) -> dict[str, Any]:
-    """Run `clients` client processes at once; return latencies, throughput and errors."""
+def proc_cpu(pids: set[int]) -> float:
+    """User + system CPU seconds consumed so far by these processes (those still alive)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / tick
+
+
+def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
+          server_pids: set[int] = frozenset()) -> dict[str, Any]:
+    """Run `clients` client processes at once; return latencies, throughput, CPU and errors."""
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
     spec = {**spec, "duration": duration, "max_count": max_count}
@@ -224,8 +239,10 @@ def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int) -
         for _ in procs:
             ready.get(timeout=60)
         started = time.time()
+        cpu0 = proc_cpu(server_pids)
         go.set()
         reports = [out.get(timeout=duration + 180) for _ in procs]
+        server_cpu = proc_cpu(server_pids) - cpu0
     finally:
         for proc in procs:
             proc.join(timeout=5)
@@ -243,6 +260,8 @@ def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int) -
         "elapsed": elapsed,
         "per_min": len(latencies) / elapsed * 60 if elapsed > 0 else 0.0,
         "error_count": sum(r["error_count"] for r in reports),
+        "server_cpu_ms": server_cpu * 1000 / max(1, len(latencies)),
+        "client_cpu_ms": sum(r["cpu"] for r in reports) * 1000 / max(1, len(latencies)),
         "errors": [e for r in reports for e in r["errors"]][:5],
         "extras": [x for r in reports for x in r["extras"]],
     }
@@ -515,6 +534,9 @@ def start_profilers(stack: "Stack", seconds: float) -> list[tuple[str, subproces
     return running
 
 
+PROJECT_FRAME = re.compile(r"\((?:\S*/)?(?:accounts|config|integrations|interactions|tasks_catalog)/\S+\.py\)$")
+
+
 def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
     """Inclusive share of samples per project function, and the top self (leaf) frames overall.
 
@@ -523,7 +545,7 @@ def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
     """
     inclusive: dict[str, int] = {}
     leaf: dict[str, int] = {}
-    total = 0
+    total = main_process = 0
     for path in paths:
         if not path.exists():
             continue
@@ -534,10 +556,12 @@ def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
             n = int(count)
             total += n
             frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
+            if "/.venv/" in stack.split(";")[0] and stack.count(";process ") == 0 and "gunicorn" not in stack:
+                main_process += n  # a celery worker's main process (not a pool child)
             seen = set()
             for frame in frames:
                 key = re.sub(r":\d+\)$", ")", frame)  # one entry per function, not per line
-                if key not in seen and ("/work/main/" in key or str(ROOT) in key) and "/.venv/" not in key:
+                if key not in seen and PROJECT_FRAME.search(key):
                     seen.add(key)
                     inclusive[key] = inclusive.get(key, 0) + n
             if frames:
@@ -547,6 +571,7 @@ def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
     short = lambda k: k.replace(str(ROOT) + "/", "")  # noqa: E731
     return {
         "samples": total,
+        "main_process_share": main_process / total if total else 0.0,
         "inclusive": [(short(k), v / total) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]] if total else [],
         "self": [(k, v / total) for k, v in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]] if total else [],
     }
@@ -605,7 +630,9 @@ def run_benchmark(args) -> dict[str, Any]:
                 # Idle PostgreSQL backends publish their statistics within 10 s (PG 15): wait it out.
                 count_db = side == "junction" and clients == 1 and args.profile
                 before = (time.sleep(11), pg_counters())[1] if count_db else {}
-                r = drive(spec(side, scenario, keep_times), clients, duration, count)
+                server = descendants(stack.worker_pids("junction-worker") + stack.worker_pids("gunicorn")
+                                     if side == "junction" else stack.worker_pids("raw-worker"))
+                r = drive(spec(side, scenario, keep_times), clients, duration, count, server)
                 if before:
                     time.sleep(11)
                     after = pg_counters()
@@ -623,7 +650,8 @@ def run_benchmark(args) -> dict[str, Any]:
                     }
                 print(f"  {scenario:9s} {side:8s} clients={clients} n={r['count']:5d} "
                       f"p50={pct(r['latencies'], 50) * 1000:8.1f} ms  p99={pct(r['latencies'], 99) * 1000:8.1f} ms  "
-                      f"{r['per_min']:8.0f}/min  errors={r['error_count']}"
+                      f"{r['per_min']:8.0f}/min  cpu/session server {r['server_cpu_ms']:6.1f} ms "
+                      f"client {r['client_cpu_ms']:5.1f} ms  errors={r['error_count']}"
                       + (f"  e.g. {r['errors'][0]}" if r["errors"] else ""), flush=True)
                 out[side] = r
             return out
@@ -666,6 +694,10 @@ def summarise(results: dict[str, Any]) -> list[dict[str, Any]]:
     row(f"diamond `Prefer: wait` p50, {c} clients", "ms", j, r)
     j, r = both("diamond_load", lambda x: pct(x["latencies"], 99) * 1000)
     row(f"diamond `Prefer: wait` p99, {c} clients", "ms", j, r)
+    j, r = both("diamond_load", lambda x: x["server_cpu_ms"])
+    row(f"diamond CPU per session, {c} clients: workers (+ gunicorn for Junction)", "ms", j, r)
+    j, r = both("diamond_load", lambda x: x["server_cpu_ms"] + x["client_cpu_ms"])
+    row(f"diamond CPU per session, {c} clients: all benchmark processes incl. clients", "ms", j, r)
     j, r = both("diamond_alone", lambda x: pct(x["latencies"], 50) * 1000)
     row("diamond `Prefer: wait` p50, 1 client alone", "ms", j, r, "< 30 ms", j < 30)
     j, r = both("diamond_alone", lambda x: pct(x["latencies"], 99) * 1000)
@@ -794,7 +826,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:50s} {value:8.1f}")
     prof = results["diamond_load"]["junction"].get("profile")
     for group, summary in (prof or {}).items():
-        print(f"\nprofile, {group} ({summary['samples']} samples): project functions, inclusive share")
+        print(f"\nprofile, {group} ({summary['samples']} samples; share in celery main processes "
+              f"{summary['main_process_share']:.0%}): project functions, inclusive share")
         for name, share in summary["inclusive"][:15]:
             print(f"  {share:6.1%}  {name}")
         print(f"profile, {group}: top leaf frames")
