@@ -21,6 +21,10 @@ class TimeStampedModel(models.Model):
 
 class User(AbstractUser):
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    plan = models.CharField(
+        max_length=50, default="default",
+        help_text="Rate-limit plan: a key of JUNCTION_RATE_PLANS (e.g. default, unlimited).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

@@ -222,7 +222,24 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-sessions": {"task": "junction.sweep", "schedule": env_float("JUNCTION_SWEEP_INTERVAL", 15)},
 }
 
+# --- Cache: rate-limit windows and metrics counters -----------------------------------------
+# Shared by every process: Redis outside the embedded mode (the result backend's server unless
+# CACHE_URL says otherwise), process memory in the embedded mode (one process).
+_CACHE_URL = env_str("CACHE_URL", None if EMBEDDED else CELERY_RESULT_BACKEND)
+CACHES = {
+    "default": (
+        {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": _CACHE_URL,
+         "KEY_PREFIX": "junction", "OPTIONS": {"socket_timeout": 2, "socket_connect_timeout": 2}}
+        if _CACHE_URL and _CACHE_URL.startswith(("redis://", "rediss://"))
+        else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "junction"}
+    )
+}
+
 # --- Junction -------------------------------------------------------------------------------
+# Per-user rate limits on runs: plan=requests/period (s, min, hour); users have a `plan`.
+JUNCTION_RATE_PLANS = dict(
+    item.split("=", 1) for item in env_list("JUNCTION_RATE_PLANS", ["default=60000/min", "unlimited=none"])
+)
 JUNCTION_ALLOW_REGISTRATION = env_bool("JUNCTION_ALLOW_REGISTRATION", True)
 JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300)

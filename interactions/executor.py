@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -30,6 +31,7 @@ from django.db import DataError
 from django.db.models import F
 from django.utils import timezone
 
+from config import metrics
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.services import integration_credentials
@@ -64,8 +66,11 @@ def lease_seconds(timeout: float) -> float:
     return timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE + settings.JUNCTION_LEASE_GRACE
 
 
-def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any = None, error: str | None = None) -> None:
-    """Store the task's outcome if this claim (`attempt`) still holds it; count its size."""
+def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any = None, error: str | None = None) -> str:
+    """Store the task's outcome if this claim (`attempt`) still holds it; count its size.
+
+    Returns the status stored (a too large or unstorable output turns into `failed`).
+    """
     now = timezone.now()
     try:
         encoded = json.dumps(output, separators=(",", ":"), allow_nan=False) if output is not None else ""
@@ -92,6 +97,8 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
         # permanent failure of this output, not an outage to retry.
         claim.update(status=Status.FAILED, output=None, finished_at=now, updated_at=now, lease_expires_at=None,
                      error=f"output cannot be stored: {str(exc).splitlines()[0]}")
+        return Status.FAILED
+    return status
 
 
 def _run(task_type, body: dict[str, Any], context: TaskContext) -> Any:
@@ -205,6 +212,7 @@ def task_execute(*, session_id: UUID, name: str) -> None:
         Session.objects.filter(pk=session_id, status=Session.Status.QUEUED).update(
             status=Session.Status.RUNNING, started_at=now, updated_at=now
         )
+    started = time.monotonic()
     try:
         try:
             body = resolve_body(spec, compiled.defaults[name], session.input, records)
@@ -221,9 +229,10 @@ def task_execute(*, session_id: UUID, name: str) -> None:
                 status=Status.PENDING, error=str(failure), updated_at=timezone.now(), lease_expires_at=None
             )
             raise RetryLater(backoff(attempt)) from None
-        _record(session_id, name, attempt, Status.FAILED, error=str(failure))
-        return
-    _record(session_id, name, attempt, Status.COMPLETED, output=output)
+        status = _record(session_id, name, attempt, Status.FAILED, error=str(failure))
+    else:
+        status = _record(session_id, name, attempt, Status.COMPLETED, output=output)
+    metrics.task_finished(spec.type, status, time.monotonic() - started)
 
 
 def session_finish(*, session_id: UUID) -> str:
@@ -249,7 +258,8 @@ def session_finish(*, session_id: UUID) -> str:
             f"{name}: {runs[name].error}" for name in outcome.unhandled
         )
     now = timezone.now()
-    Session.objects.filter(pk=session_id, status__in=[Session.Status.QUEUED, Session.Status.RUNNING]).update(
+    if Session.objects.filter(pk=session_id, status__in=[Session.Status.QUEUED, Session.Status.RUNNING]).update(
         status=outcome.status, result=outcome.result, error=error, finished_at=now, updated_at=now
-    )
+    ):
+        metrics.session_finished(outcome.status)
     return outcome.status

@@ -18,6 +18,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts.models import User
+from config import metrics
 from config.errors import ApiError, Conflict
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.canvas import Plan, compile_plan, to_canvas
@@ -162,6 +163,7 @@ def session_start(
                 [TaskRun(session=session, name=name) for name in compiled.definition.tasks]
             )
             transaction.on_commit(lambda: session_dispatch(session=session, compiled=compiled))
+            transaction.on_commit(metrics.session_started)
     except IntegrityError:
         # Two requests with the same key raced: the other one won; answer with its session.
         existing = _existing_for_key(user, interaction, idempotency_key, digest) if idempotency_key else None
@@ -173,9 +175,10 @@ def session_start(
 
 def session_end(*, session: Session, status: str, error: str, now: datetime) -> None:
     """End an active session as `status`; its unfinished tasks become `cancelled`."""
-    Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
+    if Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
         status=status, error=error, finished_at=now, updated_at=now
-    )
+    ):
+        transaction.on_commit(lambda: metrics.session_finished(status))
     running = list(session.task_runs.filter(status=TaskRun.Status.RUNNING).values_list("name", flat=True))
     session.task_runs.filter(status__in=(TaskRun.Status.PENDING, TaskRun.Status.RUNNING)).update(
         status=TaskRun.Status.CANCELLED, error=error, finished_at=now, updated_at=now, lease_expires_at=None
@@ -223,4 +226,5 @@ def session_retry(*, session: Session) -> Session:
         ])
         plan = remaining_plan(compiled=compiled, unfinished=set(compiled.definition.tasks) - set(done))
         transaction.on_commit(lambda: dispatch_plan(session_id=str(retry.id), compiled=compiled, plan=plan))
+        transaction.on_commit(metrics.session_started)
     return retry

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.ownership import OwnedQuerysetMixin
+from accounts.throttling import PlanRateThrottle
 from interactions import selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Session
@@ -95,7 +96,7 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         ],
         responses={200: SessionSerializer, 202: SessionSerializer},
     )
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[PlanRateThrottle])
     def run(self, request, pk=None):
         session, _ = sessions.session_start(
             user=request.user, interaction=self.get_object(), data=request.data,

@@ -1,0 +1,59 @@
+"""Per-user rate limits by plan (JUNCTION_RATE_PLANS): a fixed-window counter in the cache.
+
+DRF's own throttles keep every request's timestamp per user, which costs O(rate) per request
+at the tens of thousands a minute Junction is built for; a counter per window costs one
+increment. The price is the usual fixed-window burst at a window's edge (up to twice the rate
+over a short span), which is acceptable for a quota.
+"""
+from __future__ import annotations
+
+import time
+
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import ImproperlyConfigured
+from rest_framework.throttling import BaseThrottle
+
+PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
+
+
+def parse_rate(rate: str) -> tuple[int, int] | None:
+    """Parse "600/min" into (600, 60); "none" means no limit (None)."""
+    if rate.strip().lower() == "none":
+        return None
+    try:
+        count, period = rate.split("/")
+        return int(count), PERIODS[period.strip().lower()]
+    except (ValueError, KeyError):
+        raise ImproperlyConfigured(f"bad rate {rate!r} in JUNCTION_RATE_PLANS (use e.g. 600/min)") from None
+
+
+class PlanRateThrottle(BaseThrottle):
+    def __init__(self) -> None:
+        self._wait = 0.0
+
+    def allow_request(self, request, view) -> bool:
+        user = request.user
+        if not user or not user.is_authenticated:
+            return True
+        rate = settings.JUNCTION_RATE_PLANS.get(user.plan) or settings.JUNCTION_RATE_PLANS.get("default")
+        limit = parse_rate(rate) if rate else None
+        if limit is None:
+            return True
+        count, period = limit
+        now = time.time()
+        window = int(now // period)
+        key = f"rate:{user.pk}:{period}:{window}"
+        cache.add(key, 0, timeout=period + 1)
+        try:
+            used = cache.incr(key)
+        except ValueError:  # the key expired between add and incr: a new window
+            cache.add(key, 1, timeout=period + 1)
+            used = 1
+        if used <= count:
+            return True
+        self._wait = (window + 1) * period - now
+        return False
+
+    def wait(self) -> float:
+        return max(self._wait, 0.0)

@@ -1,0 +1,106 @@
+"""Prometheus metrics at `/metrics`: sessions started and finished, task durations, queues.
+
+Counters live in the cache (Redis outside the embedded mode), so every API and worker process
+adds to the same numbers and any process can expose them. Each label set is known in advance
+(statuses, task types, buckets): exposition reads them all in one `get_many`.
+"""
+from __future__ import annotations
+
+import logging
+
+from django.core.cache import cache
+from django.http import HttpResponse
+
+logger = logging.getLogger(__name__)
+
+SESSION_STATUSES = ("completed", "failed", "cancelled", "timed_out")
+TASK_STATUSES = ("completed", "failed")
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+PREFIX = "metrics:"
+
+
+def _incr(key: str, amount: int = 1) -> None:
+    """Add to a counter; metrics never break the work they measure."""
+    try:
+        if not cache.add(PREFIX + key, amount, timeout=None):
+            cache.incr(PREFIX + key, amount)
+    except Exception:  # the cache is down: lose the sample, not the request
+        logger.warning("metrics: could not count %s", key, exc_info=True)
+
+
+def session_started() -> None:
+    _incr("sessions_started")
+
+
+def session_finished(status: str) -> None:
+    _incr(f"sessions_finished:{status}")
+
+
+def task_finished(task_type: str, status: str, seconds: float) -> None:
+    bucket = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
+    _incr(f"task:{task_type}:{status}:{bucket}")
+    _incr(f"task_ms:{task_type}:{status}", int(seconds * 1000))
+
+
+def _queue_depths() -> dict[str, int]:
+    from config.celery import app
+
+    depths: dict[str, int] = {}
+    try:
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            for queue in app.conf.task_queues or ():
+                # Declaring is idempotent and, unlike a passive declare, answers for a queue
+                # that no one has published to yet.
+                depths[queue.name] = channel.queue_declare(queue=queue.name).message_count
+    except Exception:  # the broker is down: no depth rather than no metrics
+        logger.debug("metrics: no queue depth", exc_info=True)
+    return depths
+
+
+def render() -> str:
+    """Return every metric in the Prometheus text format."""
+    from tasks_catalog.registry import task_types
+
+    types = [t.key for t in task_types]
+    keys = ["sessions_started"] + [f"sessions_finished:{s}" for s in SESSION_STATUSES]
+    for kind in types:
+        for status in TASK_STATUSES:
+            keys += [f"task:{kind}:{status}:{b}" for b in (*map(str, BUCKETS), "+Inf")]
+            keys.append(f"task_ms:{kind}:{status}")
+    try:
+        values = {k[len(PREFIX):]: v for k, v in cache.get_many([PREFIX + k for k in keys]).items()}
+    except Exception:
+        values = {}
+    lines = [
+        "# HELP junction_sessions_started_total Sessions started.",
+        "# TYPE junction_sessions_started_total counter",
+        f"junction_sessions_started_total {values.get('sessions_started', 0)}",
+        "# HELP junction_sessions_finished_total Sessions finished, by status.",
+        "# TYPE junction_sessions_finished_total counter",
+    ]
+    lines += [f'junction_sessions_finished_total{{status="{s}"}} {values.get(f"sessions_finished:{s}", 0)}'
+              for s in SESSION_STATUSES]
+    lines += [
+        "# HELP junction_task_duration_seconds Task run time, by task type and status.",
+        "# TYPE junction_task_duration_seconds histogram",
+    ]
+    for kind in types:
+        for status in TASK_STATUSES:
+            labels = f'type="{kind}",status="{status}"'
+            total = 0
+            for bucket in (*map(str, BUCKETS), "+Inf"):
+                total += values.get(f"task:{kind}:{status}:{bucket}", 0)
+                lines.append(f'junction_task_duration_seconds_bucket{{{labels},le="{bucket}"}} {total}')
+            lines.append(f"junction_task_duration_seconds_count{{{labels}}} {total}")
+            lines.append(f"junction_task_duration_seconds_sum{{{labels}}} {values.get(f'task_ms:{kind}:{status}', 0) / 1000}")
+    lines += [
+        "# HELP junction_queue_depth Messages waiting in each Celery queue.",
+        "# TYPE junction_queue_depth gauge",
+    ]
+    lines += [f'junction_queue_depth{{queue="{name}"}} {depth}' for name, depth in _queue_depths().items()]
+    return "\n".join(lines) + "\n"
+
+
+def metrics_view(request):
+    return HttpResponse(render(), content_type="text/plain; version=0.0.4; charset=utf-8")
