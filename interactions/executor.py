@@ -19,6 +19,7 @@ import json
 import logging
 import random
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -34,6 +35,7 @@ from django.utils import timezone
 from config import metrics
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
+from integrations.providers import providers
 from integrations.services import integration_credentials
 from interactions.compiled import compiled_version
 from interactions.engine.execution import TERMINAL, Record, readiness, resolve_body, session_outcome
@@ -101,17 +103,29 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
     return status
 
 
-def _run(task_type, body: dict[str, Any], context: TaskContext) -> Any:
-    """Call the task type; turn every exception into TaskFailed with a readable message."""
+def _redact(text: str, secrets: list[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def _run(task_type, body: dict[str, Any], context: TaskContext, secrets: list[str]) -> Any:
+    """Call the task type; turn every exception into TaskFailed with a readable message.
+
+    The integration's secret values are cut out of every message and log line: a library's
+    exception may quote what it was given.
+    """
     try:
         output = task_type.run(body, context)
-    except TaskFailed:
-        raise
+    except TaskFailed as failure:
+        if not secrets:
+            raise
+        raise TaskFailed(_redact(str(failure), secrets), transient=failure.transient) from None
     except SoftTimeLimitExceeded:
         raise TaskFailed(f"timed out after {context.timeout:g} s") from None
     except Exception as exc:  # a bug in a task type must fail the task, not the chord
-        logger.exception("task type %s raised", task_type.key)
-        raise TaskFailed(f"{type(exc).__name__}: {exc}") from None
+        logger.error("task type %s raised:\n%s", task_type.key, _redact(traceback.format_exc(), secrets))
+        raise TaskFailed(_redact(f"{type(exc).__name__}: {exc}", secrets)) from None
     return output
 
 
@@ -138,7 +152,11 @@ def run_with_body(
                 f"the secrets of integration {integration.name!r} cannot be decrypted with the "
                 f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
             ) from None
-    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout))
+    secrets = []
+    if credentials:
+        secret_fields = providers.get(integration.provider).secret_fields
+        secrets = sorted((str(v) for k, v in credentials.items() if k in secret_fields and v), key=len, reverse=True)
+    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
 def _claim(session_id: UUID, name: str, timeout: float, now) -> int:
