@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, TypeVar
 
+import kombu.pools
 import pytest
 import redis
 from django.conf import settings as django_settings
@@ -280,6 +281,10 @@ def redis_down():
             subprocess.run(["redis-server", "--daemonize", "yes", "--bind", "127.0.0.1", "--port", str(REDIS_PORT),
                             "--save", "", "--appendonly", "no"], check=True, timeout=10, stdout=subprocess.DEVNULL)
         wait_for(redis_ping, "Redis to start again", timeout=10)
+        # This process's pooled broker connections point at the old server: drop them (what
+        # Celery does after a fork), so that the next test's broadcasts get a fresh connection.
+        kombu.pools.reset()
+        app._after_fork()
 
 
 def pg_online() -> bool:
