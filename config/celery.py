@@ -1,10 +1,29 @@
 """The Celery application: configured from Django settings (`CELERY_*`), tasks autodiscovered."""
+import logging
 import os
 
 from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
+logger = logging.getLogger(__name__)
 app = Celery("junction")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+def queue_depths() -> dict[str, int] | None:
+    """Return the number of messages waiting in each Junction queue, or None if the broker
+    cannot be reached."""
+    depths: dict[str, int] = {}
+    try:
+        with app.connection_for_read() as conn:
+            channel = conn.default_channel
+            for queue in app.conf.task_queues or ():
+                # Declaring is idempotent and, unlike a passive declare, answers for a queue
+                # that no one has published to yet.
+                depths[queue.name] = channel.queue_declare(queue=queue.name).message_count
+    except Exception:  # any transport error: the broker is unreachable
+        logger.debug("no queue depth", exc_info=True)
+        return None
+    return depths

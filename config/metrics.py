@@ -9,6 +9,8 @@ from __future__ import annotations
 import logging
 
 from django.core.cache import cache
+
+from config.celery import queue_depths
 from django.http import HttpResponse
 
 logger = logging.getLogger(__name__)
@@ -40,22 +42,6 @@ def task_finished(task_type: str, status: str, seconds: float) -> None:
     bucket = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
     _incr(f"task:{task_type}:{status}:{bucket}")
     _incr(f"task_ms:{task_type}:{status}", int(seconds * 1000))
-
-
-def _queue_depths() -> dict[str, int]:
-    from config.celery import app
-
-    depths: dict[str, int] = {}
-    try:
-        with app.connection_for_read() as conn:
-            channel = conn.default_channel
-            for queue in app.conf.task_queues or ():
-                # Declaring is idempotent and, unlike a passive declare, answers for a queue
-                # that no one has published to yet.
-                depths[queue.name] = channel.queue_declare(queue=queue.name).message_count
-    except Exception:  # the broker is down: no depth rather than no metrics
-        logger.debug("metrics: no queue depth", exc_info=True)
-    return depths
 
 
 def render() -> str:
@@ -98,7 +84,7 @@ def render() -> str:
         "# HELP junction_queue_depth Messages waiting in each Celery queue.",
         "# TYPE junction_queue_depth gauge",
     ]
-    lines += [f'junction_queue_depth{{queue="{name}"}} {depth}' for name, depth in _queue_depths().items()]
+    lines += [f'junction_queue_depth{{queue="{name}"}} {depth}' for name, depth in (queue_depths() or {}).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -28,7 +28,7 @@ from uuid import UUID
 from celery.exceptions import SoftTimeLimitExceeded
 from jmespath.exceptions import JMESPathError
 from django.conf import settings
-from django.db import DataError
+from django.db import DataError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -82,6 +82,11 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
     if size > settings.JUNCTION_MAX_OUTPUT_BYTES:
         status, output, size = Status.FAILED, None, 0
         error = f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
+    with transaction.atomic():  # the size and the result are counted together or not at all
+        return _store(session_id, name, attempt, status, output, error, size, now)
+
+
+def _store(session_id, name, attempt, status, output, error, size, now) -> str:
     # The session's row doubles as its progress clock for the sweeper, and keeps its size.
     grown = Session.objects.filter(
         pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
@@ -92,11 +97,13 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
         error = f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
     claim = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt)
     try:
-        claim.update(status=status, output=output, error=error, finished_at=now, updated_at=now,
-                     lease_expires_at=None)
+        with transaction.atomic():  # a savepoint: a refused value must not abort the rest
+            claim.update(status=status, output=output, error=error, finished_at=now, updated_at=now,
+                         lease_expires_at=None)
     except DataError as exc:
         # Valid JSON the database refuses (PostgreSQL's jsonb has no NUL character): a
         # permanent failure of this output, not an outage to retry.
+        Session.objects.filter(pk=session_id).update(size_bytes=F("size_bytes") - size)
         claim.update(status=Status.FAILED, output=None, finished_at=now, updated_at=now, lease_expires_at=None,
                      error=f"output cannot be stored: {str(exc).splitlines()[0]}")
         return Status.FAILED

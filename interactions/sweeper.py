@@ -8,7 +8,9 @@ by the embedded worker), it
   resumes them from PostgreSQL: only the unfinished part of the DAG is compiled and sent
   again, recorded outputs are reused;
 - fails a session with a clear reason once it has been resumed JUNCTION_MAX_RESUMES times
-  without finishing.
+  without finishing, but only while the queues are empty: a session behind a backlog may
+  just be waiting its turn (its deadline still bounds it), and while the broker is down
+  nothing can be judged or sent.
 Sessions are locked with SKIP LOCKED, so several sweepers may run at once.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config.celery import queue_depths
 from interactions.compiled import compiled_version
 from interactions.models import Session, TaskRun
 from interactions.sessions import ACTIVE, dispatch_plan, remaining_plan, session_end
@@ -36,10 +39,11 @@ class SweepReport:
     timed_out: int = 0
     resumed: int = 0
     abandoned: int = 0
+    waiting: int = 0  # stalled, but the broker is down or has a backlog
 
     @property
     def total(self) -> int:
-        return self.timed_out + self.resumed + self.abandoned
+        return self.timed_out + self.resumed + self.abandoned + self.waiting
 
 
 def session_resume(*, session: Session, now: datetime) -> None:
@@ -75,8 +79,15 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
             .filter(status__in=ACTIVE, updated_at__lt=stalled_before)
             .exclude(Q(id__in=live_claims.values("session_id")))[:BATCH]
         )
+        stalled = list(stalled)
+        depths = queue_depths() if stalled else {}
+        backlog = None if depths is None else sum(depths.values())
         for session in stalled:
-            if session.resumes >= settings.JUNCTION_MAX_RESUMES:
+            if backlog is None:
+                report.waiting += 1  # the broker is down: nothing can be sent or judged now
+            elif session.resumes >= settings.JUNCTION_MAX_RESUMES and backlog:
+                report.waiting += 1  # it may only be waiting behind the backlog: don't fail it
+            elif session.resumes >= settings.JUNCTION_MAX_RESUMES:
                 session_end(session=session, status=Session.Status.FAILED, now=now, error=(
                     f"stalled: no progress after {session.resumes} resumes "
                     f"(workers or broker unavailable?)"

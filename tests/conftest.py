@@ -154,3 +154,26 @@ def smtp_server():
 def smtp_integration(user: User, server, **credentials: Any):
     """An `smtp` integration pointing at a test `smtp_server`."""
     return make_integration(user, "smtp", port=server.port, **credentials)
+
+
+@pytest.fixture
+def default_queue_unconsumed():
+    """The broker's `default` queue with nobody consuming it, for the duration of a test.
+
+    This test does not start workers, but the session-wide worker pool may already run when
+    the whole suite runs: stop its consumers of `default` so that anything sent stays visible.
+    """
+    import redis
+    from django.conf import settings
+
+    from config.celery import app
+
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    replies = app.control.cancel_consumer("default", reply=True, timeout=1.0) or []
+    try:
+        broker.delete("default")
+        yield broker
+    finally:
+        broker.delete("default")
+        if replies:
+            app.control.add_consumer("default", reply=True, timeout=2.0)

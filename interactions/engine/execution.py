@@ -86,7 +86,7 @@ def resolve_body(
     """Return the task's concrete body: literals, then blanks from the caller, then references.
 
     `field_defaults` maps each of the type's field names to its default; a field that is
-    neither set, given nor defaulted is left out.
+    neither set, given nor defaulted is None (the type's check then names it if required).
     """
     given = caller_input.get(spec.name) or {}
     body: dict[str, Any] = {}

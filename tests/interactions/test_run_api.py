@@ -245,24 +245,6 @@ class Rollback(Exception):
     pass
 
 
-@pytest.fixture
-def default_queue_unconsumed():
-    """The broker's `default` queue with nobody consuming it, for the duration of a test.
-
-    This test does not start workers, but the session-wide worker pool may already run when
-    the whole suite runs: stop its consumers of `default` so that anything sent stays visible.
-    """
-    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
-    replies = app.control.cancel_consumer("default", reply=True, timeout=1.0) or []
-    try:
-        broker.delete("default")
-        yield broker
-    finally:
-        broker.delete("default")
-        if replies:
-            app.control.add_consumer("default", reply=True, timeout=2.0)
-
-
 @pytest.mark.django_db(transaction=True)
 def test_a_session_started_in_a_rolled_back_transaction_enqueues_nothing(default_queue_unconsumed, user):
     broker = default_queue_unconsumed
