@@ -3,7 +3,9 @@
 A separate, minimal Celery app on the same Redis as the Junction stack (its own queue,
 `rawbench`), run by its own `celery -A bench.rawtasks worker` processes with the same pool
 settings. No database, no executor, no finishing task: the floor for anything built on Celery.
-Tasks are `acks_late` like Junction's, so the broker does the same work per message.
+The worker-level delivery settings mirror Junction's crash-safety settings (config/settings.py:
+late acks, reject on worker lost, prefetch 1), so the broker does the same work per message and
+the comparison measures the engine, not a different delivery policy.
 """
 from __future__ import annotations
 
@@ -24,15 +26,18 @@ app.conf.update(
     timezone="UTC",
     task_default_queue="rawbench",
     result_expires=3600,
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
 )
 
 
-@app.task(name="rawbench.noop", acks_late=True)
+@app.task(name="rawbench.noop")
 def noop() -> None:
     return None
 
 
-@app.task(name="rawbench.sleep", acks_late=True)
+@app.task(name="rawbench.sleep")
 def sleep(seconds: float) -> None:
     time.sleep(seconds)
 

@@ -529,7 +529,9 @@ def start_profilers(stack: "Stack", seconds: float) -> list[tuple[str, subproces
         if name == "gunicorn" or name.startswith("junction-worker"):
             out = LOG_DIR / f"profile-{name}.txt"
             argv = [str(exe), "record", "-p", str(proc.pid), "--subprocesses", "--nonblocking", "-r", "200",
-                    "-d", str(int(seconds)), "-f", "raw", "-o", str(out)]
+                    "-d", str(int(seconds)), "-f", "raw", "-o", str(out),
+                    # e.g. "--gil": only samples holding the GIL, i.e. Python CPU time
+                    *os.environ.get("JUNCTION_BENCH_PYSPY_ARGS", "").split()]
             running.append((name, subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL), out))
     return running
 
