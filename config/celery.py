@@ -3,6 +3,7 @@ import logging
 import os
 
 from celery import Celery
+from celery.signals import task_postrun, task_prerun
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -10,6 +11,20 @@ logger = logging.getLogger(__name__)
 app = Celery("junction")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _drop_unusable_connections(**kwargs) -> None:
+    """Close a database connection that is broken or older than CONN_MAX_AGE.
+
+    Workers keep their connection across tasks (CELERY_DB_REUSE_MAX); this is what Django does
+    around each request, done around each task, so a PostgreSQL restart costs one error, not
+    every task after it.
+    """
+    from django.db import close_old_connections
+
+    close_old_connections()
 
 
 def queue_depths() -> dict[str, int] | None:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
+from django.core.cache.backends.redis import RedisCache
 
 from config.celery import queue_depths
 from django.http import HttpResponse
@@ -21,27 +22,42 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PREFIX = "metrics:"
 
 
-def _incr(key: str, amount: int = 1) -> None:
-    """Add to a counter; metrics never break the work they measure."""
+def _incr(**amounts: int) -> None:
+    """Add to counters in one round trip; metrics never break the work they measure."""
     try:
-        if not cache.add(PREFIX + key, amount, timeout=None):
-            cache.incr(PREFIX + key, amount)
+        client = _redis_client()
+        if client is not None:  # INCRBY creates missing keys: one pipelined round trip
+            with client.pipeline(transaction=False) as pipe:
+                for key, amount in amounts.items():
+                    pipe.incrby(cache.make_and_validate_key(PREFIX + key), amount)
+                pipe.execute()
+            return
+        for key, amount in amounts.items():
+            if not cache.add(PREFIX + key, amount, timeout=None):
+                cache.incr(PREFIX + key, amount)
     except Exception:  # the cache is down: lose the sample, not the request
-        logger.warning("metrics: could not count %s", key, exc_info=True)
+        logger.warning("metrics: could not count %s", ", ".join(amounts), exc_info=True)
+
+
+def _redis_client():
+    """The Redis client behind the default cache, or None for another backend."""
+    backend = caches["default"]
+    if isinstance(backend, RedisCache):
+        return backend._cache.get_client(write=True)  # Django's RedisCache keeps a pool per server
+    return None
 
 
 def session_started() -> None:
-    _incr("sessions_started")
+    _incr(sessions_started=1)
 
 
 def session_finished(status: str) -> None:
-    _incr(f"sessions_finished:{status}")
+    _incr(**{f"sessions_finished:{status}": 1})
 
 
 def task_finished(task_type: str, status: str, seconds: float) -> None:
     bucket = next((str(b) for b in BUCKETS if seconds <= b), "+Inf")
-    _incr(f"task:{task_type}:{status}:{bucket}")
-    _incr(f"task_ms:{task_type}:{status}", int(seconds * 1000))
+    _incr(**{f"task:{task_type}:{status}:{bucket}": 1, f"task_ms:{task_type}:{status}": int(seconds * 1000)})
 
 
 def render() -> str:

@@ -182,6 +182,10 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # - the message is published only after the creating transaction commits (on_commit in
 #   interactions/sessions.py), and the sweeper (interactions/sweeper.py) resumes what is lost.
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Keep a worker's database connection across tasks (Celery's Django fixup otherwise closes it
+# after every task, and each task pays a new PostgreSQL connection). config/celery.py still
+# drops a connection that is broken or older than CONN_MAX_AGE before and after each task.
+CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
 CELERY_TASK_DEFAULT_QUEUE = "default"
 # Every Junction queue, so that `celery -A config worker` without -Q consumes them all; run
 # `-Q code` workers to give custom code dedicated machines.

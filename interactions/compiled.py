@@ -41,10 +41,18 @@ _cache: dict[UUID, CompiledVersion] = {}
 _CACHE_SIZE = 2048
 
 
-def compiled_version(version_id: UUID, tasks: dict[str, Any]) -> CompiledVersion:
-    """Return the compiled form of a stored version (cached by its id: versions are immutable)."""
+def compiled_version(version_id: UUID, tasks: dict[str, Any] | None = None) -> CompiledVersion:
+    """Return the compiled form of a stored version (cached by its id: versions are immutable).
+
+    Without `tasks`, a cache miss reads the version's definition from the database: callers on
+    the hot path need not load the definition's JSON for every task.
+    """
     found = _cache.get(version_id)
     if found is None:
+        if tasks is None:
+            from interactions.models import InteractionVersion
+
+            tasks = InteractionVersion.objects.values_list("tasks", flat=True).get(pk=version_id)
         if len(_cache) >= _CACHE_SIZE:
             _cache.pop(next(iter(_cache)))  # drop the oldest entry
         found = _cache[version_id] = _compile(tasks)

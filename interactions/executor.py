@@ -82,8 +82,15 @@ def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any 
     if size > settings.JUNCTION_MAX_OUTPUT_BYTES:
         status, output, size = Status.FAILED, None, 0
         error = f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
-    with transaction.atomic():  # the size and the result are counted together or not at all
-        return _store(session_id, name, attempt, status, output, error, size, now)
+    try:
+        with transaction.atomic():  # the size and the result are counted together or not at all
+            return _store(session_id, name, attempt, status, output, error, size, now)
+    except DataError as exc:
+        # Valid JSON the database refuses (PostgreSQL's jsonb has no NUL character): a
+        # permanent failure of this output, not an outage to retry.
+        with transaction.atomic():
+            return _store(session_id, name, attempt, Status.FAILED, None,
+                          f"output cannot be stored: {str(exc).splitlines()[0]}", 0, now)
 
 
 def _store(session_id, name, attempt, status, output, error, size, now) -> str:
@@ -95,18 +102,9 @@ def _store(session_id, name, attempt, status, output, error, size, now) -> str:
         Session.objects.filter(pk=session_id).update(updated_at=now)
         status, output = Status.FAILED, None
         error = f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
-    claim = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt)
-    try:
-        with transaction.atomic():  # a savepoint: a refused value must not abort the rest
-            claim.update(status=status, output=output, error=error, finished_at=now, updated_at=now,
-                         lease_expires_at=None)
-    except DataError as exc:
-        # Valid JSON the database refuses (PostgreSQL's jsonb has no NUL character): a
-        # permanent failure of this output, not an outage to retry.
-        Session.objects.filter(pk=session_id).update(size_bytes=F("size_bytes") - size)
-        claim.update(status=Status.FAILED, output=None, finished_at=now, updated_at=now, lease_expires_at=None,
-                     error=f"output cannot be stored: {str(exc).splitlines()[0]}")
-        return Status.FAILED
+    TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
+        status=status, output=output, error=error, finished_at=now, updated_at=now, lease_expires_at=None
+    )
     return status
 
 
@@ -166,34 +164,46 @@ def run_with_body(
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
-def _claim(session_id: UUID, name: str, timeout: float, now) -> int:
-    """Claim the task for this delivery; return the attempt number it runs as.
+def _claim(session: Session, name: str, own: dict[str, Any], timeout: float, now) -> int:
+    """Claim the task for this delivery; return the attempt number it runs as (0: ended here).
 
-    Raises Duplicate if the task has ended, RetryLater while another claim's lease holds.
+    `own` is the task's row as read just before. One transaction takes the claim and marks a
+    queued session running. Raises Duplicate if the task has ended, RetryLater while another
+    claim's lease holds.
     """
     lease = now + timedelta(seconds=lease_seconds(timeout))
-    runs = TaskRun.objects.filter(session_id=session_id, name=name)
-    if runs.filter(status=Status.PENDING).update(
-        status=Status.RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now, lease_expires_at=lease
-    ):
-        return runs.values_list("attempts", flat=True).get()
-    current = runs.values("status", "attempts", "lease_expires_at").get()
-    if current["status"] != Status.RUNNING:
+    runs = TaskRun.objects.filter(session_id=session.pk, name=name)
+    if own["status"] == Status.PENDING:
+        with transaction.atomic():
+            # Conditional on the row as read: if anything changed meanwhile, no claim.
+            if runs.filter(status=Status.PENDING, attempts=own["attempts"]).update(
+                status=Status.RUNNING, attempts=own["attempts"] + 1, started_at=now, updated_at=now,
+                lease_expires_at=lease,
+            ):
+                if session.status == Session.Status.QUEUED:
+                    Session.objects.filter(pk=session.pk, status=Session.Status.QUEUED).update(
+                        status=Session.Status.RUNNING, started_at=now, updated_at=now
+                    )
+                return own["attempts"] + 1
+        own = runs.values("status", "attempts", "lease_expires_at").get()
+        if own["status"] == Status.PENDING:
+            raise RetryLater(0.1)  # a retry gave the claim back just now: claim it afresh
+    if own["status"] != Status.RUNNING:
         raise Duplicate
-    if current["lease_expires_at"] and current["lease_expires_at"] > now:
-        raise RetryLater((current["lease_expires_at"] - now).total_seconds() + 0.5)
+    if own["lease_expires_at"] and own["lease_expires_at"] > now:
+        raise RetryLater((own["lease_expires_at"] - now).total_seconds() + 0.5)
     # The claimant's lease ran out: its worker died mid-task. Take over, unless it keeps dying.
-    if current["attempts"] >= settings.JUNCTION_MAX_WORKER_LOSSES:
-        _record(session_id, name, current["attempts"], Status.FAILED, error=(
-            f"the worker running this task was lost {current['attempts']} times; "
+    if own["attempts"] >= settings.JUNCTION_MAX_WORKER_LOSSES:
+        _record(session.pk, name, own["attempts"], Status.FAILED, error=(
+            f"the worker running this task was lost {own['attempts']} times; "
             f"giving up (a task that kills its worker?)"
         ))
         return 0
-    if not runs.filter(status=Status.RUNNING, attempts=current["attempts"]).update(
-        attempts=F("attempts") + 1, started_at=now, updated_at=now, lease_expires_at=lease
+    if not runs.filter(status=Status.RUNNING, attempts=own["attempts"]).update(
+        attempts=own["attempts"] + 1, started_at=now, updated_at=now, lease_expires_at=lease
     ):
         raise Duplicate  # another delivery took it over first
-    return current["attempts"] + 1
+    return own["attempts"] + 1
 
 
 def task_execute(*, session_id: UUID, name: str) -> None:
@@ -202,24 +212,23 @@ def task_execute(*, session_id: UUID, name: str) -> None:
     Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
     when it must be delivered again later.
     """
-    session = (
-        Session.objects.select_related("version")
-        .only("id", "status", "input", "user_id", "version__id", "version__tasks")
-        .get(pk=session_id)
-    )
+    session = Session.objects.only("id", "status", "input", "user_id", "version_id").get(pk=session_id)
     now = timezone.now()
     pending = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.PENDING)
     if session.status in Session.TERMINAL:
         pending.update(status=Status.CANCELLED, finished_at=now, updated_at=now)
         return
-    compiled = compiled_version(session.version.id, session.version.tasks)
+    compiled = compiled_version(session.version_id)
     spec = compiled.definition.tasks[name]
-    records = {
-        run["name"]: Record(run["status"], run["output"], run["error"])
-        for run in TaskRun.objects.filter(session_id=session_id, name__in=compiled.needs[name]).values(
-            "name", "status", "output", "error"
+    # One query reads the records this task needs and its own row.
+    rows = {
+        run["name"]: run
+        for run in TaskRun.objects.filter(session_id=session_id, name__in=compiled.needs[name] | {name}).values(
+            "name", "status", "output", "error", "attempts", "lease_expires_at"
         )
     }
+    own = rows.pop(name)
+    records = {task: Record(run["status"], run["output"], run["error"]) for task, run in rows.items()}
     statuses = {task: record.status for task, record in records.items()}
     if any(statuses.get(pred) not in TERMINAL for pred in spec.execute_after):
         # Only a resumed session or a join counted early gets here: wait for the predecessor.
@@ -230,13 +239,9 @@ def task_execute(*, session_id: UUID, name: str) -> None:
         return
 
     timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-    attempt = _claim(session_id, name, timeout, now)
+    attempt = _claim(session, name, own, timeout, now)
     if not attempt:
         return
-    if session.status == Session.Status.QUEUED:
-        Session.objects.filter(pk=session_id, status=Session.Status.QUEUED).update(
-            status=Session.Status.RUNNING, started_at=now, updated_at=now
-        )
     started = time.monotonic()
     try:
         try:
@@ -263,19 +268,22 @@ def task_execute(*, session_id: UUID, name: str) -> None:
 def session_finish(*, session_id: UUID) -> str:
     """Compute and store the session's status and result once every task has ended.
 
-    Does nothing while a task has not ended (a resumed session finishes with its last
-    canvas) or when the session already ended (cancelled, timed out); returns the status.
+    Raises RetryLater while a task has not ended; does nothing when the session already
+    ended (cancelled, timed out). Returns the status.
     """
-    session = Session.objects.select_related("version").get(pk=session_id)
+    session = Session.objects.only("id", "status", "version_id").get(pk=session_id)
     if session.status in Session.TERMINAL:
         return session.status
-    compiled = compiled_version(session.version.id, session.version.tasks)
+    compiled = compiled_version(session.version_id)
     runs = {
         run["name"]: Record(run["status"], run["output"], run["error"])
         for run in session.task_runs.values("name", "status", "output", "error")
     }
     if any(record.status not in TERMINAL for record in runs.values()):
-        return session.status
+        # The canvas orders the finish after every task, so a task is still being retried or
+        # taken over (or a resumed session's other canvas runs): look again later. The
+        # session's deadline and the sweeper bound this.
+        raise RetryLater(0.5)
     outcome = session_outcome(compiled.definition, runs)
     error = None
     if outcome.unhandled:

@@ -39,6 +39,10 @@ def run_task(self, session_id: str, name: str) -> None:
 def finish_session(self, session_id: str) -> str:
     try:
         return executor.session_finish(session_id=session_id)
+    except executor.RetryLater as later:
+        # Back off up to 30 s between looks; the session's deadline ends the wait at the latest.
+        countdown = min(30.0, later.countdown * 2 ** min(self.request.retries, 6))
+        raise self.retry(countdown=countdown, max_retries=None) from None
     except (DatabaseError, InterfaceError):
         if self.request.retries >= INFRA_RETRIES:
             raise Ignore() from None

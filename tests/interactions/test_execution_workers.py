@@ -96,3 +96,28 @@ def test_input_the_database_cannot_store_is_a_400(api, user):
                         {"shape": {"data": {"items": ["a\u0000b"]}}}, format="json")
     assert response.status_code == 400
     assert response.json()["code"] == "unstorable_value"
+
+
+def test_a_chain_ending_in_a_group_inside_a_group_finishes_once_in_order(celery_workers, api, user):
+    # Exactly planned, this graph is group(chain(a, group(b, c)), d): a chord header holding a
+    # chain that ends in a group, which Celery 5.7 miscounts (the session never finished).
+    # The compiler runs b and c in turn instead, and says so in the plan.
+    tasks = {
+        "a": {"type": "transform", "body": {"data": 1, "expression": "@"}},
+        "b": {"type": "transform", "body": {"data": 2, "expression": "@"}, "execute_after": {"a": ["completed"]}},
+        "c": {"type": "transform", "body": {"data": 3, "expression": "@"}, "execute_after": {"a": ["completed"]}},
+        "d": {"type": "transform", "body": {"data": 4, "expression": "@"}},
+    }
+    interaction = make_interaction(user, active=True, tasks=tasks)
+    plan = api.get(f"/api/interactions/{interaction.id}/plan/").json()
+    assert plan["canvas"] == "group(chain(a, b, c), d)"
+    assert plan["extra_waits"] == [{"task": "c", "waits_for": "b"}]
+
+    session = run(api, interaction).json()
+    assert session["status"] == "completed"
+    assert session["result"] == {"b": 2, "c": 3, "d": 4}
+    finished = ts(session["finished_at"])
+    for name, deps in {"b": ["a"], "c": ["a", "b"]}.items():
+        for dep in deps:
+            assert ts(session["tasks"][name]["started_at"]) >= ts(session["tasks"][dep]["finished_at"])
+    assert all(ts(t["finished_at"]) <= finished for t in session["tasks"].values())
