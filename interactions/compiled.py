@@ -22,6 +22,7 @@ class CompiledVersion:
     plan: Plan
     defaults: dict[str, dict[str, Any]]  # task -> {field: default}
     needs: dict[str, frozenset[str]]  # task -> tasks whose records it reads (preds + refs)
+    sinks: frozenset[str]  # tasks no other task waits for
 
 
 def _compile(tasks: dict[str, Any]) -> CompiledVersion:
@@ -34,7 +35,9 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
         name: frozenset(task.execute_after) | referenced_tasks(task)
         for name, task in definition.tasks.items()
     }
-    return CompiledVersion(definition, compile_plan(definition.predecessors()), defaults, needs)
+    waited_for = {pred for task in definition.tasks.values() for pred in task.execute_after}
+    sinks = frozenset(definition.tasks) - waited_for
+    return CompiledVersion(definition, compile_plan(definition.predecessors()), defaults, needs, sinks)
 
 
 _cache: dict[UUID, CompiledVersion] = {}

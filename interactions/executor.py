@@ -37,9 +37,10 @@ from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.providers import providers
 from integrations.services import integration_credentials
-from interactions.compiled import compiled_version
+from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.execution import TERMINAL, Record, readiness, resolve_body, session_outcome
 from interactions.models import Session, TaskRun
+from interactions.sessions import announce_end
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
 
@@ -231,11 +232,13 @@ def task_execute(*, session_id: UUID, name: str) -> None:
     records = {task: Record(run["status"], run["output"], run["error"]) for task, run in rows.items()}
     statuses = {task: record.status for task, record in records.items()}
     if any(statuses.get(pred) not in TERMINAL for pred in spec.execute_after):
-        # Only a resumed session or a join counted early gets here: wait for the predecessor.
-        raise RetryLater(1.0)
+        # A predecessor has not ended: a resumed session, or a chord Celery fired early (it
+        # does for a header holding a chain that ends in a group). Look again shortly.
+        raise RetryLater(0.2)
     if not readiness(spec, statuses):
         if not pending.update(status=Status.SKIPPED, finished_at=now, updated_at=now):
             raise Duplicate
+        _finish_if_last(session_id, compiled, name)
         return
 
     timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
@@ -263,6 +266,21 @@ def task_execute(*, session_id: UUID, name: str) -> None:
     else:
         status = _record(session_id, name, attempt, Status.COMPLETED, output=output)
     metrics.task_finished(spec.type, status, time.monotonic() - started)
+    _finish_if_last(session_id, compiled, name)
+
+
+def _finish_if_last(session_id: UUID, compiled: CompiledVersion, name: str) -> None:
+    """End the session if this task, one without dependants, was the last to end.
+
+    Only such a task can be the last (a task's dependants end after it). Each of them checks
+    after its own record committed, so when two end at once at least one sees the other ended:
+    the session is finished once, with no finishing message and no chord into one.
+    """
+    if name not in compiled.sinks:
+        return
+    if TaskRun.objects.filter(session_id=session_id, status__in=(Status.PENDING, Status.RUNNING)).exists():
+        return
+    session_finish(session_id=session_id)
 
 
 def session_finish(*, session_id: UUID) -> str:
@@ -295,4 +313,5 @@ def session_finish(*, session_id: UUID) -> str:
         status=outcome.status, result=outcome.result, error=error, finished_at=now, updated_at=now
     ):
         metrics.session_finished(outcome.status)
+        announce_end(session_id=session_id, status=outcome.status)
     return outcome.status

@@ -54,16 +54,18 @@ def _signature_for(session_id: str, compiled: CompiledVersion):
 
 
 def dispatch_plan(*, session_id: str, compiled: CompiledVersion, plan: Plan | None) -> None:
-    """Send a plan's canvas and then the finishing task to the broker.
+    """Send a plan's canvas to the broker; with no plan (every task ended), the finishing task.
 
-    The finishing task's id is the session's id, so that a waiting caller can block on that
-    one result. If the broker is unreachable the session stays queued in PostgreSQL and the
-    sweeper sends it once the broker is back: the caller's request still succeeds.
+    The canvas needs no finishing task: the session's last task ends it. If the broker is
+    unreachable the session stays queued in PostgreSQL and the sweeper sends it once the broker
+    is back: the caller's request still succeeds.
     """
     from interactions.tasks import finish_session
 
-    finish = finish_session.si(session_id).set(task_id=session_id, queue="default")
-    canvas = finish if plan is None else to_canvas(plan, _signature_for(session_id, compiled), finish=finish)
+    if plan is None:
+        canvas = finish_session.si(session_id).set(queue="default")
+    else:
+        canvas = to_canvas(plan, _signature_for(session_id, compiled))
     try:
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors
@@ -86,6 +88,20 @@ def remaining_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan |
 def session_dispatch(*, session: Session, compiled: CompiledVersion) -> None:
     """Send the whole session (call after the creating transaction commits)."""
     dispatch_plan(session_id=str(session.id), compiled=compiled, plan=compiled.plan)
+
+
+def announce_end(*, session_id, status: str) -> None:
+    """Tell callers waiting with `Prefer: wait` that the session ended (see `waiting.py`).
+
+    The end is stored as the Celery result whose id is the session's id: on Redis that is a
+    pub/sub message to every waiter. Best effort: a waiter that misses it answers 202.
+    """
+    from config.celery import app
+
+    try:
+        app.backend.store_result(str(session_id), status, "SUCCESS")
+    except Exception:  # the result backend is down: waiters time out into a 202
+        logger.warning("could not announce the end of session %s", session_id, exc_info=True)
 
 
 def revoke_running(*, session_id, names: list[str]) -> None:
@@ -179,6 +195,7 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
         status=status, error=error, finished_at=now, updated_at=now
     ):
         transaction.on_commit(lambda: metrics.session_finished(status))
+        transaction.on_commit(lambda: announce_end(session_id=session.pk, status=status))
     running = list(session.task_runs.filter(status=TaskRun.Status.RUNNING).values_list("name", flat=True))
     session.task_runs.filter(status__in=(TaskRun.Status.PENDING, TaskRun.Status.RUNNING)).update(
         status=TaskRun.Status.CANCELLED, error=error, finished_at=now, updated_at=now, lease_expires_at=None

@@ -32,16 +32,17 @@ def requested_wait(prefer_header: str | None, query_value: str | None) -> float 
 
 
 def wait_for_session(session_id: str, seconds: float) -> bool:
-    """Block until the session's finishing task has run or `seconds` pass; True if it ran.
+    """Block until the session ends or `seconds` pass; True if it ended.
 
-    The finishing task's id is the session's id (see `sessions.session_dispatch`), so this
-    waits on one result: with Redis, a pub/sub notification, not a polling loop.
+    The end is announced as the Celery result whose id is the session's id
+    (`sessions.announce_end`), so this waits on one result: with Redis, a pub/sub
+    notification, not a polling loop (other backends are polled every 20 ms).
     """
     if seconds <= 0:
         return False
     try:
         AsyncResult(session_id, app=app).get(
-            timeout=seconds, propagate=False, disable_sync_subtasks=False
+            timeout=seconds, interval=0.02, propagate=False, disable_sync_subtasks=False
         )
     except CeleryTimeout:
         return False

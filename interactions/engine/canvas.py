@@ -147,39 +147,15 @@ def node_order(node: Node) -> frozenset[tuple[str, str]]:
     return frozenset(pairs)
 
 
-def celery_safe(node: Node, *, in_group: bool = False) -> Node:
-    """Rewrite a plan so that no chain inside a group ends with a group.
-
-    Celery 5.7 miscounts a chord whose header holds such a chain: the members of the trailing
-    group are counted as finished parts of the outer chord (and the chord's own header tasks
-    may be counted too), so the chord body fires early or never — seen on real workers with
-    Redis. Chains that *start* with a group (a chord inside the header) are counted right.
-    So the trailing group of such a chain runs its members one after the other instead: a
-    few extra waits, which `compile_plan` reports like any other.
-    """
-    if isinstance(node, Step):
-        return node
-    if isinstance(node, Parallel):
-        return _parallel(celery_safe(part, in_group=True) for part in node.parts)
-    parts = [celery_safe(part) for part in node.parts]
-    if in_group and isinstance(parts[-1], Parallel):
-        parts = parts[:-1] + list(parts[-1].parts)  # members are safe: none ends with a group
-    return _series(parts)
-
-
-def compile_plan(predecessors: Mapping[str, Iterable[str]], *, for_celery: bool = True) -> Plan:
+def compile_plan(predecessors: Mapping[str, Iterable[str]]) -> Plan:
     """Compile a task DAG into a series-parallel plan that respects every dependency.
 
     ``predecessors`` maps every task name to the names it depends on (its ``execute_after``
-    keys). With ``for_celery`` (the default) the plan is rewritten by :func:`celery_safe`;
-    without, it is the exact series-parallel plan. Raises ``ValueError`` for an empty graph, a
-    predecessor that is not a task, or a cycle; callers are expected to have validated the
-    graph already.
+    keys). Raises ``ValueError`` for an empty graph, a predecessor that is not a task, or a
+    cycle; callers are expected to have validated the graph already.
     """
     poset = _Poset.from_predecessors(predecessors)
     root = _Compiler(poset).solve(poset.everything).node
-    if for_celery:
-        root = celery_safe(root)
     ancestors = {name: poset.ancestor_names(i) for i, name in enumerate(poset.names)}
     extra_waits = sorted(
         (after, before) for before, after in node_order(root) if before not in ancestors[after]
@@ -187,24 +163,18 @@ def compile_plan(predecessors: Mapping[str, Iterable[str]], *, for_celery: bool 
     return Plan(root=root, extra_waits=tuple(extra_waits))
 
 
-def to_canvas(
-    plan: Plan,
-    make_signature: Callable[[str], Signature],
-    finish: Signature | None = None,
-) -> Signature:
-    """Build the Celery canvas of a plan, optionally followed by ``finish``.
+def to_canvas(plan: Plan, make_signature: Callable[[str], Signature]) -> Signature:
+    """Build the Celery canvas of a plan.
 
     ``make_signature(name)`` must return an immutable signature (``run_task.si(...)``): the
     parts pass no results to each other. A series becomes ``celery.chain``, which turns a group
     followed by anything into a chord, so every task of the group finishes before the next part
     starts; a parallel becomes ``celery.group``. Single-part series and parallels collapse to
-    their part. ``finish`` runs after every task: when the plan ends with a group, as the body
-    of a chord. Raises ``ValueError`` for a series or parallel without parts.
+    their part. Nothing follows the canvas: the session's last task ends the session itself
+    (`interactions/executor.py`), so a plan that ends with a group is a plain group, not a
+    chord. Raises ``ValueError`` for a series or parallel without parts.
     """
-    canvas = _node_signature(plan.root, make_signature)
-    if finish is None:
-        return canvas
-    return celery.chain(canvas, finish)
+    return _node_signature(plan.root, make_signature)
 
 
 def _node_signature(node: Node, make_signature: Callable[[str], Signature]) -> Signature:

@@ -34,7 +34,6 @@ def sig(name: str) -> Signature:
     return celery.signature("t", args=(name,), immutable=True)
 
 
-FINISH = celery.signature("finish", immutable=True)
 
 
 # --- independent reference computations -------------------------------------------------
@@ -356,31 +355,16 @@ def test_canvas_of_n_shape_waits_at_one_chord() -> None:
     assert shape(canvas) == ("chord", ("a", "b"), ("group", "c", "d"))
 
 
-def test_finish_after_a_fan_out_is_a_chord_body() -> None:
-    plan = compile_plan({"fetch": [], "tweet": ["fetch"], "alert": ["fetch"]})
-    canvas = to_canvas(plan, sig, finish=FINISH)
-    assert isinstance(canvas, _chain)
-    assert isinstance(canvas.tasks[-1], _chord)
-    assert shape(canvas) == ("chain", "fetch", ("chord", ("alert", "tweet"), "finish"))
+def test_a_fan_out_at_the_end_is_a_plain_group_not_a_chord() -> None:
+    # Nothing follows the canvas (the last task ends the session), so no chord waits on it.
+    canvas = to_canvas(compile_plan({"fetch": [], "tweet": ["fetch"], "alert": ["fetch"]}), sig)
+    assert shape(canvas) == ("chain", "fetch", ("group", "alert", "tweet"))
 
 
-def test_finish_after_independent_roots_is_a_chord() -> None:
-    canvas = to_canvas(compile_plan({"a": [], "b": []}), sig, finish=FINISH)
-    assert isinstance(canvas, _chord)
-    assert shape(canvas) == ("chord", ("a", "b"), "finish")
-
-
-def test_finish_after_a_single_task_chains() -> None:
-    canvas = to_canvas(compile_plan({"a": []}), sig, finish=FINISH)
-    assert shape(canvas) == ("chain", "a", "finish")
-
-
-def test_finish_after_a_diamond_runs_last() -> None:
-    plan = compile_plan({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]})
-    canvas = to_canvas(plan, sig, finish=FINISH)
-    tasks, pairs = canvas_order(canvas)
-    assert tasks[-1] == "finish"
-    assert {(name, "finish") for name in "abcd"} <= pairs
+def test_independent_roots_are_a_plain_group() -> None:
+    canvas = to_canvas(compile_plan({"a": [], "b": []}), sig)
+    assert isinstance(canvas, group)
+    assert shape(canvas) == ("group", "a", "b")
 
 
 def test_canvas_collapses_single_part_nodes() -> None:
@@ -483,19 +467,10 @@ def test_canvas_imposes_exactly_the_plan_order(graph: dict[str, list[str]]) -> N
     assert pairs == plan_order(plan.root)[1]
 
 
-@settings(max_examples=100, deadline=None)
-@given(dags())
-def test_finish_runs_after_every_task(graph: dict[str, list[str]]) -> None:
-    plan = compile_plan(graph)
-    tasks, pairs = canvas_order(to_canvas(plan, sig, finish=FINISH))
-    assert {(name, "finish") for name in graph} <= pairs
-    assert pairs - {(name, "finish") for name in graph} == plan_order(plan.root)[1]
-
-
 @settings(max_examples=300, deadline=None)
 @given(series_parallel_graphs())
 def test_series_parallel_compositions_compile_exactly(graph: dict[str, set[str]]) -> None:
-    plan = compile_plan(graph, for_celery=False)
+    plan = compile_plan(graph)
     assert plan.extra_waits == ()
     assert plan_order(plan.root)[1] == closure(graph)
     assert_canonical(plan.root)
@@ -504,30 +479,10 @@ def test_series_parallel_compositions_compile_exactly(graph: dict[str, set[str]]
 @settings(max_examples=200, deadline=None)
 @given(dags(max_tasks=7))
 def test_small_graphs_get_the_fewest_extra_waits(graph: dict[str, list[str]]) -> None:
-    assert len(compile_plan(graph, for_celery=False).extra_waits) == fewest_extra_waits(graph)
+    assert len(compile_plan(graph).extra_waits) == fewest_extra_waits(graph)
 
 
-def _chains_in_groups_end_in_a_task(node, in_group: bool = False) -> bool:
-    if isinstance(node, Step):
-        return True
-    if isinstance(node, Series) and in_group and isinstance(node.parts[-1], Parallel):
-        return False
-    return all(_chains_in_groups_end_in_a_task(part, isinstance(node, Parallel)) for part in node.parts)
-
-
-@settings(max_examples=300, deadline=None)
-@given(dags())
-def test_plans_for_celery_never_end_a_chain_inside_a_group_with_a_group(graph) -> None:
-    # Celery 5.7 miscounts such chords (see celery_safe); the rewrite keeps every dependency.
-    plan = compile_plan(graph)
-    assert _chains_in_groups_end_in_a_task(plan.root)
-    assert closure(graph) <= plan_order(plan.root)[1]
-
-
-def test_a_fan_out_beside_an_independent_root_runs_its_branches_in_turn() -> None:
+def test_a_fan_out_beside_an_independent_root_stays_exact() -> None:
     plan = compile_plan({"a": [], "b": ["a"], "c": ["a"], "d": []})
-    assert plan.render() == "group(chain(a, b, c), d)"
-    assert plan.extra_waits == (("c", "b"),)
-    assert compile_plan({"a": [], "b": ["a"], "c": ["a"], "d": []}, for_celery=False).render() == (
-        "group(chain(a, group(b, c)), d)"
-    )
+    assert plan.render() == "group(chain(a, group(b, c)), d)"
+    assert plan.extra_waits == ()
