@@ -1,6 +1,7 @@
 """Real Celery worker processes for tests, on Redis, against the test PostgreSQL database."""
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import subprocess
@@ -18,6 +19,16 @@ ROOT = Path(__file__).resolve().parent.parent
 def flush_redis() -> None:
     for url in {settings.CELERY_BROKER_URL, settings.CELERY_RESULT_BACKEND}:
         redis.Redis.from_url(url).flushdb()
+
+
+def _die_with_parent() -> None:
+    """Have the kernel send SIGTERM to the worker when the test process dies, however it dies.
+
+    A test run killed outright (a timeout, Ctrl-C twice) otherwise leaves its workers running
+    with the old code, consuming the next run's queues on the same Redis database.
+    """
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 class WorkerPool:
@@ -53,6 +64,7 @@ class WorkerPool:
              "-c", str(self.concurrency), "-Q", self.queues, "-n", f"{self.name}{index}-{os.getpid()}@%h",
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         self.processes.append(process)
         return process
