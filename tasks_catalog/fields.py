@@ -5,7 +5,7 @@ A field's `type` is one of: string, integer, number, boolean, object, array, any
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import jmespath

@@ -177,3 +177,15 @@ def default_queue_unconsumed():
         broker.delete("default")
         if replies:
             app.control.add_consumer("default", reply=True, timeout=2.0)
+
+
+def finished(api, session_id: str, seconds: float = 20) -> dict:
+    """Poll the session until it has finished (bounded), and return it."""
+    import time
+
+    for _ in range(int(seconds / 0.1)):
+        session = api.get(f"/api/sessions/{session_id}/").json()
+        if session["status"] not in ("queued", "running"):
+            return session
+        time.sleep(0.1)
+    raise AssertionError(f"session {session_id} did not finish within {seconds} s: {session}")

@@ -10,7 +10,7 @@ import pytest
 
 from interactions.models import Interaction, InteractionVersion
 from tests.accounts.test_auth import assert_error
-from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+from tests.conftest import SIMPLE_TASKS, make_integration
 
 FIELDS = {"id", "name", "description", "is_active", "version", "tasks", "endpoint_url", "created_at", "updated_at"}
 

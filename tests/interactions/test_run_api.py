@@ -5,18 +5,15 @@ before anything is written need no worker.
 """
 from __future__ import annotations
 
-import time
 
 import pytest
-import redis
 from celery.result import AsyncResult
-from django.conf import settings
 from django.db import transaction
 
 from config.celery import app
 from interactions.models import Session, TaskRun
 from interactions.sessions import session_start
-from tests.conftest import make_interaction
+from tests.conftest import finished, make_interaction
 
 SESSION_KEYS = {
     "id", "interaction", "version", "status", "input", "result", "error",
@@ -35,16 +32,6 @@ SHAPE_INPUT = {"shape": {"data": {"items": [7, 8]}}}
 def run(api, interaction, body=None, **headers):
     return api.post(f"/api/interactions/{interaction.id}/run/", body if body is not None else {},
                     format="json", **headers)
-
-
-def finished(api, session_id: str, seconds: float = 20) -> dict:
-    """Poll the session until it has finished (bounded), and return it."""
-    for _ in range(int(seconds / 0.1)):
-        session = api.get(f"/api/sessions/{session_id}/").json()
-        if session["status"] not in ("queued", "running"):
-            return session
-        time.sleep(0.1)
-    raise AssertionError(f"session {session_id} did not finish within {seconds} s: {session}")
 
 
 # --- answers ---------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 import pytest
 from django.utils import timezone
 
-from interactions.models import Session, TaskRun
+from interactions.models import Session
 from interactions.sessions import session_start
-from tests.conftest import make_interaction
+from tests.conftest import finished, make_interaction
 
 TRANSFORM = {"one": {"type": "transform", "body": {"data": {"v": 1}, "expression": "v"}}}
 LIFECYCLE = ["pending", "running", "completed", "failed", "skipped", "cancelled"]
@@ -33,16 +33,6 @@ def started(user, interaction, *, status: str = "queued", created_at: datetime |
 def ids(response) -> set[str]:
     assert response.status_code == 200, response.json()
     return {item["id"] for item in response.json()["results"]}
-
-
-def finished(api, session_id: str, seconds: float = 20) -> dict:
-    """Poll the session until it has finished (bounded), and return it."""
-    for _ in range(int(seconds / 0.1)):
-        session = api.get(f"/api/sessions/{session_id}/").json()
-        if session["status"] not in ("queued", "running"):
-            return session
-        time.sleep(0.1)
-    raise AssertionError(f"session {session_id} did not finish within {seconds} s: {session}")
 
 
 def until(api, session_id: str, check, seconds: float = 20) -> dict:

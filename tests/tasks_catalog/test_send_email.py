@@ -6,7 +6,7 @@ import pytest
 from interactions.executor import run_with_body
 from tasks_catalog.base import TaskFailed
 from tasks_catalog.registry import task_types
-from tests.conftest import SMTP_CREDENTIALS, smtp_integration
+from tests.conftest import smtp_integration
 from tests.smtp_server import free_port
 
 pytestmark = pytest.mark.django_db
