@@ -3,26 +3,51 @@
 A version never changes once written, so its parsed definition, plan and per-task field
 defaults are computed once per process and reused by every run and every task of every
 session: the hot paths (the run endpoint, the executor) never re-validate a definition.
+
+The compiled form also says where each task runs. A task of a `pure` type (`TaskType.pure`:
+transform, condition, response, fail) is *fused*: it never goes through the broker but runs
+where it becomes ready — in the process that takes the call when it depends only on other
+fused tasks (so a session of pure tasks needs no worker at all), else in the worker step that
+ends its last predecessor. `worker_plan` is the plan of the remaining tasks: what is sent to
+Celery.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from interactions.engine.canvas import Plan, compile_plan
+from interactions.engine.canvas import Plan, compile_plan, restrict
 from interactions.engine.definition import Definition, parse_definition
 from interactions.engine.execution import referenced_tasks
+from interactions.engine.graph import topological_order
 from tasks_catalog.registry import find_task_type
 
 
 @dataclass(frozen=True)
 class CompiledVersion:
     definition: Definition
-    plan: Plan
+    plan: Plan  # every task, as Celery would order them
     defaults: dict[str, dict[str, Any]]  # task -> {field: default}
     needs: dict[str, frozenset[str]]  # task -> tasks whose records it reads (preds + refs)
     sinks: frozenset[str]  # tasks no other task waits for
+    fused: frozenset[str]  # tasks of pure types: run inline, never through the broker
+    at_call: frozenset[str]  # fused tasks with only fused ancestors: run in the calling process
+    dependants: dict[str, tuple[str, ...]]  # task -> the tasks that wait for it
+    accepts: dict[str, str]  # task -> {predecessor: [statuses]} as JSON (for the claim's SQL)
+    worker_plan: Plan | None  # the plan of the tasks that need a worker; None if none does
+    order: tuple[str, ...]  # a topological order of the tasks
+
+    def fused_dependants(self, names) -> set[str]:
+        """The fused tasks that wait for any of `names`."""
+        return {child for name in names for child in self.dependants[name] if child in self.fused}
+
+    def runs_in(self, name: str) -> str:
+        """Where a task runs: `worker` (a Celery step), `worker (fused)` or `call`."""
+        if name not in self.fused:
+            return "worker"
+        return "call" if name in self.at_call else "worker (fused)"
 
 
 def _compile(tasks: dict[str, Any]) -> CompiledVersion:
@@ -35,9 +60,27 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
         name: frozenset(task.execute_after) | referenced_tasks(task)
         for name, task in definition.tasks.items()
     }
-    waited_for = {pred for task in definition.tasks.values() for pred in task.execute_after}
-    sinks = frozenset(definition.tasks) - waited_for
-    return CompiledVersion(definition, compile_plan(definition.predecessors()), defaults, needs, sinks)
+    dependants: dict[str, list[str]] = {name: [] for name in definition.tasks}
+    for name, task in sorted(definition.tasks.items()):
+        for pred in task.execute_after:
+            dependants[pred].append(name)
+    sinks = frozenset(name for name, children in dependants.items() if not children)
+    fused = frozenset(name for name, task in definition.tasks.items() if find_task_type(task.type).pure)
+    at_call: set[str] = set()
+    order = topological_order(definition.predecessors())
+    for name in order:
+        if name in fused and all(pred in at_call for pred in definition.tasks[name].execute_after):
+            at_call.add(name)
+    plan = compile_plan(definition.predecessors())
+    return CompiledVersion(
+        definition=definition, plan=plan, defaults=defaults, needs=needs, sinks=sinks, fused=fused,
+        at_call=frozenset(at_call), dependants={name: tuple(c) for name, c in dependants.items()},
+        accepts={
+            name: json.dumps({pred: list(accepted) for pred, accepted in task.execute_after.items()})
+            for name, task in definition.tasks.items()
+        },
+        worker_plan=restrict(plan, set(definition.tasks) - fused), order=tuple(order),
+    )
 
 
 _cache: dict[UUID, CompiledVersion] = {}

@@ -1,61 +1,59 @@
-"""Run one task of a session, and finish a session: the services behind the Celery tasks.
+"""Run one step of a session on a worker, and end the session: the services behind Celery's tasks.
 
-Delivery is at least once (late acks, requeue on worker loss, the sweeper's resumes), so
-every step is idempotent:
-- a task is claimed with a conditional UPDATE (`pending` → `running`, attempts + 1, a lease
-  until its hard time limit has surely passed). A second delivery finds it claimed: while the
-  lease holds it waits (`RetryLater`), once the lease ran out (the claimant died) it takes the
-  task over, and a task that lost its worker `JUNCTION_MAX_WORKER_LOSSES` times fails as a
-  poison task instead of looping forever;
-- a delivery that finds its task already ended raises `Duplicate`: the Celery task then
-  ignores the message, so successors fire once and a chord's join is not counted twice;
-- results are recorded only while the task is still `running` under this claim, so a cancel
-  that came in meanwhile wins;
-- no exception of a task type escapes: failures are results, so a chord never breaks.
+A step is one task that needs a worker, plus the fused (pure) tasks it makes ready:
+
+1. claim the task (`runstore.claim`, one round trip) and read the verdict (`claims.decide`);
+2. run it — a `timer` task (delay) instead keeps its claim and comes back when due;
+3. record it (`runstore.apply`, one round trip), which also claims the fused tasks whose
+   predecessors have now all ended; run those here, in memory, and record them the same way,
+   until nothing more is ready;
+4. the round trip that leaves no task unfinished returns every record: this step computes the
+   session's outcome, ends it and publishes the end to waiting callers.
+
+No exception of a task type escapes: failures are results, so a chord never breaks.
 """
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
 import traceback
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
-from jmespath.exceptions import JMESPathError
 from django.conf import settings
-from django.db import DataError, transaction
-from django.db.models import F
 from django.utils import timezone
+from jmespath.exceptions import JMESPathError
 
 from config import metrics
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.providers import providers
 from integrations.services import integration_credentials
+from interactions import claims, runstore, selectors
+from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.execution import TERMINAL, Record, readiness, resolve_body, session_outcome
-from interactions.models import Session, TaskRun
-from interactions.sessions import announce_end
+from interactions.engine.execution import Record, resolve_body, session_outcome
+from interactions.models import Session
+from interactions.runstore import Result
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
 
 logger = logging.getLogger(__name__)
-Status = TaskRun.Status
+COMPLETED, FAILED = "completed", "failed"
 
 
 class Duplicate(Exception):
-    """This delivery's task has already ended (or been taken over): fire nothing."""
+    """This delivery's task has already ended (or its session is gone): fire nothing."""
 
 
 @dataclass(frozen=True)
 class RetryLater(Exception):
     """Deliver this task again after `countdown` s (a transient failure with retries left, a
-    predecessor not yet ended, or a claim held by a delivery that may still be alive)."""
+    predecessor not yet ended, a claim held by a delivery that may still be alive, a timer)."""
 
     countdown: float
 
@@ -69,45 +67,11 @@ def lease_seconds(timeout: float) -> float:
     return timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE + settings.JUNCTION_LEASE_GRACE
 
 
-def _record(session_id: UUID, name: str, attempt: int, status: str, output: Any = None, error: str | None = None) -> str:
-    """Store the task's outcome if this claim (`attempt`) still holds it; count its size.
-
-    Returns the status stored (a too large or unstorable output turns into `failed`).
-    """
-    now = timezone.now()
-    try:
-        encoded = json.dumps(output, separators=(",", ":"), allow_nan=False) if output is not None else ""
-    except (TypeError, ValueError) as exc:
-        encoded, output, status, error = "", None, Status.FAILED, f"output is not JSON: {exc}"
-    size = len(encoded)
-    if size > settings.JUNCTION_MAX_OUTPUT_BYTES:
-        status, output, size = Status.FAILED, None, 0
-        error = f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
-    try:
-        with transaction.atomic():  # the size and the result are counted together or not at all
-            return _store(session_id, name, attempt, status, output, error, size, now)
-    except DataError as exc:
-        # Valid JSON the database refuses (PostgreSQL's jsonb has no NUL character): a
-        # permanent failure of this output, not an outage to retry.
-        with transaction.atomic():
-            return _store(session_id, name, attempt, Status.FAILED, None,
-                          f"output cannot be stored: {str(exc).splitlines()[0]}", 0, now)
+def task_timeout(compiled: CompiledVersion, name: str) -> float:
+    return compiled.definition.tasks[name].timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
 
 
-def _store(session_id, name, attempt, status, output, error, size, now) -> str:
-    # The session's row doubles as its progress clock for the sweeper, and keeps its size.
-    grown = Session.objects.filter(
-        pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
-    ).update(size_bytes=F("size_bytes") + size, updated_at=now)
-    if not grown:
-        Session.objects.filter(pk=session_id).update(updated_at=now)
-        status, output = Status.FAILED, None
-        error = f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
-    TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
-        status=status, output=output, error=error, finished_at=now, updated_at=now, lease_expires_at=None
-    )
-    return status
-
+# --- running a task type ---------------------------------------------------------------------
 
 def _redact(text: str, secrets: list[str]) -> str:
     for secret in secrets:
@@ -135,6 +99,12 @@ def _run(task_type, body: dict[str, Any], context: TaskContext, secrets: list[st
     return output
 
 
+def _check(task_type: TaskType, body: dict[str, Any]) -> None:
+    problems = task_type.check_body(body)
+    if problems:
+        raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
+
+
 def run_with_body(
     *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float
 ) -> Any:
@@ -143,9 +113,7 @@ def run_with_body(
     Raises TaskFailed naming the field for a bad value, a missing integration, or the task's
     own failure.
     """
-    problems = task_type.check_body(body)
-    if problems:
-        raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
+    _check(task_type, body)
     credentials: dict[str, Any] = {}
     if integration_id:
         integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
@@ -165,153 +133,260 @@ def run_with_body(
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
-def _claim(session: Session, name: str, own: dict[str, Any], timeout: float, now) -> int:
-    """Claim the task for this delivery; return the attempt number it runs as (0: ended here).
-
-    `own` is the task's row as read just before. One transaction takes the claim and marks a
-    queued session running. Raises Duplicate if the task has ended, RetryLater while another
-    claim's lease holds.
-    """
-    lease = now + timedelta(seconds=lease_seconds(timeout))
-    runs = TaskRun.objects.filter(session_id=session.pk, name=name)
-    if own["status"] == Status.PENDING:
-        with transaction.atomic():
-            # Conditional on the row as read: if anything changed meanwhile, no claim.
-            if runs.filter(status=Status.PENDING, attempts=own["attempts"]).update(
-                status=Status.RUNNING, attempts=own["attempts"] + 1, started_at=now, updated_at=now,
-                lease_expires_at=lease,
-            ):
-                if session.status == Session.Status.QUEUED:
-                    Session.objects.filter(pk=session.pk, status=Session.Status.QUEUED).update(
-                        status=Session.Status.RUNNING, started_at=now, updated_at=now
-                    )
-                return own["attempts"] + 1
-        own = runs.values("status", "attempts", "lease_expires_at").get()
-        if own["status"] == Status.PENDING:
-            raise RetryLater(0.1)  # a retry gave the claim back just now: claim it afresh
-    if own["status"] != Status.RUNNING:
-        raise Duplicate
-    if own["lease_expires_at"] and own["lease_expires_at"] > now:
-        raise RetryLater((own["lease_expires_at"] - now).total_seconds() + 0.5)
-    # The claimant's lease ran out: its worker died mid-task. Take over, unless it keeps dying.
-    if own["attempts"] >= settings.JUNCTION_MAX_WORKER_LOSSES:
-        _record(session.pk, name, own["attempts"], Status.FAILED, error=(
-            f"the worker running this task was lost {own['attempts']} times; "
-            f"giving up (a task that kills its worker?)"
-        ))
-        return 0
-    if not runs.filter(status=Status.RUNNING, attempts=own["attempts"]).update(
-        attempts=own["attempts"] + 1, started_at=now, updated_at=now, lease_expires_at=lease
-    ):
-        raise Duplicate  # another delivery took it over first
-    return own["attempts"] + 1
+def _body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
+    try:
+        return resolve_body(compiled.definition.tasks[name], compiled.defaults[name], caller_input or {}, records)
+    except JMESPathError as exc:
+        raise TaskFailed(f"a reference could not be resolved: {exc}") from None
 
 
-def task_execute(*, session_id: UUID, name: str) -> None:
-    """Run task `name` of a session once; record its outcome.
+def run_pure(
+    compiled: CompiledVersion, name: str, *, caller_input: Any, records: dict[str, Record], user_id
+) -> tuple[str, Any, str | None, str | None]:
+    """Run a fused (pure) task in this process; return (status, output, encoded output, error)."""
+    spec = compiled.definition.tasks[name]
+    started = time.monotonic()
+    try:
+        body = _body(compiled, name, caller_input, records)
+        output = run_with_body(task_type=find_task_type(spec.type), body=body, integration_id=None,
+                               user_id=user_id, timeout=task_timeout(compiled, name))
+    except TaskFailed as failure:
+        status, output, encoded, error = FAILED, None, None, str(failure)
+    else:
+        encoded, error = runstore.encode_output(output)
+        status = FAILED if error else COMPLETED
+        output = None if error else output
+    metrics.task_finished(spec.type, status, time.monotonic() - started)
+    return status, output, encoded, error
+
+
+# --- a worker step ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Session:
+    """What every part of a step needs to know about its session."""
+
+    id: Any
+    compiled: CompiledVersion
+    input: Any
+    user_id: Any
+
+
+def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
+                 now: datetime | None = None) -> None:
+    """Run task `name` of a session once and record it, with the fused tasks it makes ready.
 
     Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
     when it must be delivered again later.
     """
-    session = Session.objects.only("id", "status", "input", "user_id", "version_id").get(pk=session_id)
-    now = timezone.now()
-    pending = TaskRun.objects.filter(session_id=session_id, name=name, status=Status.PENDING)
-    if session.status in Session.TERMINAL:
-        pending.update(status=Status.CANCELLED, finished_at=now, updated_at=now)
-        return
-    compiled = compiled_version(session.version_id)
-    spec = compiled.definition.tasks[name]
-    # One query reads the records this task needs and its own row.
-    rows = {
-        run["name"]: run
-        for run in TaskRun.objects.filter(session_id=session_id, name__in=compiled.needs[name] | {name}).values(
-            "name", "status", "output", "error", "attempts", "lease_expires_at"
-        )
-    }
-    own = rows.pop(name)
-    records = {task: Record(run["status"], run["output"], run["error"]) for task, run in rows.items()}
-    statuses = {task: record.status for task, record in records.items()}
-    if any(statuses.get(pred) not in TERMINAL for pred in spec.execute_after):
-        # A predecessor has not ended: a resumed session, or a chord Celery fired early (it
-        # does for a header holding a chain that ends in a group). Look again shortly.
-        raise RetryLater(0.2)
-    if not readiness(spec, statuses):
-        if not pending.update(status=Status.SKIPPED, finished_at=now, updated_at=now):
+    now = now or timezone.now()
+    if version_id is None:  # a message sent before version ids travelled with it
+        version_id = Session.objects.filter(pk=session_id).values_list("version_id", flat=True).first()
+        if version_id is None:
             raise Duplicate
-        _finish_if_last(session_id, compiled, name)
+    compiled = compiled_version(version_id)
+    spec = compiled.definition.tasks[name]
+    task_type = find_task_type(spec.type)
+    timeout = task_timeout(compiled, name)
+    lease = now + timedelta(seconds=lease_seconds(timeout))
+    snapshot = runstore.claim(
+        session_id=session_id, name=name, names=sorted(compiled.needs[name] | {name}),
+        accepts=compiled.accepts[name], now=now, lease=lease,
+        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
+    )
+    if snapshot.session_status is None:
+        raise Duplicate  # the session was deleted
+    decision = claims.decide(
+        snapshot, name=name, accepts=spec.execute_after, lease=lease, now=now,
+        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
+    )
+    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id)
+    verdict = decision.verdict
+    if verdict is Verdict.SESSION_ENDED:
+        runstore.cancel_pending(session_id=session_id, name=name, now=now)
+        return
+    if verdict is Verdict.DUPLICATE:
+        raise Duplicate
+    if verdict is Verdict.WAIT:
+        raise RetryLater(decision.countdown)
+    if verdict is Verdict.SKIP:
+        advance(session, skips=[name])
+        return
+    if verdict is Verdict.POISON:
+        advance(session, results=[Result(name, decision.attempt, FAILED, error=(
+            f"the worker running this task was lost {decision.attempt} times; "
+            f"giving up (a task that kills its worker?)"
+        ))])
         return
 
-    timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-    attempt = _claim(session, name, own, timeout, now)
-    if not attempt:
-        return
+    records = {task: Record(row.status, row.output, row.error) for task, row in snapshot.rows.items() if task != name}
+    if task_type.timer:
+        result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
+    else:
+        result = _work(session, name, task_type, records, decision.attempt)
+    advance(session, results=[result], durable=not task_type.pure)
+
+
+def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], attempt: int) -> Result:
+    """Run a claimed task; return its result, or raise RetryLater having given the claim back."""
+    spec = session.compiled.definition.tasks[name]
     started = time.monotonic()
     try:
-        try:
-            body = resolve_body(spec, compiled.defaults[name], session.input, records)
-        except JMESPathError as exc:
-            raise TaskFailed(f"a reference could not be resolved: {exc}") from None
+        body = _body(session.compiled, name, session.input, records)
         output = run_with_body(
-            task_type=find_task_type(spec.type), body=body, integration_id=spec.integration,
-            user_id=session.user_id, timeout=timeout,
+            task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
+            timeout=task_timeout(session.compiled, name),
         )
     except TaskFailed as failure:
         if failure.transient and attempt <= spec.retries:
-            # Give the claim back; the next delivery claims it again as attempt + 1.
-            TaskRun.objects.filter(session_id=session_id, name=name, status=Status.RUNNING, attempts=attempt).update(
-                status=Status.PENDING, error=str(failure), updated_at=timezone.now(), lease_expires_at=None
-            )
+            runstore.give_back(session_id=session.id, name=name, attempt=attempt, error=str(failure),
+                               now=timezone.now())
             raise RetryLater(backoff(attempt)) from None
-        status = _record(session_id, name, attempt, Status.FAILED, error=str(failure))
+        result = Result(name, attempt, FAILED, error=str(failure))
     else:
-        status = _record(session_id, name, attempt, Status.COMPLETED, output=output)
-    metrics.task_finished(spec.type, status, time.monotonic() - started)
-    _finish_if_last(session_id, compiled, name)
+        encoded, problem = runstore.encode_output(output)
+        result = Result(name, attempt, FAILED, error=problem) if problem else Result(name, attempt, COMPLETED, encoded)
+    metrics.task_finished(spec.type, result.status, time.monotonic() - started)
+    return result
 
 
-def _finish_if_last(session_id: UUID, compiled: CompiledVersion, name: str) -> None:
-    """End the session if this task, one without dependants, was the last to end.
+def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], own, attempt: int,
+           now: datetime) -> Result:
+    """End a timer task that is due; raise RetryLater (keeping the claim) until it is."""
+    timeout = task_timeout(session.compiled, name)
+    try:
+        body = _body(session.compiled, name, session.input, records)
+        _check(task_type, body)
+    except TaskFailed as failure:
+        return Result(name, attempt, FAILED, error=str(failure))
+    wanted = task_type.wait_seconds(body)
+    remaining = claims.timer_due(started_at=own.started_at, seconds=min(wanted, timeout), now=now)
+    if remaining > 0:
+        raise RetryLater(remaining)
+    if wanted > timeout:
+        return Result(name, attempt, FAILED, error=f"timed out after {timeout:g} s")
+    return Result(name, attempt, COMPLETED, "{}")
 
-    Only such a task can be the last (a task's dependants end after it). Each of them checks
-    after its own record committed, so when two end at once at least one sees the other ended:
-    the session is finished once, with no finishing message and no chord into one.
+
+def advance(session: _Session, *, results: list[Result] = (), skips: list[str] = (), durable: bool = False,
+            candidates_of: set[str] | None = None) -> None:
+    """Record, then run the fused tasks that became ready, round trip by round trip.
+
+    Each round trip stores the previous results and claims (or skips) the fused dependants
+    whose predecessors have all ended; the claimed ones run here, in memory, and go into the
+    next round trip. The round trip that leaves no task unfinished ends the session.
+    `candidates_of` (default: the recorded and skipped tasks) names the tasks whose fused
+    dependants are looked at first.
     """
-    if name not in compiled.sinks:
-        return
-    if TaskRun.objects.filter(session_id=session_id, status__in=(Status.PENDING, Status.RUNNING)).exists():
-        return
-    session_finish(session_id=session_id)
+    compiled = session.compiled
+    changed = set(candidates_of) if candidates_of is not None else {r.name for r in results} | set(skips)
+    while True:
+        candidates = {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
+        now = timezone.now()
+        lease = now + timedelta(seconds=lease_seconds(max(
+            (task_timeout(compiled, name) for name in candidates), default=0.0)))
+        applied = runstore.apply(
+            session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
+            reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
+            durable=durable,
+        )
+        if applied.unfinished == 0:
+            _end(session, applied.rows)
+            return
+        if applied.session_status not in runstore.ACTIVE or not (applied.claimed or applied.skipped):
+            return
+        records = {name: Record(row.status, row.output, row.error) for name, row in applied.rows.items()}
+        results = []
+        for name, attempt in sorted(applied.claimed.items()):
+            status, _, encoded, error = run_pure(compiled, name, caller_input=session.input, records=records,
+                                              user_id=session.user_id)
+            results.append(Result(name, attempt, status, encoded, error))
+        skips, durable = [], False
+        changed = set(applied.claimed) | set(applied.skipped)
 
 
-def session_finish(*, session_id: UUID) -> str:
-    """Compute and store the session's status and result once every task has ended.
+# --- ending a session -------------------------------------------------------------------------
+
+def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
+    """End the session from its terminal records; publish the end. Returns the status set."""
+    compiled = session.compiled
+    records = {name: Record(row.status, row.output, row.error) for name, row in rows.items()}
+    outcome = session_outcome(compiled.definition, records)
+    error = None
+    if outcome.unhandled:
+        error = "unhandled failure in " + ", ".join(f"{name}: {records[name].error}" for name in outcome.unhandled)
+    now = timezone.now()
+    finished = runstore.finish(session_id=session.id, status=outcome.status, result=outcome.result, error=error,
+                               now=now)
+    if finished is None:
+        return None  # ended meanwhile (cancelled, timed out, or by a concurrent step)
+    metrics.session_finished(outcome.status)
+    data = selectors.session_data_from(
+        id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
+        input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,
+        started_at=finished.started_at, finished_at=now,
+        tasks={name: selectors.task_data(
+            status=rows[name].status, output=rows[name].output, error=rows[name].error,
+            attempts=rows[name].attempts, started_at=rows[name].started_at, finished_at=rows[name].finished_at,
+        ) for name in compiled.definition.tasks if name in rows},
+    )
+    from interactions.sessions import announce_end
+
+    announce_end(session_id=session.id, status=outcome.status, data=data)
+    return outcome.status
+
+
+def session_finish(*, session_id: UUID | str) -> str:
+    """End a session whose tasks have all ended (the sweeper's finishing task).
 
     Raises RetryLater while a task has not ended; does nothing when the session already
     ended (cancelled, timed out). Returns the status.
     """
-    session = Session.objects.only("id", "status", "version_id").get(pk=session_id)
+    session = Session.objects.only("id", "status", "version_id", "input", "user_id").get(pk=session_id)
     if session.status in Session.TERMINAL:
         return session.status
     compiled = compiled_version(session.version_id)
-    runs = {
-        run["name"]: Record(run["status"], run["output"], run["error"])
-        for run in session.task_runs.values("name", "status", "output", "error")
+    rows = {
+        run["name"]: runstore.Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
+                                  run["finished_at"], run["lease_expires_at"])
+        for run in session.task_runs.values("name", "status", "output", "error", "attempts", "started_at",
+                                            "finished_at", "lease_expires_at")
     }
-    if any(record.status not in TERMINAL for record in runs.values()):
-        # The canvas orders the finish after every task, so a task is still being retried or
-        # taken over (or a resumed session's other canvas runs): look again later. The
-        # session's deadline and the sweeper bound this.
+    if any(row.status in runstore.UNFINISHED for row in rows.values()):
+        # A task is still being retried or taken over (or a resumed session's other canvas
+        # runs): look again later. The session's deadline and the sweeper bound this.
         raise RetryLater(0.5)
-    outcome = session_outcome(compiled.definition, runs)
-    error = None
-    if outcome.unhandled:
-        error = "unhandled failure in " + ", ".join(
-            f"{name}: {runs[name].error}" for name in outcome.unhandled
-        )
-    now = timezone.now()
-    if Session.objects.filter(pk=session_id, status__in=[Session.Status.QUEUED, Session.Status.RUNNING]).update(
-        status=outcome.status, result=outcome.result, error=error, finished_at=now, updated_at=now
-    ):
-        metrics.session_finished(outcome.status)
-        announce_end(session_id=session_id, status=outcome.status)
-    return outcome.status
+    status = _end(_Session(session.id, compiled, session.input, session.user_id), rows)
+    if status is None:
+        return Session.objects.values_list("status", flat=True).get(pk=session_id)
+    return status
+
+
+def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, user_id, now: datetime) -> None:
+    """Run the fused tasks of a resumed session that are ready but were never run.
+
+    A worker that died between recording a task and running the fused tasks it made ready
+    leaves them pending (or claimed, with a lease that runs out): nothing else would run them,
+    since fused tasks have no message of their own. Called by the sweeper before it sends the
+    unfinished steps again.
+    """
+    from interactions.models import TaskRun
+
+    expired = TaskRun.objects.filter(
+        session_id=session_id, name__in=list(compiled.fused), status=runstore.RUNNING, lease_expires_at__lte=now,
+    )
+    poison = [
+        Result(name, attempts, FAILED, error=(
+            f"the worker running this task was lost {attempts} times; giving up (a task that kills its worker?)"))
+        for name, attempts in expired.filter(attempts__gte=settings.JUNCTION_MAX_WORKER_LOSSES)
+        .values_list("name", "attempts")
+    ]
+    expired.filter(attempts__lt=settings.JUNCTION_MAX_WORKER_LOSSES).update(
+        status=runstore.PENDING, lease_expires_at=None, updated_at=now)
+    pending = set(TaskRun.objects.filter(
+        session_id=session_id, name__in=list(compiled.fused), status=runstore.PENDING,
+    ).values_list("name", flat=True))
+    parents = {pred for name in pending for pred in compiled.definition.tasks[name].execute_after}
+    if parents or poison:
+        advance(_Session(session_id, compiled, caller_input, user_id), results=poison,
+                candidates_of=parents | {result.name for result in poison})

@@ -67,36 +67,59 @@ def _ms(start, end) -> int | None:
     return int((end - start).total_seconds() * 1000) if start and end else None
 
 
-def task_run_data(run: TaskRun) -> dict[str, Any]:
+def _iso(value) -> str | None:
+    return value.isoformat() if value else None
+
+
+def task_data(*, status, output, error, attempts, started_at, finished_at) -> dict[str, Any]:
+    """Render one task's record as the API shows it (SPEC §2.6)."""
     return {
-        "name": run.name,
-        "status": run.status,
-        "output": run.output,
-        "error": run.error,
-        "attempts": run.attempts,
-        "started_at": run.started_at.isoformat() if run.started_at else None,
-        "finished_at": run.finished_at.isoformat() if run.finished_at else None,
-        "duration_ms": _ms(run.started_at, run.finished_at),
+        "status": status,
+        "output": output,
+        "error": error,
+        "attempts": attempts,
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "duration_ms": _ms(started_at, finished_at),
+    }
+
+
+def task_run_data(run: TaskRun) -> dict[str, Any]:
+    return {"name": run.name, **task_data(
+        status=run.status, output=run.output, error=run.error, attempts=run.attempts,
+        started_at=run.started_at, finished_at=run.finished_at,
+    )}
+
+
+def session_data_from(
+    *, id, interaction_id, version: int, status: str, input, result, error, created_at, started_at, finished_at,
+    tasks: dict[str, dict[str, Any]],
+) -> dict[str, Any]:
+    """Render a session from plain values (what the process that ended it holds in memory)."""
+    return {
+        "id": str(id),
+        "interaction": str(interaction_id),
+        "version": version,
+        "status": status,
+        "input": input,
+        "result": result,
+        "error": error,
+        "created_at": created_at.isoformat(),
+        "started_at": _iso(started_at),
+        "finished_at": _iso(finished_at),
+        "duration_ms": _ms(started_at or created_at, finished_at),
+        "tasks": tasks,
     }
 
 
 def session_data(session: Session) -> dict[str, Any]:
     """Render a session as the API shows it (SPEC §2.6)."""
-    runs = session.task_runs.all()
-    return {
-        "id": str(session.id),
-        "interaction": str(session.interaction_id),
-        "version": session.version.number,
-        "status": session.status,
-        "input": session.input,
-        "result": session.result,
-        "error": session.error,
-        "created_at": session.created_at.isoformat(),
-        "started_at": session.started_at.isoformat() if session.started_at else None,
-        "finished_at": session.finished_at.isoformat() if session.finished_at else None,
-        "duration_ms": _ms(session.started_at or session.created_at, session.finished_at),
-        "tasks": {run.name: {k: v for k, v in task_run_data(run).items() if k != "name"} for run in runs},
-    }
+    return session_data_from(
+        id=session.id, interaction_id=session.interaction_id, version=session.version.number,
+        status=session.status, input=session.input, result=session.result, error=session.error,
+        created_at=session.created_at, started_at=session.started_at, finished_at=session.finished_at,
+        tasks={run.name: {k: v for k, v in task_run_data(run).items() if k != "name"} for run in session.task_runs.all()},
+    )
 
 
 def session_reply(session: Session) -> dict[str, Any] | None:

@@ -53,6 +53,14 @@ class PlanSerializer(serializers.Serializer):
     version = serializers.IntegerField()
     canvas = serializers.CharField(help_text="The Celery canvas, e.g. chain(fetch, group(tweet, alert))")
     extra_waits = serializers.ListField(child=serializers.DictField(), help_text="Waits the plan adds beyond the DAG's edges")
+    celery = serializers.CharField(
+        allow_null=True,
+        help_text="The canvas sent to the workers: the plan without its fused tasks (null: the call runs everything)",
+    )
+    fused = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Pure tasks run inline where they become ready: {task, after, runs_in: call | worker (fused)}",
+    )
 
 
 class TaskRunSerializer(serializers.Serializer):

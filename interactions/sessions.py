@@ -1,14 +1,18 @@
-"""Writes for sessions: start a run, cancel it, retry it. (Reads are in `selectors.py`.)
+"""Writes for sessions: start a run, cancel it, retry it, end it. (Reads are in `selectors.py`.)
 
-Work is enqueued only once the transaction that created the session commits
-(`transaction.on_commit`), so a rolled-back request enqueues nothing and no worker ever
-looks for a row that is not there yet.
+A new session is decided as far as it can be in the process that takes the call: the fused
+(pure) tasks that depend on no worker's task run right here, before anything is written, so a
+session of pure tasks is stored already finished by the transaction that creates it and needs
+no worker at all. What needs a worker is sent only once the creating transaction commits
+(`transaction.on_commit`), so a rolled-back request enqueues nothing and no worker ever looks
+for a row that is not there yet.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -20,77 +24,19 @@ from rest_framework import status
 from accounts.models import User
 from config import metrics
 from config.errors import ApiError, Conflict
+from interactions import executor, runstore
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.canvas import Plan, compile_plan, to_canvas
+from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
+from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
 from interactions.engine.inputs import check_input
-from interactions.models import Interaction, Session, TaskRun
-from tasks_catalog.registry import find_task_type
+from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
 
 
-def task_message_id(session_id: str, name: str) -> str:
-    """The Celery task id of a session's task: stable, so it can be revoked by name."""
-    return f"{session_id}.{name}"
-
-
-def _signature_for(session_id: str, compiled: CompiledVersion):
-    from interactions.tasks import run_task
-
-    def make(name: str):
-        spec = compiled.definition.tasks[name]
-        timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-        return run_task.si(session_id, name).set(
-            task_id=task_message_id(session_id, name),
-            queue=find_task_type(spec.type).queue,
-            # Prefork workers enforce these; task types also honour the timeout themselves.
-            soft_time_limit=timeout,
-            time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
-        )
-
-    return make
-
-
-def dispatch_plan(*, session_id: str, compiled: CompiledVersion, plan: Plan | None) -> None:
-    """Send a plan's canvas to the broker; with no plan (every task ended), the finishing task.
-
-    The canvas needs no finishing task: the session's last task ends it. If the broker is
-    unreachable the session stays queued in PostgreSQL and the sweeper sends it once the broker
-    is back: the caller's request still succeeds.
-    """
-    from interactions.tasks import finish_session
-
-    if plan is None:
-        canvas = finish_session.si(session_id).set(queue="default")
-    else:
-        canvas = to_canvas(plan, _signature_for(session_id, compiled))
-    try:
-        canvas.apply_async()
-    except Exception:  # the broker is down: kombu raises its own and redis' errors
-        logger.exception("could not enqueue session %s; the sweeper will resume it", session_id)
-
-
-def remaining_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan | None:
-    """Plan only the `unfinished` tasks of a DAG (None if there are none).
-
-    Tasks that already ended must not be sent again: their delivery would be ignored as a
-    duplicate and the successors chained after it would never fire.
-    """
-    predecessors = {
-        name: {pred for pred in compiled.definition.tasks[name].execute_after if pred in unfinished}
-        for name in unfinished
-    }
-    return compile_plan(predecessors) if predecessors else None
-
-
-def session_dispatch(*, session: Session, compiled: CompiledVersion) -> None:
-    """Send the whole session (call after the creating transaction commits)."""
-    dispatch_plan(session_id=str(session.id), compiled=compiled, plan=compiled.plan)
-
-
-def announce_end(*, session_id, status: str) -> None:
+def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None) -> None:
     """Tell callers waiting with `Prefer: wait` that the session ended (see `waiting.py`).
 
     The end is stored as the Celery result whose id is the session's id: on Redis that is a
@@ -102,18 +48,6 @@ def announce_end(*, session_id, status: str) -> None:
         app.backend.store_result(str(session_id), status, "SUCCESS")
     except Exception:  # the result backend is down: waiters time out into a 202
         logger.warning("could not announce the end of session %s", session_id, exc_info=True)
-
-
-def revoke_running(*, session_id, names: list[str]) -> None:
-    """Ask the workers to stop these tasks of a session (prefork workers terminate them)."""
-    if not names:
-        return
-    from config.celery import app
-
-    try:
-        app.control.revoke([task_message_id(str(session_id), name) for name in names], terminate=True)
-    except Exception:  # best effort: the tasks' results are discarded anyway
-        logger.warning("could not broadcast the revoke of %s", names, exc_info=True)
 
 
 def request_hash(data: Any) -> str:
@@ -168,18 +102,8 @@ def session_start(
             idempotency_key=None
         )
     try:
-        with transaction.atomic():
-            session = Session.objects.create(
-                user=user, interaction=interaction, version=version, input=data,
-                idempotency_key=idempotency_key, request_hash=digest,
-                deadline_at=_deadline(interaction),
-                size_bytes=len(json.dumps(data, separators=(",", ":"))),
-            )
-            TaskRun.objects.bulk_create(
-                [TaskRun(session=session, name=name) for name in compiled.definition.tasks]
-            )
-            transaction.on_commit(lambda: session_dispatch(session=session, compiled=compiled))
-            transaction.on_commit(metrics.session_started)
+        session = _create(user=user, interaction=interaction, version=version, compiled=compiled, data=data,
+                          idempotency_key=idempotency_key, request_hash=digest)
     except IntegrityError:
         # Two requests with the same key raced: the other one won; answer with its session.
         existing = _existing_for_key(user, interaction, idempotency_key, digest) if idempotency_key else None
@@ -187,6 +111,112 @@ def session_start(
             raise
         return existing, False
     return session, True
+
+
+@dataclass(frozen=True)
+class _Settled:
+    """A task decided in the calling process."""
+
+    status: str
+    output: Any
+    error: str | None
+    size: int
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime
+
+
+def _settle_at_call(
+    *, compiled: CompiledVersion, data: Any, user_id, done: dict[str, Record], room: int
+) -> dict[str, _Settled]:
+    """Run every fused task that depends on no unfinished worker task; skip what cannot run.
+
+    `room` is what the session may still grow by (JUNCTION_MAX_SESSION_BYTES): an output past
+    it fails its task, as when a worker records it.
+    """
+    settled: dict[str, _Settled] = {}
+
+    def run(name: str, known) -> Record:
+        nonlocal room
+        started = timezone.now()
+        status_, output, encoded, error = executor.run_pure(
+            compiled, name, caller_input=data, records=dict(known), user_id=user_id)
+        size = len(encoded or "")
+        if size > room:
+            status_, output, error, size = runstore.FAILED, None, runstore.session_too_large(), 0
+        room -= size
+        settled[name] = _Settled(status_, output, error, size, 1, started, timezone.now())
+        return Record(status_, output, error)
+
+    new = settle(compiled.definition, order=compiled.order, inline=compiled.fused, records=done, run=run)
+    now = timezone.now()
+    for name, record in new.items():
+        if record.status == SKIPPED:
+            settled[name] = _Settled(SKIPPED, None, None, 0, 0, None, now)
+    return settled
+
+
+def _create(
+    *, user: User, interaction: Interaction, version: InteractionVersion, compiled: CompiledVersion, data: Any,
+    done: dict[str, TaskRun] | None = None, retry_of: Session | None = None, idempotency_key: str | None = None,
+    request_hash: str = "",
+) -> Session:
+    """Create a session, decided as far as the calling process can; send the rest on commit.
+
+    `done` are completed task records reused from an earlier session (a retry).
+    """
+    done = done or {}
+    size = len(json.dumps(data, separators=(",", ":"))) + sum(
+        len(json.dumps(run.output, separators=(",", ":"))) for run in done.values())
+    settled = _settle_at_call(
+        compiled=compiled, data=data, user_id=user.id, room=settings.JUNCTION_MAX_SESSION_BYTES - size,
+        done={name: Record(COMPLETED, run.output) for name, run in done.items()},
+    )
+    size += sum(task.size for task in settled.values())
+    unfinished = set(compiled.definition.tasks) - set(done) - set(settled)
+    fields: dict[str, Any] = {}
+    now = timezone.now()
+    if not unfinished:  # nothing needs a worker: the session ends here
+        records = {name: Record(COMPLETED, run.output) for name, run in done.items()}
+        records.update({name: Record(task.status, task.output, task.error) for name, task in settled.items()})
+        outcome = session_outcome(compiled.definition, records)
+        starts = [task.started_at for task in settled.values() if task.started_at]
+        fields = {
+            "status": outcome.status, "result": outcome.result, "started_at": min(starts, default=now),
+            "finished_at": now,
+            "error": "unhandled failure in " + ", ".join(
+                f"{name}: {records[name].error}" for name in outcome.unhandled) if outcome.unhandled else None,
+        }
+    with transaction.atomic():
+        session = Session.objects.create(
+            user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
+            idempotency_key=idempotency_key, request_hash=request_hash,
+            deadline_at=_deadline(interaction), size_bytes=size, **fields,
+        )
+        runs = []
+        for name in compiled.definition.tasks:
+            if name in done:
+                old = done[name]
+                runs.append(TaskRun(session=session, name=name, status=COMPLETED, output=old.output,
+                                    attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at))
+            elif name in settled:
+                task = settled[name]
+                runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
+                                    error=task.error, attempts=task.attempts, started_at=task.started_at,
+                                    finished_at=task.finished_at))
+            else:
+                runs.append(TaskRun(session=session, name=name))
+        TaskRun.objects.bulk_create(runs)
+        # What the API renders needs no further query.
+        session._prefetched_objects_cache = {"task_runs": runs}
+        transaction.on_commit(metrics.session_started)
+        if unfinished:
+            plan = worker_plan(compiled=compiled, unfinished=unfinished)
+            transaction.on_commit(lambda: dispatch_plan(
+                session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan))
+        else:
+            transaction.on_commit(lambda: metrics.session_finished(session.status))
+    return session
 
 
 def session_end(*, session: Session, status: str, error: str, now: datetime) -> None:
@@ -221,27 +251,13 @@ def session_cancel(*, session: Session) -> Session:
 def session_retry(*, session: Session) -> Session:
     """Start a new session of the same version and input that reuses completed outputs.
 
-    Only the tasks that did not complete are sent to the workers.
+    Only the tasks that did not complete run again (the fused ones that can, right here).
+    Raises Conflict (409) if the interaction is not active, as a new run would.
     """
+    if not session.interaction.is_active:
+        raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = session.version
     compiled = compiled_version(version.id, version.tasks)
     done = {run.name: run for run in session.task_runs.filter(status=TaskRun.Status.COMPLETED)}
-    with transaction.atomic():
-        retry = Session.objects.create(
-            user=session.user, interaction=session.interaction, version=version,
-            input=session.input, retry_of=session, deadline_at=_deadline(session.interaction),
-            size_bytes=session.size_bytes,
-        )
-        TaskRun.objects.bulk_create([
-            TaskRun(
-                session=retry, name=name,
-                **({"status": TaskRun.Status.COMPLETED, "output": done[name].output,
-                    "attempts": done[name].attempts, "started_at": done[name].started_at,
-                    "finished_at": done[name].finished_at} if name in done else {}),
-            )
-            for name in compiled.definition.tasks
-        ])
-        plan = remaining_plan(compiled=compiled, unfinished=set(compiled.definition.tasks) - set(done))
-        transaction.on_commit(lambda: dispatch_plan(session_id=str(retry.id), compiled=compiled, plan=plan))
-        transaction.on_commit(metrics.session_started)
-    return retry
+    return _create(user=session.user, interaction=session.interaction, version=version, compiled=compiled,
+                   data=session.input, done=done, retry_of=session)

@@ -27,7 +27,9 @@ from django.utils import timezone
 from config.celery import queue_depths
 from interactions.compiled import compiled_version
 from interactions.models import Session, TaskRun
-from interactions.sessions import ACTIVE, dispatch_plan, remaining_plan, session_end
+from interactions import executor
+from interactions.dispatch import dispatch_plan, worker_plan
+from interactions.sessions import ACTIVE, session_end
 
 logger = logging.getLogger(__name__)
 UNFINISHED = (TaskRun.Status.PENDING, TaskRun.Status.RUNNING)
@@ -47,12 +49,20 @@ class SweepReport:
 
 
 def session_resume(*, session: Session, now: datetime) -> None:
-    """Send the unfinished part of a stalled session's DAG again (plus its finishing task)."""
+    """Resume a stalled session: run its ready fused tasks, send its unfinished steps again.
+
+    With nothing left to send, the finishing task ends the session from its records.
+    """
     compiled = compiled_version(session.version.id, session.version.tasks)
-    unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
     Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
-    plan = remaining_plan(compiled=compiled, unfinished=unfinished)
-    transaction.on_commit(lambda: dispatch_plan(session_id=str(session.pk), compiled=compiled, plan=plan))
+    executor.fused_resume(session_id=session.pk, compiled=compiled, caller_input=session.input,
+                          user_id=session.user_id, now=now)
+    unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
+    if not unfinished:
+        return  # the fused tasks ended it
+    plan = worker_plan(compiled=compiled, unfinished=unfinished)
+    transaction.on_commit(lambda: dispatch_plan(
+        session_id=str(session.pk), version_id=str(session.version_id), compiled=compiled, plan=plan))
 
 
 def sessions_sweep(*, now: datetime | None = None) -> SweepReport:

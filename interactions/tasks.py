@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import Ignore
-from django.db import DatabaseError, InterfaceError
+from django.db import DatabaseError, InterfaceError, close_old_connections
 
 from interactions import executor, sweeper
 
@@ -20,19 +20,25 @@ INFRA_RETRIES = 8
 
 
 @shared_task(name="junction.run_task", bind=True, max_retries=None)
-def run_task(self, session_id: str, name: str) -> None:
+def run_task(self, session_id: str, name: str, version_id: str | None = None, outages: int = 0) -> None:
+    """Run one step of a session. `outages` counts this message's database-outage retries only:
+    waits for predecessors, leases and timers are not outages and have no cap here."""
     try:
-        executor.task_execute(session_id=session_id, name=name)
+        executor.task_execute(session_id=session_id, name=name, version_id=version_id)
     except executor.Duplicate:
         raise Ignore() from None
     except executor.RetryLater as later:
         raise self.retry(countdown=later.countdown) from None
     except (DatabaseError, InterfaceError) as exc:
-        # `retries` counts every redelivery of this message; past the cap the sweeper takes over.
-        if self.request.retries >= INFRA_RETRIES:
-            logger.error("giving up on %s/%s after database errors: %s", session_id, name, exc)
+        close_old_connections()  # a broken connection is replaced before the next try
+        if outages >= INFRA_RETRIES:
+            # Past the cap the sweeper takes over from what PostgreSQL recorded.
+            logger.error("giving up on %s/%s after %d database errors: %s", session_id, name, outages, exc)
             raise Ignore() from None
-        raise self.retry(countdown=executor.backoff(self.request.retries + 1)) from None
+        raise self.retry(
+            args=(session_id, name, version_id), kwargs={"outages": outages + 1},
+            countdown=executor.backoff(outages + 1),
+        ) from None
 
 
 @shared_task(name="junction.finish_session", bind=True, max_retries=INFRA_RETRIES)

@@ -80,11 +80,18 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     @action(detail=True, methods=["get"])
     def plan(self, request, pk=None):
         version = self.get_object().current_version
-        plan = compiled_version(version.id, version.tasks).plan
+        compiled = compiled_version(version.id, version.tasks)
+        plan = compiled.plan
         return Response({
             "version": version.number,
             "canvas": plan.render(),
             "extra_waits": [{"task": task, "waits_for": other} for task, other in plan.extra_waits],
+            "celery": compiled.worker_plan.render() if compiled.worker_plan else None,
+            "fused": [
+                {"task": name, "after": sorted(compiled.definition.tasks[name].execute_after),
+                 "runs_in": compiled.runs_in(name)}
+                for name in compiled.order if name in compiled.fused
+            ],
         })
 
     @extend_schema(
@@ -110,9 +117,10 @@ def session_response(session: Session, wait: float | None) -> Response:
     headers = {"Location": f"/api/sessions/{session.id}/"}
     if wait is not None:
         headers["Preference-Applied"] = f"wait={wait:g}"
-        if not session.is_finished:
+    if not session.is_finished:  # a session finished by the call itself needs no second look
+        if wait is not None:
             wait_for_session(str(session.id), wait)
-    session = selectors.session_list(user=session.user).get(pk=session.pk)
+        session = selectors.session_list(user=session.user).get(pk=session.pk)
     if not session.is_finished:
         return Response(selectors.session_data(session), status=status.HTTP_202_ACCEPTED, headers=headers)
     if wait is not None:

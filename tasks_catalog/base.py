@@ -42,6 +42,18 @@ class TaskType:
     output_description: ClassVar[str] = ""
     output_schema: ClassVar[dict[str, Any]] = {}
     queue: ClassVar[str] = "default"
+    # Capabilities the engine reads (never the type's key):
+    # - `pure`: no I/O, no side effect, microseconds of work, the same output for the same body.
+    #   The engine runs such a task where it becomes ready, fused into the step that made it
+    #   ready (or into the call, for a session that needs no worker), never through the broker.
+    pure: ClassVar[bool] = False
+    # - `timer`: the task only waits. Its step holds no worker while it waits: the claim is kept
+    #   and the message is delivered again when `wait_seconds(body)` have passed.
+    timer: ClassVar[bool] = False
+
+    def wait_seconds(self, body: dict[str, Any]) -> float:
+        """For a `timer` type: how long the task waits, from the moment it is claimed."""
+        raise NotImplementedError
 
     def field(self, name: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.name == name), None)

@@ -28,6 +28,7 @@ def _search(expression: str, data: Any) -> Any:
 
 class Transform(TaskType):
     key = "transform"
+    pure = True
     name = "Transform (JMESPath)"
     description = "Evaluate a JMESPath expression against data; the result is the output."
     fields = (
@@ -42,6 +43,7 @@ class Transform(TaskType):
 
 class Condition(TaskType):
     key = "condition"
+    pure = True
     name = "Condition (JMESPath)"
     description = (
         "Evaluate a JMESPath expression: the task completes when the result is truthy and fails "
@@ -61,6 +63,7 @@ class Condition(TaskType):
 
 class Delay(TaskType):
     key = "delay"
+    timer = True  # the executor schedules the end; `run` (the test endpoint) really sleeps
     name = "Delay"
     description = "Wait a number of seconds (at most JUNCTION_MAX_DELAY)."
     output_description = "An empty object."
@@ -73,6 +76,9 @@ class Delay(TaskType):
                       maximum=settings.JUNCTION_MAX_DELAY, description="Seconds to wait."),
         )
 
+    def wait_seconds(self, body: dict[str, Any]) -> float:
+        return float(body["seconds"])
+
     def run(self, body: dict[str, Any], context: TaskContext) -> Any:
         time.sleep(body["seconds"])
         return {}
@@ -80,6 +86,7 @@ class Delay(TaskType):
 
 class Fail(TaskType):
     key = "fail"
+    pure = True
     name = "Fail"
     description = "Always fail with the given message; for error paths and tests."
     fields = (FieldSpec("message", "string", default="failed", description="The error."),)
@@ -91,6 +98,7 @@ class Fail(TaskType):
 
 class HttpResponse(TaskType):
     key = "response"
+    pure = True
     name = "Response"
     description = "Define the HTTP response of a waited call (Prefer: wait=N)."
     fields = (

@@ -163,6 +163,30 @@ def compile_plan(predecessors: Mapping[str, Iterable[str]]) -> Plan:
     return Plan(root=root, extra_waits=tuple(extra_waits))
 
 
+def restrict(plan: Plan, keep: Iterable[str]) -> Plan | None:
+    """Return the plan of only the tasks in ``keep`` (None when none of them is in the plan).
+
+    The order between kept tasks is the plan's: a part that loses every task disappears, and
+    series and parallels left with one part collapse to it. Used to send to the broker only the
+    tasks that need a worker: the others run fused into the steps that make them ready.
+    """
+    kept = frozenset(keep)
+    root = _restrict_node(plan.root, kept)
+    if root is None:
+        return None
+    waits = tuple(pair for pair in plan.extra_waits if pair[0] in kept and pair[1] in kept)
+    return Plan(root=root, extra_waits=waits)
+
+
+def _restrict_node(node: Node, kept: frozenset[str]) -> Node | None:
+    if isinstance(node, Step):
+        return node if node.name in kept else None
+    parts = [part for part in (_restrict_node(p, kept) for p in node.parts) if part is not None]
+    if not parts:
+        return None
+    return _series(parts) if isinstance(node, Series) else _parallel(parts)
+
+
 def to_canvas(plan: Plan, make_signature: Callable[[str], Signature]) -> Signature:
     """Build the Celery canvas of a plan.
 

@@ -7,7 +7,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,6 +98,37 @@ def resolve_body(
         else:
             body[name] = default
     return body
+
+
+def settle(
+    definition: Definition,
+    *,
+    order: tuple[str, ...],
+    inline: frozenset[str],
+    records: Mapping[str, Record],
+    run: Callable[[str, Mapping[str, Record]], Record],
+) -> dict[str, Record]:
+    """Decide every task that needs no worker, given the terminal `records` so far.
+
+    Walking the tasks in topological `order`: a task whose predecessors have all ended
+    without satisfying its edges is skipped (skipping propagates); an `inline` task whose
+    predecessors satisfy its edges runs now through `run(name, records)`. Returns the new
+    records, in order; the others wait for a worker.
+    """
+    known = dict(records)
+    new: dict[str, Record] = {}
+    for name in order:
+        if name in known:
+            continue
+        spec = definition.tasks[name]
+        statuses = {pred: known[pred].status for pred in spec.execute_after if pred in known}
+        if len(statuses) < len(spec.execute_after):
+            continue  # a predecessor has not ended yet
+        if not readiness(spec, statuses):
+            new[name] = known[name] = Record(SKIPPED)
+        elif name in inline:
+            new[name] = known[name] = run(name, known)
+    return new
 
 
 def referenced_tasks(spec: TaskSpec) -> set[str]:

@@ -27,6 +27,12 @@ SHAPE = {
                "execute_after": {"shape": ["completed"]}},
 }
 SHAPE_INPUT = {"shape": {"data": {"items": [7, 8]}}}
+# SHAPE behind a step that needs a worker: the call answers before the session ends.
+STEPPED = {
+    "pause": {"type": "delay", "body": {"seconds": 0}},
+    "shape": {**SHAPE["shape"], "execute_after": {"pause": ["completed"]}},
+    "double": SHAPE["double"],
+}
 
 
 def run(api, interaction, body=None, **headers):
@@ -40,7 +46,7 @@ def run(api, interaction, body=None, **headers):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_default_is_202_with_location_and_the_session(celery_workers, api, user):
-    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    interaction = make_interaction(user, tasks=STEPPED, active=True)
     response = run(api, interaction, SHAPE_INPUT)
     assert response.status_code == 202
     session = response.json()
@@ -50,7 +56,7 @@ def test_default_is_202_with_location_and_the_session(celery_workers, api, user)
     assert session["version"] == 1
     assert session["status"] in ("queued", "running")
     assert session["input"] == SHAPE_INPUT
-    assert set(session["tasks"]) == {"shape", "double"}
+    assert set(session["tasks"]) == {"pause", "shape", "double"}
     assert all(set(task) == TASK_KEYS for task in session["tasks"].values())
 
     done = finished(api, session["id"])
@@ -61,6 +67,25 @@ def test_default_is_202_with_location_and_the_session(celery_workers, api, user)
     shape = done["tasks"]["shape"]
     assert shape["status"] == "completed" and shape["output"] == 7 and shape["attempts"] == 1
     assert shape["error"] is None and shape["started_at"] and shape["finished_at"]
+
+
+@pytest.mark.django_db
+def test_a_session_of_pure_tasks_ends_in_the_call_without_a_worker(api, user):
+    # No worker runs here and nothing is sent (a test transaction never commits): the call
+    # itself runs every task and stores the session already finished.
+    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    response = run(api, interaction, SHAPE_INPUT)
+    assert response.status_code == 202
+    session = response.json()
+    assert session["status"] == "completed"
+    assert session["result"] == {"double": [7, 7]}
+    for name in ("shape", "double"):
+        task = session["tasks"][name]
+        assert task["status"] == "completed" and task["attempts"] == 1 and task["error"] is None
+        assert task["started_at"] <= task["finished_at"]
+    assert session["tasks"]["shape"]["finished_at"] <= session["tasks"]["double"]["started_at"]
+    assert api.get(f"/api/sessions/{session['id']}/").json() == session
+    assert TaskRun.objects.filter(session_id=session["id"], status="completed").count() == 2
 
 
 @pytest.mark.django_db(transaction=True)
@@ -235,12 +260,12 @@ class Rollback(Exception):
 @pytest.mark.django_db(transaction=True)
 def test_a_session_started_in_a_rolled_back_transaction_enqueues_nothing(default_queue_unconsumed, user):
     broker = default_queue_unconsumed
-    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    interaction = make_interaction(user, tasks=STEPPED, active=True)
     with pytest.raises(Rollback):
         with transaction.atomic():
             session, created = session_start(user=user, interaction=interaction, data=SHAPE_INPUT)
             assert created
-            assert TaskRun.objects.filter(session=session).count() == 2  # written, then rolled back
+            assert TaskRun.objects.filter(session=session).count() == 3  # written, then rolled back
             raise Rollback
     assert not Session.objects.filter(pk=session.pk).exists()
     assert TaskRun.objects.count() == 0

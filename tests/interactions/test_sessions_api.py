@@ -17,7 +17,8 @@ from interactions.models import Session
 from interactions.sessions import session_start
 from tests.conftest import finished, make_interaction
 
-TRANSFORM = {"one": {"type": "transform", "body": {"data": {"v": 1}, "expression": "v"}}}
+# One task that needs a worker: a session of it stays queued until the commit sends it.
+ONE_STEP = {"one": {"type": "delay", "body": {"seconds": 0}}}
 LIFECYCLE = ["pending", "running", "completed", "failed", "skipped", "cancelled"]
 
 
@@ -54,11 +55,11 @@ def run(api, interaction, body=None, **headers):
 
 @pytest.mark.django_db
 def test_list_shows_the_users_sessions_newest_first(api, user, other_user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     now = timezone.now()
     old = started(user, interaction, created_at=now - timedelta(hours=2))
     new = started(user, interaction, created_at=now - timedelta(hours=1))
-    started(other_user, make_interaction(other_user, tasks=TRANSFORM, active=True))
+    started(other_user, make_interaction(other_user, tasks=ONE_STEP, active=True))
     response = api.get("/api/sessions/")
     assert response.status_code == 200
     body = response.json()
@@ -69,8 +70,8 @@ def test_list_shows_the_users_sessions_newest_first(api, user, other_user):
 
 @pytest.mark.django_db
 def test_list_filters_by_interaction(api, user):
-    first = make_interaction(user, tasks=TRANSFORM, active=True)
-    second = make_interaction(user, tasks=TRANSFORM, active=True)
+    first = make_interaction(user, tasks=ONE_STEP, active=True)
+    second = make_interaction(user, tasks=ONE_STEP, active=True)
     a = started(user, first)
     b = started(user, second)
     assert ids(api.get("/api/sessions/", {"interaction": str(first.id)})) == {str(a.id)}
@@ -79,7 +80,7 @@ def test_list_filters_by_interaction(api, user):
 
 @pytest.mark.django_db
 def test_list_filters_by_one_or_several_statuses(api, user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     done = started(user, interaction, status="completed")
     failed = started(user, interaction, status="failed")
     cancelled = started(user, interaction, status="cancelled")
@@ -97,7 +98,7 @@ def test_an_unknown_status_filter_is_400(api, user):
 
 @pytest.mark.django_db
 def test_list_filters_by_creation_time(api, user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     now = timezone.now()
     monday = started(user, interaction, created_at=now - timedelta(days=3))
     tuesday = started(user, interaction, created_at=now - timedelta(days=2))
@@ -111,7 +112,7 @@ def test_list_filters_by_creation_time(api, user):
 
 @pytest.mark.django_db
 def test_detail_renders_the_session_and_its_tasks(api, user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     session = started(user, interaction)
     response = api.get(f"/api/sessions/{session.id}/")
     assert response.status_code == 200
@@ -134,7 +135,7 @@ def test_detail_renders_the_session_and_its_tasks(api, user):
     ("get", ""), ("post", "cancel/"), ("post", "retry/"), ("get", "events/"),
 ])
 def test_another_users_session_is_404(other_api, user, method, suffix):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     session = started(user, interaction, status="failed")
     accept = "text/event-stream" if suffix == "events/" else "application/json"
     response = getattr(other_api, method)(f"/api/sessions/{session.id}/{suffix}", HTTP_ACCEPT=accept)
@@ -146,7 +147,7 @@ def test_another_users_session_is_404(other_api, user, method, suffix):
 
 @pytest.mark.django_db
 def test_another_users_sessions_are_not_listed(other_api, user):
-    started(user, make_interaction(user, tasks=TRANSFORM, active=True))
+    started(user, make_interaction(user, tasks=ONE_STEP, active=True))
     assert other_api.get("/api/sessions/").json()["count"] == 0
 
 
@@ -190,7 +191,7 @@ def test_cancel_stops_a_running_session_and_pending_tasks_never_start(celery_wor
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_cancelling_a_finished_session_is_409(celery_workers, api, user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     session = run(api, interaction, HTTP_PREFER="wait=20").json()
     assert session["status"] == "completed"
     response = api.post(f"/api/sessions/{session['id']}/cancel/")
@@ -299,7 +300,7 @@ def test_events_stream_each_task_status_change_then_the_session(celery_workers, 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_events_of_a_finished_session_give_each_tasks_final_status_then_the_session(celery_workers, api, user):
-    interaction = make_interaction(user, tasks=TRANSFORM, active=True)
+    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
     session = run(api, interaction, HTTP_PREFER="wait=20").json()
     response = api.get(f"/api/sessions/{session['id']}/events/", HTTP_ACCEPT="text/event-stream")
     events = parse_sse(b"".join(response.streaming_content).decode())

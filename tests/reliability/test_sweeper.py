@@ -12,7 +12,8 @@ from interactions.sweeper import sessions_sweep
 from tests.conftest import make_interaction
 
 pytestmark = pytest.mark.django_db(transaction=True)
-TASKS = {"only": {"type": "transform", "body": {"data": 1, "expression": "@"}}}
+# A step that needs a worker (a pure task would end the session in the call that starts it).
+TASKS = {"only": {"type": "delay", "body": {"seconds": 0}}}
 
 
 def stalled_session(user, settings, *, resumes: int) -> Session:

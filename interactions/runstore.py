@@ -1,0 +1,411 @@
+"""The database statements of a running session: one round trip to claim, one to record.
+
+This is the only module that writes task records while a session runs. On PostgreSQL each
+operation is one multi-statement string — one network round trip, one implicit transaction,
+each statement with its own snapshot — so a worker task costs exactly two round trips:
+
+- `claim`: take the task if it is pending (or its claimant's lease ran out) *and* every
+  predecessor ended in a status its edge accepts *and* the session is still active; mark a
+  queued session running; read back the session and the records the task needs.
+- `apply`: lock the session row (this serialises the records of one session, so of two tasks
+  ending at once the second sees the first), store results (each only if its claim still
+  holds) with the session's size and progress clock, then claim or skip the fused tasks that
+  just became ready, and read back what the caller needs next: the records those tasks read,
+  and every record when no task is left unfinished (the session can end).
+
+`synchronous_commit` is chosen per statement from what a crash may lose (docs/execution.md):
+a claim or the record of a pure task can be lost and redone (the sweeper resumes from what is
+durable; a pure task gives the same output again), the record of a task with side effects
+cannot (it would run again), nor can a new session (the caller holds its id).
+
+Other databases (SQLite in the embedded mode) get the same operations through the ORM inside
+one transaction: correct, not tuned.
+"""
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import DataError, connection, transaction
+from django.db.models import F
+
+from interactions.models import InteractionVersion, Session, TaskRun
+
+RUNNING, PENDING, SKIPPED, FAILED = "running", "pending", "skipped", "failed"
+ACTIVE = ("queued", "running")
+UNFINISHED = ("pending", "running")
+TERMINAL = ("completed", "failed", "skipped", "cancelled")
+# A NUL character that JSON escaped (not an escaped backslash followed by "u0000"): jsonb
+# refuses it, and one refused value would fail the whole round trip.
+_NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
+
+
+@dataclass(frozen=True)
+class Row:
+    """A task's record as read back."""
+
+    status: str
+    output: Any = None
+    error: str | None = None
+    attempts: int = 0
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """What a claim saw (after its own update): the session and the rows it asked for."""
+
+    session_status: str | None  # None: the session does not exist (deleted)
+    input: Any = None
+    user_id: Any = None
+    version_id: Any = None
+    started_at: datetime | None = None
+    rows: dict[str, Row] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Result:
+    """A task outcome to store if the claim `attempt` still holds the task."""
+
+    name: str
+    attempt: int
+    status: str
+    output: str | None = None  # encoded JSON
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    session_status: str | None
+    rows: dict[str, Row]  # the asked-for rows; every row when `unfinished` is 0
+    unfinished: int
+    claimed: dict[str, int]  # fused tasks claimed by this call -> attempt
+    skipped: tuple[str, ...]  # fused tasks skipped by this call
+
+
+@dataclass(frozen=True)
+class Finished:
+    interaction_id: Any
+    version: int
+    input: Any
+    created_at: datetime
+    started_at: datetime | None
+
+
+def encode_output(output: Any) -> tuple[str | None, str | None]:
+    """Encode an output for storage; return (json, None) or (None, the reason it cannot be stored)."""
+    if output is None:
+        return None, None
+    try:
+        encoded = json.dumps(output, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        return None, f"output is not JSON: {exc}"
+    if len(encoded) > settings.JUNCTION_MAX_OUTPUT_BYTES:
+        return None, f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
+    if _NUL.search(encoded):
+        return None, "output cannot be stored: the database refuses the NUL character (\\u0000)"
+    return encoded, None
+
+
+def session_too_large() -> str:
+    return f"session too large: its outputs exceed {settings.JUNCTION_MAX_SESSION_BYTES} bytes"
+
+
+def _postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def _time(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value else None
+
+
+def _rows(found: dict[str, list] | None) -> dict[str, Row]:
+    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease)`."""
+    return {
+        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease))
+        for name, (status, output, error, attempts, started, finished, lease) in (found or {}).items()
+    }
+
+
+_ROW_JSON = (
+    "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at)"
+)
+
+
+# --- claim ------------------------------------------------------------------------------------
+
+_CLAIM_SQL = f"""
+SET LOCAL synchronous_commit TO OFF;
+UPDATE interactions_taskrun AS t
+   SET status = 'running', attempts = t.attempts + 1, started_at = %(now)s, updated_at = %(now)s,
+       lease_expires_at = %(lease)s
+ WHERE t.session_id = %(sid)s AND t.name = %(name)s
+   AND (t.status = 'pending' OR (
+        t.status = 'running' AND t.lease_expires_at <= %(now)s AND t.attempts < %(max_losses)s
+        AND NOT %(timer)s))
+   AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
+   AND NOT EXISTS (
+        SELECT 1 FROM interactions_taskrun p, jsonb_each(%(accepts)s::jsonb) e
+         WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
+UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
+ WHERE id = %(sid)s AND status = 'queued';
+SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
+       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
+         WHERE r.session_id = %(sid)s AND r.name = ANY(%(names)s))::text
+  FROM interactions_session s WHERE s.id = %(sid)s
+"""
+
+
+def claim(
+    *, session_id, name: str, names: list[str], accepts: str, now: datetime, lease: datetime,
+    max_losses: int, timer: bool,
+) -> Snapshot:
+    """Try to claim task `name`; return what the claim saw (`rows` holds `names`, own included).
+
+    The task is claimed when its row shows `running` with `lease` as its lease. A `timer`
+    task is never taken over: any delivery may end it once it is due.
+    """
+    if not _postgres():
+        return _orm_claim(session_id=session_id, name=name, names=names, accepts=json.loads(accepts), now=now,
+                          lease=lease, max_losses=max_losses, timer=timer)
+    with connection.cursor() as cursor:
+        cursor.execute(_CLAIM_SQL, {
+            "sid": session_id, "name": name, "names": names, "accepts": accepts, "now": now, "lease": lease,
+            "max_losses": max_losses, "timer": timer,
+        })
+        found = cursor.fetchone()
+    if found is None:
+        return Snapshot(session_status=None)
+    status, raw_input, user_id, version_id, started_at, rows = found
+    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
+
+
+def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer) -> Snapshot:
+    with transaction.atomic():
+        session = Session.objects.filter(pk=session_id).first()
+        if session is None:
+            return Snapshot(session_status=None)
+        runs = TaskRun.objects.filter(session_id=session_id)
+        statuses = dict(runs.filter(name__in=list(accepts)).values_list("name", "status"))
+        ready = all(statuses.get(pred) in accepted for pred, accepted in accepts.items())
+        if session.status in ACTIVE and ready:
+            own = runs.filter(name=name).values("status", "attempts", "lease_expires_at").first()
+            takeover = (
+                own and own["status"] == RUNNING and not timer and own["attempts"] < max_losses
+                and own["lease_expires_at"] and own["lease_expires_at"] <= now
+            )
+            if own and (own["status"] == PENDING or takeover):
+                runs.filter(name=name, status=own["status"], attempts=own["attempts"]).update(
+                    status=RUNNING, attempts=own["attempts"] + 1, started_at=now, updated_at=now,
+                    lease_expires_at=lease,
+                )
+        if session.status == "queued":
+            Session.objects.filter(pk=session_id, status="queued").update(status="running", started_at=now, updated_at=now)
+            session.refresh_from_db(fields=["status", "started_at"])
+        rows = {
+            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
+                             run["finished_at"], run["lease_expires_at"])
+            for run in runs.filter(name__in=names).values(
+                "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at")
+        }
+    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
+
+
+# --- apply: record results, claim or skip what became ready -------------------------------------
+
+def apply(
+    *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
+    reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+) -> Applied:
+    """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
+
+    `candidates` maps a fused task to its accepts JSON ({predecessor: [statuses]}); a candidate
+    whose predecessors all ended is claimed (`lease`) when they satisfy its edges, else skipped.
+    A result is stored only while its task is `running` under that attempt (a cancel or a
+    take-over that came first wins); one that would push the session past
+    JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
+    the candidates, or every task when none is left unfinished.
+    """
+    candidates = candidates or {}
+    names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
+    if not _postgres():
+        return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
+                          now=now, lease=lease)
+    try:
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable)
+    except DataError as exc:
+        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead.
+        reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
+        failed = [Result(r.name, r.attempt, FAILED, None, reason) if r.output else r for r in results]
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable)
+
+
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable) -> Applied:
+    params: dict[str, Any] = {
+        "sid": session_id, "now": now, "lease": lease, "names": names,
+        "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
+        "cands": list(candidates), "accepts": json.dumps({k: json.loads(v) for k, v in candidates.items()}),
+    }
+    sql = [
+        f"SET LOCAL synchronous_commit TO {'ON' if durable else 'OFF'};",
+        # Lock the session row and move its progress clock: the records of one session queue here.
+        "UPDATE interactions_session SET updated_at = %(now)s WHERE id = %(sid)s;",
+    ]
+    for i, result in enumerate(results):
+        params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
+                       f"o{i}": result.output, f"e{i}": result.error, f"z{i}": len(result.output or "")})
+        sql.append(f"""
+WITH grown AS (
+  UPDATE interactions_session SET size_bytes = size_bytes + %(z{i})s
+   WHERE id = %(sid)s AND size_bytes <= %(max)s - %(z{i})s RETURNING 1)
+UPDATE interactions_taskrun SET
+       status = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(s{i})s ELSE 'failed' END,
+       output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
+       error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
+       finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
+ WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
+    if skips:
+        params["skips"] = list(skips)
+        sql.append("""
+UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
+ WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
+    if candidates:
+        sql.append("""
+WITH ended AS (
+  SELECT t.id,
+         bool_and(p.status IN ('completed', 'failed', 'skipped', 'cancelled')) AS ended,
+         bool_and((%(accepts)s::jsonb -> t.name -> p.name) ? p.status) AS ready
+    FROM interactions_taskrun t
+    JOIN interactions_taskrun p ON p.session_id = t.session_id AND (%(accepts)s::jsonb -> t.name) ? p.name
+   WHERE t.session_id = %(sid)s AND t.name = ANY(%(cands)s) AND t.status = 'pending'
+     AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
+   GROUP BY t.id)
+UPDATE interactions_taskrun t SET
+       status = CASE WHEN e.ready THEN 'running' ELSE 'skipped' END,
+       attempts = t.attempts + CASE WHEN e.ready THEN 1 ELSE 0 END,
+       started_at = CASE WHEN e.ready THEN %(now)s END,
+       finished_at = CASE WHEN e.ready THEN NULL ELSE %(now)s END,
+       lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
+       updated_at = %(now)s
+  FROM ended e WHERE t.id = e.id AND e.ended;""")
+    sql.append(f"""
+WITH left_open AS (
+  SELECT count(*) AS n FROM interactions_taskrun
+   WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
+       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text""")
+    with connection.cursor() as cursor:
+        cursor.execute("\n".join(sql), params)
+        session_status, unfinished, rows = cursor.fetchone()
+    found = _rows(json.loads(rows or "null"))
+    claimed = {name: found[name].attempts for name in candidates
+               if name in found and found[name].status == RUNNING and found[name].started_at == now}
+    skipped = tuple(name for name in candidates
+                    if name in found and found[name].status == SKIPPED and found[name].finished_at == now)
+    return Applied(session_status, found, unfinished, claimed, skipped)
+
+
+def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> Applied:
+    claimed: dict[str, int] = {}
+    skipped: list[str] = []
+    with transaction.atomic():
+        Session.objects.filter(pk=session_id).update(updated_at=now)
+        runs = TaskRun.objects.filter(session_id=session_id)
+        for result in results:
+            size = len(result.output or "")
+            grown = Session.objects.filter(
+                pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
+            ).update(size_bytes=F("size_bytes") + size)
+            status, output, error = result.status, result.output, result.error
+            if not grown:
+                status, output, error = FAILED, None, session_too_large()
+            runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).update(
+                status=status, output=json.loads(output) if output else None, error=error, finished_at=now,
+                updated_at=now, lease_expires_at=None,
+            )
+        if skips:
+            runs.filter(name__in=list(skips), status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now)
+        session_status = Session.objects.filter(pk=session_id).values_list("status", flat=True).first()
+        if candidates and session_status in ACTIVE:
+            for name, accepts in candidates.items():
+                wanted = json.loads(accepts)
+                statuses = dict(runs.filter(name__in=list(wanted)).values_list("name", "status"))
+                if any(statuses.get(pred) not in TERMINAL for pred in wanted):
+                    continue
+                if all(statuses[pred] in accepted for pred, accepted in wanted.items()):
+                    if runs.filter(name=name, status=PENDING).update(
+                        status=RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now,
+                        lease_expires_at=lease,
+                    ):
+                        claimed[name] = runs.get(name=name).attempts
+                elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now):
+                    skipped.append(name)
+        unfinished = runs.filter(status__in=UNFINISHED).count()
+        wanted = runs if unfinished == 0 else runs.filter(name__in=names)
+        rows = {
+            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
+                             run["finished_at"], run["lease_expires_at"])
+            for run in wanted.values("name", "status", "output", "error", "attempts", "started_at",
+                                     "finished_at", "lease_expires_at")
+        }
+    return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
+
+
+# --- the rest of a task's life ------------------------------------------------------------------
+
+def give_back(*, session_id, name: str, attempt: int, error: str, now: datetime) -> bool:
+    """Return a claim for a retry: the next delivery claims the task again as attempt + 1."""
+    return bool(TaskRun.objects.filter(session_id=session_id, name=name, status=RUNNING, attempts=attempt).update(
+        status=PENDING, error=error, updated_at=now, lease_expires_at=None,
+    ))
+
+
+def cancel_pending(*, session_id, name: str, now: datetime) -> None:
+    """A task delivered after its session ended never starts."""
+    TaskRun.objects.filter(session_id=session_id, name=name, status=PENDING).update(
+        status="cancelled", finished_at=now, updated_at=now,
+    )
+
+
+_FINISH_SQL = """
+SET LOCAL synchronous_commit TO OFF;
+UPDATE interactions_session s
+   SET status = %(status)s, result = %(result)s::jsonb, error = %(error)s, finished_at = %(now)s,
+       updated_at = %(now)s
+  FROM interactions_interactionversion v
+ WHERE s.id = %(sid)s AND s.status IN ('queued', 'running') AND v.id = s.version_id
+RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at
+"""
+
+
+def finish(*, session_id, status: str, result: Any, error: str | None, now: datetime) -> Finished | None:
+    """End an active session; return what its representation needs, or None if it had ended.
+
+    Not durable on its own (synchronous_commit off): a lost end is found again by the sweeper
+    from the durable task records and computed to the same outcome.
+    """
+    encoded = json.dumps(result, separators=(",", ":")) if result is not None else None
+    if _postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(_FINISH_SQL, {"sid": session_id, "status": status, "result": encoded, "error": error,
+                                         "now": now})
+            found = cursor.fetchone()
+        if found is None:
+            return None
+        interaction_id, version, raw_input, created_at, started_at = found
+        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at)
+    with transaction.atomic():
+        if not Session.objects.filter(pk=session_id, status__in=ACTIVE).update(
+            status=status, result=result, error=error, finished_at=now, updated_at=now,
+        ):
+            return None
+        session = Session.objects.get(pk=session_id)
+        number = InteractionVersion.objects.values_list("number", flat=True).get(pk=session.version_id)
+    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at)
