@@ -53,13 +53,13 @@ def decide(
     max_losses: int, timer: bool,
 ) -> Decision:
     """Read the verdict for the delivery of task `name` whose claim tried `lease`."""
-    if snapshot.session_status not in ACTIVE:
-        return Decision(Verdict.SESSION_ENDED)
     own = snapshot.rows[name]
-    if own.status == RUNNING and own.lease_expires_at == lease:
-        return Decision(Verdict.RUN, attempt=own.attempts)
     if own.status in TERMINAL:
         return Decision(Verdict.DUPLICATE)
+    if snapshot.session_status not in ACTIVE:
+        return Decision(Verdict.SESSION_ENDED)
+    if own.status == RUNNING and own.lease_expires_at == lease:
+        return Decision(Verdict.RUN, attempt=own.attempts)
     if own.status == PENDING:
         statuses = {pred: snapshot.rows[pred].status for pred in accepts if pred in snapshot.rows}
         if any(statuses.get(pred) not in TERMINAL for pred in accepts):

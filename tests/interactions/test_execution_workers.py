@@ -1,6 +1,7 @@
 """Sessions run on real Celery worker processes (Redis broker, PostgreSQL)."""
 from __future__ import annotations
 
+import time
 from datetime import datetime
 
 import pytest
@@ -126,3 +127,40 @@ def test_nested_shapes_finish_once_in_order(celery_workers, api, user, preds, ca
         for dep in deps:
             assert ts(session["tasks"][name]["started_at"]) >= ts(session["tasks"][dep]["finished_at"])
     assert all(ts(t["finished_at"]) <= finished for t in session["tasks"].values())
+
+
+def test_delays_hold_no_worker_process(celery_workers, api, user):
+    # Twice as many waiting delays as the fleet has pool processes (2 workers × 2): were a
+    # delay a sleep, at most four could be waiting at once.
+    processes = celery_workers.count * celery_workers.concurrency
+    interaction = make_interaction(user, active=True, tasks={"nap": {"type": "delay", "body": {"seconds": 1.5}}})
+    ids = [run(api, interaction, wait=0).json()["id"] for _ in range(2 * processes)]
+    naps = []
+    for session_id in ids:
+        for _ in range(200):
+            session = api.get(f"/api/sessions/{session_id}/").json()
+            if session["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.05)
+        assert session["status"] == "completed", session
+        naps.append(session["tasks"]["nap"])
+    # Every delay was waiting while every other one was: all of them at the same time.
+    latest_start = max(ts(nap["started_at"]) for nap in naps)
+    assert all(ts(nap["finished_at"]) > latest_start for nap in naps)
+
+
+def test_plan_shows_what_runs_fused_and_what_goes_to_the_workers(api, user):
+    interaction = make_interaction(user, tasks={
+        "prepare": {"type": "transform", "body": {"data": {"id": 1}, "expression": "id"}},
+        "left": {"type": "delay", "body": {"seconds": 0}, "execute_after": {"prepare": ["completed"]}},
+        "right": {"type": "delay", "body": {"seconds": 0}, "execute_after": {"prepare": ["completed"]}},
+        "join": {"type": "transform", "body": {"data": 1, "expression": "@"},
+                 "execute_after": {"left": ["completed"], "right": ["completed"]}},
+    })
+    plan = api.get(f"/api/interactions/{interaction.id}/plan/").json()
+    assert plan["canvas"] == "chain(prepare, group(left, right), join)"
+    assert plan["celery"] == "group(left, right)"
+    assert plan["fused"] == [
+        {"task": "prepare", "after": [], "runs_in": "call"},
+        {"task": "join", "after": ["left", "right"], "runs_in": "worker (fused)"},
+    ]

@@ -1,7 +1,8 @@
 """Random DAGs on real workers agree with a reference interpreter of SPEC §3.
 
-Hypothesis builds graphs of 2-15 tasks, each a `transform` (completes) or a `fail`, with
-random `execute_after` edges to earlier tasks accepting `completed`, `failed` or both. Each is
+Hypothesis builds graphs of 2-15 tasks, each a `transform` (completes), a `fail` (both run
+fused, where they become ready) or a `delay` of 0 s (a step that needs a worker), with random
+`execute_after` edges to earlier tasks accepting `completed`, `failed` or both. Each is
 run through the API with `Prefer: wait` on real Celery workers; every task's terminal status,
 the session's status and result must match the interpreter below, and no task may have
 started before a task it depends on finished.
@@ -29,6 +30,7 @@ class Node:
     name: str
     fails: bool
     after: dict[str, tuple[str, ...]]
+    step: bool = False  # a task that needs a worker (a `delay` of 0 s); others run fused
 
 
 @st.composite
@@ -38,10 +40,12 @@ def dags(draw) -> list[Node]:
     for index in range(size):
         earlier = [node.name for node in nodes]
         preds = draw(st.lists(st.sampled_from(earlier), unique=True, max_size=min(3, len(earlier)))) if earlier else []
+        kind = draw(st.sampled_from(("transform", "fail", "step")))
         nodes.append(Node(
             name=f"t{index}",
-            fails=draw(st.booleans()),
+            fails=kind == "fail",
             after={pred: draw(st.sampled_from(ACCEPTS)) for pred in preds},
+            step=kind == "step",
         ))
     return nodes
 
@@ -51,6 +55,8 @@ def definition(nodes: list[Node]) -> dict:
     for index, node in enumerate(nodes):
         if node.fails:
             task = {"type": "fail", "body": {"message": f"{node.name} failed"}}
+        elif node.step:
+            task = {"type": "delay", "body": {"seconds": 0}}
         else:
             task = {"type": "transform", "body": {"data": {"n": index}, "expression": "n"}}
         if node.after:
@@ -72,7 +78,7 @@ def interpret(nodes: list[Node]) -> tuple[dict[str, str], str, dict]:
     }
     unhandled = [name for name, value in status.items() if value == "failed" and not handled[name]]
     result = {
-        node.name: int(node.name[1:])
+        node.name: {} if node.step else int(node.name[1:])
         for node in nodes
         if not dependants[node.name] and status[node.name] == "completed"
     }

@@ -1,0 +1,223 @@
+"""The task-run state machine, deterministically: the real database, frozen time, no worker.
+
+Each test drives `runstore` (the statements a delivery sends) and `claims.decide` (what the
+delivery makes of them) with explicit clocks, as concurrent deliveries would interleave.
+Sessions are started through the service inside the test transaction, so nothing is sent.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from interactions import executor, runstore
+from interactions.claims import PREDECESSOR_RETRY, Verdict, decide
+from interactions.compiled import compiled_version
+from interactions.models import Session, TaskRun
+from interactions.runstore import Result
+from interactions.sessions import session_end, session_start
+from tests.conftest import make_interaction
+
+pytestmark = pytest.mark.django_db
+MAX_LOSSES = 3
+LEASE = timedelta(seconds=40)
+CALL = {"type": "http_request", "body": {"method": "GET", "url": "http://127.0.0.1:9/"}}
+TASKS = {
+    "fetch": CALL,
+    "notify": {**CALL, "execute_after": {"fetch": ["completed"]}},
+    "shape": {"type": "transform", "body": {"data": {"$ref": "fetch.status_code"}, "expression": "@"},
+              "execute_after": {"fetch": ["completed"]}},
+    "on_error": {"type": "transform", "body": {"data": {"$ref": "fetch.error"}, "expression": "@"},
+                 "execute_after": {"fetch": ["failed"]}},
+}
+
+
+@pytest.fixture
+def session(user):
+    started, _ = session_start(user=user, interaction=make_interaction(user, tasks=TASKS, active=True), data={})
+    return started
+
+
+def attempt(session, name, now, *, timer=False):
+    """One delivery of task `name` at `now`: the claim's statement, then the verdict."""
+    compiled = compiled_version(session.version_id)
+    lease = now + LEASE
+    snapshot = runstore.claim(
+        session_id=session.id, name=name, names=sorted(compiled.needs[name] | {name}),
+        accepts=compiled.accepts[name], now=now, lease=lease, max_losses=MAX_LOSSES, timer=timer,
+    )
+    return decide(snapshot, name=name, accepts=compiled.definition.tasks[name].execute_after, lease=lease,
+                  now=now, max_losses=MAX_LOSSES, timer=timer)
+
+
+def record(session, name, attempt_no, now, status="completed", output='{"status_code":200}', candidates=()):
+    compiled = compiled_version(session.version_id)
+    return runstore.apply(
+        session_id=session.id, results=[Result(name, attempt_no, status, output if status == "completed" else None,
+                                               None if status == "completed" else "boom")],
+        candidates={c: compiled.accepts[c] for c in candidates}, now=now, lease=now + LEASE,
+    )
+
+
+def row(session, name) -> TaskRun:
+    return TaskRun.objects.get(session=session, name=name)
+
+
+def test_the_first_delivery_claims_and_marks_the_session_running(session):
+    t0 = timezone.now()
+    decision = attempt(session, "fetch", t0)
+    assert decision.verdict is Verdict.RUN and decision.attempt == 1
+    fetch = row(session, "fetch")
+    assert (fetch.status, fetch.attempts, fetch.started_at, fetch.lease_expires_at) == ("running", 1, t0, t0 + LEASE)
+    session.refresh_from_db()
+    assert session.status == "running" and session.started_at == t0
+
+
+def test_a_second_delivery_waits_while_the_lease_holds(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    decision = attempt(session, "fetch", t0 + timedelta(seconds=10))
+    assert decision.verdict is Verdict.WAIT
+    assert decision.countdown == pytest.approx((LEASE - timedelta(seconds=10)).total_seconds() + 0.5)
+    assert row(session, "fetch").attempts == 1
+
+
+def test_a_delivery_after_the_lease_ran_out_takes_the_task_over(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    later = t0 + LEASE + timedelta(seconds=1)
+    decision = attempt(session, "fetch", later)
+    assert decision.verdict is Verdict.RUN and decision.attempt == 2
+    assert row(session, "fetch").lease_expires_at == later + LEASE
+    # The first claimant's late result no longer counts: its claim is gone.
+    record(session, "fetch", 1, later + timedelta(seconds=2), output='{"late":true}')
+    assert row(session, "fetch").status == "running"
+    record(session, "fetch", 2, later + timedelta(seconds=3))
+    assert row(session, "fetch").output == {"status_code": 200}
+
+
+def test_a_task_that_keeps_losing_its_worker_is_poison(session):
+    now = timezone.now()
+    for expected in range(1, MAX_LOSSES + 1):
+        decision = attempt(session, "fetch", now)
+        assert decision.verdict is Verdict.RUN and decision.attempt == expected
+        now += LEASE + timedelta(seconds=1)  # the worker died: the lease runs out
+    decision = attempt(session, "fetch", now)
+    assert decision.verdict is Verdict.POISON and decision.attempt == MAX_LOSSES
+
+
+def test_a_poison_task_fails_and_its_session_ends_without_the_sweeper(session):
+    now = timezone.now()
+    for _ in range(MAX_LOSSES):
+        attempt(session, "fetch", now)
+        now += LEASE + timedelta(seconds=1)
+    executor.task_execute(session_id=session.id, name="fetch", version_id=session.version_id, now=now)
+    fetch = row(session, "fetch")
+    assert fetch.status == "failed" and "lost 3 times" in fetch.error
+    # The step went on as after any failure: the fused tasks it decided ran or were skipped,
+    # and the next message of the canvas (notify's) skips notify and ends the session.
+    assert row(session, "on_error").status == "completed" and row(session, "shape").status == "skipped"
+    executor.task_execute(session_id=session.id, name="notify", version_id=session.version_id, now=now)
+    session.refresh_from_db()
+    assert session.status == "completed"
+    assert row(session, "on_error").status == "completed"
+    assert {row(session, n).status for n in ("notify", "shape")} == {"skipped"}
+
+
+def test_a_delivery_of_an_ended_task_is_a_duplicate(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    record(session, "fetch", 1, t0)
+    assert attempt(session, "fetch", t0 + timedelta(seconds=1)).verdict is Verdict.DUPLICATE
+    assert row(session, "fetch").attempts == 1
+
+
+def test_a_task_waits_for_a_predecessor_that_has_not_ended(session):
+    decision = attempt(session, "notify", timezone.now())
+    assert decision.verdict is Verdict.WAIT and decision.countdown == PREDECESSOR_RETRY
+    assert row(session, "notify").status == "pending" and row(session, "notify").attempts == 0
+
+
+def test_a_task_whose_edge_cannot_be_satisfied_is_skipped_not_claimed(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    record(session, "fetch", 1, t0, status="failed")
+    assert attempt(session, "notify", t0).verdict is Verdict.SKIP
+    assert row(session, "notify").attempts == 0
+
+
+def test_a_cancel_that_comes_before_the_record_wins(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    session_end(session=Session.objects.get(pk=session.pk), status="cancelled", error="cancelled by the user",
+                now=t0 + timedelta(seconds=1))
+    applied = record(session, "fetch", 1, t0 + timedelta(seconds=2))
+    assert applied.session_status == "cancelled"
+    fetch = row(session, "fetch")
+    assert fetch.status == "cancelled" and fetch.output is None
+    # The tasks that had not started were cancelled with the session: their deliveries do nothing.
+    assert attempt(session, "notify", t0 + timedelta(seconds=3)).verdict is Verdict.DUPLICATE
+    assert row(session, "notify").status == "cancelled" and row(session, "notify").attempts == 0
+
+
+def test_a_retry_gives_the_claim_back_and_the_next_delivery_claims_it_again(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    assert runstore.give_back(session_id=session.id, name="fetch", attempt=1, error="503", now=t0)
+    fetch = row(session, "fetch")
+    assert (fetch.status, fetch.attempts, fetch.lease_expires_at) == ("pending", 1, None)
+    decision = attempt(session, "fetch", t0 + timedelta(seconds=1))
+    assert decision.verdict is Verdict.RUN and decision.attempt == 2
+    # A give-back by a claim that no longer holds the task changes nothing.
+    assert not runstore.give_back(session_id=session.id, name="fetch", attempt=1, error="late", now=t0)
+
+
+def test_recording_claims_the_fused_tasks_it_made_ready_and_skips_the_others(session):
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    applied = record(session, "fetch", 1, t0, candidates=("shape", "on_error"))
+    assert applied.claimed == {"shape": 1}
+    assert applied.skipped == ("on_error",)
+    assert row(session, "shape").status == "running"
+    assert row(session, "on_error").status == "skipped" and row(session, "on_error").attempts == 0
+    assert applied.unfinished == 2  # notify (a worker step) and shape
+    assert applied.rows["fetch"].output == {"status_code": 200}
+
+
+def test_a_result_past_the_session_size_limit_is_stored_as_failed(session, settings):
+    settings.JUNCTION_MAX_SESSION_BYTES = Session.objects.get(pk=session.pk).size_bytes + 10
+    t0 = timezone.now()
+    attempt(session, "fetch", t0)
+    record(session, "fetch", 1, t0, output='{"body":"' + "x" * 50 + '"}')
+    fetch = row(session, "fetch")
+    assert fetch.status == "failed" and fetch.output is None
+    assert fetch.error.startswith("session too large")
+
+
+def test_a_timer_keeps_its_claim_and_ends_when_due(user):
+    interaction = make_interaction(user, active=True, tasks={
+        "wait": {"type": "delay", "body": {"seconds": 5}},
+        "after": {"type": "transform", "body": {"data": 1, "expression": "@"}, "execute_after": {"wait": ["completed"]}},
+    })
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    t0 = timezone.now()
+    with pytest.raises(executor.RetryLater) as later:
+        executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id, now=t0)
+    assert later.value.countdown == pytest.approx(5)
+    assert row(session, "wait").status == "running"
+    # An early or duplicate delivery neither restarts nor ends it.
+    with pytest.raises(executor.RetryLater) as later:
+        executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id,
+                              now=t0 + timedelta(seconds=2))
+    assert later.value.countdown == pytest.approx(3)
+    assert row(session, "wait").attempts == 1
+    # Due: it completes, its fused dependant runs in the same step, and the session ends.
+    executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id,
+                          now=t0 + timedelta(seconds=5))
+    session.refresh_from_db()
+    assert session.status == "completed" and session.result == {"after": 1}
+    assert row(session, "wait").output == {} and row(session, "after").status == "completed"
+    with pytest.raises(executor.Duplicate):  # a late copy of the message fires nothing
+        executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id,
+                              now=t0 + timedelta(seconds=6))
