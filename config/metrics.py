@@ -3,10 +3,20 @@
 Counters live in the cache (Redis outside the embedded mode), so every API and worker process
 adds to the same numbers and any process can expose them. Each label set is known in advance
 (statuses, task types, buckets): exposition reads them all in one `get_many`.
+
+Counting never costs the work it measures a round trip: each process adds to counters in its
+own memory, and a background thread writes them in one pipelined round trip every
+JUNCTION_METRICS_FLUSH_SECONDS (and at exit; `/metrics` writes its own process's first). A
+process killed outright loses at most that interval of samples.
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
+import time
+from collections import Counter
 
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -22,7 +32,50 @@ BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 PREFIX = "metrics:"
 
 
+_pending: Counter[str] = Counter()
+_lock = threading.Lock()
+_flusher_pid: int | None = None
+
+
 def _incr(**amounts: int) -> None:
+    """Add to this process's counters; the flusher writes them to the shared cache."""
+    _start_flusher()
+    with _lock:
+        _pending.update(amounts)
+
+
+def _start_flusher() -> None:
+    """Start the flusher thread once per process (a forked pool process starts its own)."""
+    global _flusher_pid
+    if _flusher_pid == os.getpid():
+        return
+    with _lock:
+        if _flusher_pid == os.getpid():
+            return
+        _pending.clear()  # inherited from the parent, which writes them itself
+        _flusher_pid = os.getpid()
+    threading.Thread(target=_flush_forever, name="metrics-flusher", daemon=True).start()
+    atexit.register(flush)
+
+
+def _flush_forever() -> None:
+    from django.conf import settings
+
+    while True:
+        time.sleep(settings.JUNCTION_METRICS_FLUSH_SECONDS)
+        flush()
+
+
+def flush() -> None:
+    """Write this process's counters to the shared cache now."""
+    with _lock:
+        amounts = dict(_pending)
+        _pending.clear()
+    if amounts:
+        _write(amounts)
+
+
+def _write(amounts: dict[str, int]) -> None:
     """Add to counters in one round trip; metrics never break the work they measure."""
     try:
         client = _redis_client()
@@ -62,6 +115,7 @@ def task_finished(task_type: str, status: str, seconds: float) -> None:
 
 def render() -> str:
     """Return every metric in the Prometheus text format."""
+    flush()
     from tasks_catalog.registry import task_types
 
     types = [t.key for t in task_types]

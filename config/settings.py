@@ -272,6 +272,8 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60)
+# Each process writes its metric counters to the shared cache this often (config/metrics.py).
+JUNCTION_METRICS_FLUSH_SECONDS = env_float("JUNCTION_METRICS_FLUSH_SECONDS", 1.0)
 JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600)
 # Results only feed chords and `Prefer: wait`; the database keeps the real record.
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
