@@ -30,7 +30,10 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     filterset_fields = ["is_active", "name"]
 
     def owned_queryset(self, user):
-        return selectors.interaction_list(user=user)
+        found = selectors.interaction_list(user=user)
+        if self.action == "run":  # the compiled version is cached per process: skip its JSON
+            found = found.defer("current_version__tasks")
+        return found
 
     def _render(self, interaction, code=status.HTTP_200_OK):
         return Response(self.get_serializer(interaction).data, status=code)
