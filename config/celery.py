@@ -3,7 +3,7 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -25,6 +25,22 @@ def _drop_unusable_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@worker_init.connect
+def _no_health_check_per_task(**kwargs) -> None:
+    """Spare every task the `SELECT 1` that CONN_HEALTH_CHECKS sends before its first query.
+
+    A worker needs no such check: a task that meets a dead connection gets a database error,
+    which the Celery task retries as an outage after dropping the connection
+    (`interactions/tasks.py`). The API keeps the check (a stale connection must not cost a
+    caller a 503 after a database restart).
+    """
+    from django.db import connections
+
+    for alias in connections:  # every pool (processes, threads) shares these settings
+        connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False
+        connections[alias].health_check_enabled = False
 
 
 def queue_depths() -> dict[str, int] | None:

@@ -224,7 +224,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
     else:
         result = _work(session, name, task_type, records, decision.attempt)
-    advance(session, results=[result], durable=not task_type.pure)
+    advance(session, results=[result], durable=not (task_type.pure or task_type.timer))
 
 
 def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], attempt: int) -> Result:
