@@ -1,7 +1,10 @@
 """Operations: per-user rate limits on runs and the Prometheus metrics."""
 from __future__ import annotations
 
+import time
+
 import pytest
+from django.conf import settings
 from django.core.cache import cache
 
 from interactions.models import Session
@@ -10,6 +13,9 @@ from tests.conftest import make_interaction
 
 @pytest.fixture(autouse=True)
 def _clear_cache():
+    # Worker processes of earlier tests write their buffered metric counts within one flush
+    # interval: let them land before the slate is wiped.
+    time.sleep(3 * settings.JUNCTION_METRICS_FLUSH_SECONDS)
     cache.clear()
     yield
     cache.clear()
