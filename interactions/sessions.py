@@ -176,11 +176,13 @@ def _create(
     unfinished = set(compiled.definition.tasks) - set(done) - set(settled)
     fields: dict[str, Any] = {}
     now = timezone.now()
+    starts = [task.started_at for task in settled.values() if task.started_at]
+    if starts:  # the session started here, with its first task
+        fields = {"status": Session.Status.RUNNING, "started_at": min(starts)}
     if not unfinished:  # nothing needs a worker: the session ends here
         records = {name: Record(COMPLETED, run.output) for name, run in done.items()}
         records.update({name: Record(task.status, task.output, task.error) for name, task in settled.items()})
         outcome = session_outcome(compiled.definition, records)
-        starts = [task.started_at for task in settled.values() if task.started_at]
         fields = {
             "status": outcome.status, "result": outcome.result, "started_at": min(starts, default=now),
             "finished_at": now,

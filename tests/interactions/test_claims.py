@@ -221,3 +221,26 @@ def test_a_timer_keeps_its_claim_and_ends_when_due(user):
     with pytest.raises(executor.Duplicate):  # a late copy of the message fires nothing
         executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id,
                               now=t0 + timedelta(seconds=6))
+
+
+def test_a_worker_step_costs_two_statements_and_the_last_one_ends_the_session(user):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "delay", "body": {"seconds": 0}},
+        "b": {"type": "delay", "body": {"seconds": 0}},
+        "join": {"type": "transform", "body": {"data": {"a": {"$ref": "a"}, "b": {"$ref": "b"}}, "expression": "[a, b]"},
+                 "execute_after": {"a": ["completed"], "b": ["completed"]}},
+    })
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    compiled_version(session.version_id)  # compiled once per process, not per step
+    with CaptureQueriesContext(connection) as first:
+        executor.task_execute(session_id=session.id, name="a", version_id=session.version_id)
+    assert len(first.captured_queries) == 2  # claim, record
+    with CaptureQueriesContext(connection) as last:
+        executor.task_execute(session_id=session.id, name="b", version_id=session.version_id)
+    # claim; record b and claim join; record join (nothing left unfinished); end the session.
+    assert len(last.captured_queries) == 4
+    session.refresh_from_db()
+    assert session.status == "completed" and session.result == {"join": [{}, {}]}
