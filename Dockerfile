@@ -1,4 +1,4 @@
-# The Junction image for the distributed mode: the same image runs the API (gunicorn), Celery
+# The Junction image for the distributed mode: the same image runs the API (uvicorn), Celery
 # workers, beat and flower; docker-compose.yml picks the command.
 FROM python:3.11-slim
 
@@ -22,5 +22,7 @@ RUN useradd --create-home --uid 1000 junction \
     && chown -R junction:junction /app/staticfiles
 USER junction
 
+ENV PORT=8000
 EXPOSE 8000
-CMD ["gunicorn", "config.wsgi", "--bind", "0.0.0.0:8000", "--workers", "3", "--threads", "4"]
+# The Procfile's `web` command (ASGI: a caller waiting with `Prefer: wait` holds no thread).
+CMD ["sh", "-c", "exec uvicorn config.asgi:application --host 0.0.0.0 --port $PORT --workers ${WEB_CONCURRENCY:-2} --no-access-log"]
