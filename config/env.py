@@ -24,24 +24,39 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {value!r}")
 
 
-def env_int(name: str, default: int) -> int:
+def _bounded(name: str, value, minimum, maximum):
+    """Refuse a limit outside [minimum, maximum]: every limit has a hard maximum (docs/limits.md)."""
+    if minimum is not None and value < minimum:
+        raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ImproperlyConfigured(f"{name} must be at most {maximum}, got {value}")
+    return value
+
+
+def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
-        return default
+        return _bounded(name, default, minimum, maximum)
     try:
-        return int(value)
+        parsed = int(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be an integer, got {value!r}") from None
+    return _bounded(name, parsed, minimum, maximum)
 
 
-def env_float(name: str, default: float) -> float:
+def env_float(
+    name: str, default: float, *, minimum: float | None = None, maximum: float | None = None
+) -> float:
     value = os.environ.get(name)
     if value is None or value == "":
-        return default
+        return _bounded(name, default, minimum, maximum)
     try:
-        return float(value)
+        parsed = float(value)
     except ValueError:
         raise ImproperlyConfigured(f"{name} must be a number, got {value!r}") from None
+    if parsed != parsed or parsed in (float("inf"), float("-inf")):
+        raise ImproperlyConfigured(f"{name} must be a finite number, got {value!r}")
+    return _bounded(name, parsed, minimum, maximum)
 
 
 def env_list(name: str, default: list[str] | None = None) -> list[str]:

@@ -136,6 +136,9 @@ REST_FRAMEWORK = {
         "accounts.authentication.ApiKeyAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # JSON only (SPEC §2), bounded in size and depth: config/parsers.py.
+    "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": env_int("JUNCTION_PAGE_SIZE", 50),
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
@@ -148,6 +151,7 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JUNCTION_REFRESH_TOKEN_DAYS", 7)),
     "USER_ID_FIELD": "id",
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.TokenRefreshSerializer",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Junction API",
@@ -191,8 +195,10 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 # `-Q code` workers to give custom code dedicated machines.
 CELERY_TASK_QUEUES = (Queue("default"), Queue("code"))
 
-JUNCTION_DEFAULT_TASK_TIMEOUT = env_float("JUNCTION_DEFAULT_TASK_TIMEOUT", 30)
-JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600)
+JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600, minimum=1, maximum=86400)
+JUNCTION_DEFAULT_TASK_TIMEOUT = env_float(
+    "JUNCTION_DEFAULT_TASK_TIMEOUT", 30, minimum=0.1, maximum=JUNCTION_MAX_TASK_TIMEOUT
+)
 # A task gets SIGKILLed this long after its soft time limit (prefork workers).
 JUNCTION_HARD_TIMEOUT_GRACE = env_float("JUNCTION_HARD_TIMEOUT_GRACE", 5)
 # A running task's claim lasts its timeout + the hard grace + this; then another delivery
@@ -245,9 +251,9 @@ JUNCTION_RATE_PLANS = dict(
     item.split("=", 1) for item in env_list("JUNCTION_RATE_PLANS", ["default=60000/min", "unlimited=none"])
 )
 JUNCTION_ALLOW_REGISTRATION = env_bool("JUNCTION_ALLOW_REGISTRATION", True)
-JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100)
-JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300)
-JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10)
+JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100, minimum=1, maximum=1000)
+JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300, minimum=0, maximum=86400)
+JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10, minimum=0, maximum=100)
 JUNCTION_SSRF_ALLOWED_NETWORKS = env_list("JUNCTION_SSRF_ALLOWED_NETWORKS", [])
 JUNCTION_TWITTER_API_BASE = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
 JUNCTION_CODE_SANDBOX = env_str("JUNCTION_CODE_SANDBOX", "bwrap")
@@ -271,20 +277,42 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
-JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60)
+JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60, minimum=0, maximum=3600)
 # Each process writes its metric counters to the shared cache this often (config/metrics.py).
 JUNCTION_METRICS_FLUSH_SECONDS = env_float("JUNCTION_METRICS_FLUSH_SECONDS", 1.0)
-JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600)
+JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600, minimum=1, maximum=86400)
 # Results only feed chords and `Prefer: wait`; the database keeps the real record.
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
 # Reliability (see docs/reliability.md): attempts, stalls, deadlines, sizes.
 JUNCTION_MAX_WORKER_LOSSES = env_int("JUNCTION_MAX_WORKER_LOSSES", 3)
 JUNCTION_STALL_SECONDS = env_float("JUNCTION_STALL_SECONDS", 60)
 JUNCTION_MAX_RESUMES = env_int("JUNCTION_MAX_RESUMES", 3)
-JUNCTION_SESSION_DEADLINE = env_float("JUNCTION_SESSION_DEADLINE", 3600)
-JUNCTION_MAX_REQUEST_BYTES = env_int("JUNCTION_MAX_REQUEST_BYTES", 1024 * 1024)
-JUNCTION_MAX_OUTPUT_BYTES = env_int("JUNCTION_MAX_OUTPUT_BYTES", 1024 * 1024)
-JUNCTION_MAX_SESSION_BYTES = env_int("JUNCTION_MAX_SESSION_BYTES", 16 * 1024 * 1024)
+# Limits on what callers send and what tasks make (docs/limits.md). Each has a hard maximum:
+# start-up stops on a value past it.
+# The longest `deadline_seconds` an interaction may ask for; the default deadline is within it.
+JUNCTION_MAX_SESSION_DEADLINE = env_int("JUNCTION_MAX_SESSION_DEADLINE", 86400, minimum=1, maximum=30 * 86400)
+JUNCTION_SESSION_DEADLINE = env_float(
+    "JUNCTION_SESSION_DEADLINE", 3600, minimum=1, maximum=JUNCTION_MAX_SESSION_DEADLINE
+)
+JUNCTION_MAX_REQUEST_BYTES = env_int("JUNCTION_MAX_REQUEST_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+JUNCTION_MAX_OUTPUT_BYTES = env_int("JUNCTION_MAX_OUTPUT_BYTES", 1024 * 1024, minimum=1024, maximum=64 * 1024 * 1024)
+JUNCTION_MAX_SESSION_BYTES = env_int(
+    "JUNCTION_MAX_SESSION_BYTES", 16 * 1024 * 1024, minimum=1024, maximum=1024 * 1024 * 1024
+)
+# Deepest nesting of arrays and objects in a request body, a definition, a run's input and a
+# task's output. Python's recursion limit (1000) sits far above the hard maximum.
+JUNCTION_MAX_JSON_DEPTH = env_int("JUNCTION_MAX_JSON_DEPTH", 64, minimum=8, maximum=256)
+# Longest JMESPath expression (a `transform`/`condition` expression or a `$ref` path), in
+# characters, and the most evaluation steps (nodes visited, items flattened, joined, compared)
+# one evaluation may take.
+JUNCTION_MAX_EXPRESSION_LENGTH = env_int("JUNCTION_MAX_EXPRESSION_LENGTH", 1024, minimum=16, maximum=16384)
+JUNCTION_MAX_EXPRESSION_STEPS = env_int(
+    "JUNCTION_MAX_EXPRESSION_STEPS", 1_000_000, minimum=1000, maximum=50_000_000
+)
+# Longest `$template` text (characters) and most `{{ }}` placeholders in one template; the
+# rendered text is at most JUNCTION_MAX_OUTPUT_BYTES.
+JUNCTION_MAX_TEMPLATE_LENGTH = env_int("JUNCTION_MAX_TEMPLATE_LENGTH", 16384, minimum=64, maximum=1024 * 1024)
+JUNCTION_MAX_TEMPLATE_PLACEHOLDERS = env_int("JUNCTION_MAX_TEMPLATE_PLACEHOLDERS", 64, minimum=1, maximum=1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = JUNCTION_MAX_REQUEST_BYTES
 # The largest response body (after decompression) an `http_request` task reads.
 JUNCTION_HTTP_MAX_RESPONSE_BYTES = env_int("JUNCTION_HTTP_MAX_RESPONSE_BYTES", 1024 * 1024)
