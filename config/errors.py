@@ -10,8 +10,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, DataError
+from django.core.exceptions import ObjectDoesNotExist, PermissionDenied
+from django.db import DatabaseError, DataError, IntegrityError
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from django.http import Http404, JsonResponse
 from django.views.defaults import page_not_found, server_error
 from rest_framework import exceptions, status
@@ -41,6 +44,12 @@ class ApiError(exceptions.APIException):
         self.details = details or {}
         if status_code is not None:
             self.status_code = status_code
+
+
+# Errors of the broker and the cache (Redis) on a request path: the dependency is down (503).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    BrokerError, RedisConnectionError, RedisTimeoutError, ConnectionError,
+)
 
 
 class Conflict(ApiError):
@@ -89,7 +98,8 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         return Response(
             error_body(exc.code, str(exc.detail), exc.details), status=exc.status_code
         )
-    if isinstance(exc, Http404):
+    if isinstance(exc, (Http404, ObjectDoesNotExist)):
+        # ObjectDoesNotExist: the object went away while the request ran (deleted meanwhile).
         exc = exceptions.NotFound()
     elif isinstance(exc, PermissionDenied):
         exc = exceptions.PermissionDenied()
@@ -100,11 +110,42 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
                        f"{str(exc).splitlines()[0]}"),
             status=status.HTTP_400_BAD_REQUEST,
         )
+    elif isinstance(exc, IntegrityError):
+        # A constraint the request ran into (two writers raced on a unique name, a protected
+        # row): a conflict with the current state, not an outage.
+        logger.warning("integrity error: %s", exc)
+        return Response(
+            error_body("conflict", "The request conflicts with the current state of the data. "
+                       "Reload and try again."),
+            status=status.HTTP_409_CONFLICT,
+        )
     elif isinstance(exc, DatabaseError):
         logger.exception("database error")
         return Response(
             error_body("service_unavailable", "The database is unavailable. Try again later."),
             status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    elif isinstance(exc, UNAVAILABLE):
+        logger.exception("a dependency is unavailable")
+        return Response(
+            error_body("service_unavailable", "A service Junction depends on (the broker or the "
+                       "cache) is unavailable. Try again later."),
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+        )
+    elif isinstance(exc, RecursionError):
+        # Bodies are depth-limited by the parser; whatever still recursed this deep came from
+        # the request (a value nested past what the code can walk).
+        logger.warning("recursion limit reached on %s", context.get("request") and context["request"].path)
+        return Response(
+            error_body("too_deeply_nested", "A value of this request is nested too deeply."),
+            status=status.HTTP_400_BAD_REQUEST,
+        )
+    elif isinstance(exc, OverflowError):
+        # A number too large for what it feeds (a date, a duration, a database integer).
+        logger.warning("overflow on %s: %s", context.get("request") and context["request"].path, exc)
+        return Response(
+            error_body("value_out_of_range", f"A number of this request is out of range: {exc}"),
+            status=status.HTTP_400_BAD_REQUEST,
         )
 
     response = exception_handler(exc, context)
