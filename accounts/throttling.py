@@ -4,15 +4,24 @@ DRF's own throttles keep every request's timestamp per user, which costs O(rate)
 at the tens of thousands a minute Junction is built for; a counter per window costs one
 increment. The price is the usual fixed-window burst at a window's edge (up to twice the rate
 over a short span), which is acceptable for a quota.
+
+When the cache is unreachable the quota fails open: the run is accepted (a warning is logged).
+A run quota is about fair use, not security, and a run's acceptance is durable without Redis:
+the session is written to PostgreSQL, and the sweeper sends it to the workers once the broker
+is back (docs/limits.md, "When Redis is down"). Throttles that protect credentials (failed
+logins) must fail closed instead.
 """
 from __future__ import annotations
 
+import logging
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.throttling import BaseThrottle
+
+logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
 
@@ -26,6 +35,16 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
         return int(count), PERIODS[period.strip().lower()]
     except (ValueError, KeyError):
         raise ImproperlyConfigured(f"bad rate {rate!r} in JUNCTION_RATE_PLANS (use e.g. 600/min)") from None
+
+
+def _count(key: str, period: int) -> int:
+    """Add one to the window's counter and return it."""
+    cache.add(key, 0, timeout=period + 1)
+    try:
+        return cache.incr(key)
+    except ValueError:  # the key expired between add and incr: a new window
+        cache.add(key, 1, timeout=period + 1)
+        return 1
 
 
 class PlanRateThrottle(BaseThrottle):
@@ -44,12 +63,11 @@ class PlanRateThrottle(BaseThrottle):
         now = time.time()
         window = int(now // period)
         key = f"rate:{user.pk}:{period}:{window}"
-        cache.add(key, 0, timeout=period + 1)
         try:
-            used = cache.incr(key)
-        except ValueError:  # the key expired between add and incr: a new window
-            cache.add(key, 1, timeout=period + 1)
-            used = 1
+            used = _count(key, period)
+        except Exception:  # the cache (Redis) is down: see the module's docstring
+            logger.warning("rate limit not checked for user %s: the cache is unavailable", user.pk, exc_info=True)
+            return True
         if used <= count:
             return True
         self._wait = (window + 1) * period - now
