@@ -1,4 +1,6 @@
 from rest_framework import serializers
+from rest_framework.exceptions import AuthenticationFailed
+from rest_framework_simplejwt import serializers as jwt_serializers
 
 from accounts.models import ApiKey, User
 
@@ -33,3 +35,17 @@ class ApiKeyCreatedSerializer(serializers.Serializer):
     prefix = serializers.CharField(source="api_key.prefix")
     created_at = serializers.DateTimeField(source="api_key.created_at")
     key = serializers.CharField(help_text="The key itself. Shown once: it is stored hashed.")
+
+
+class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+    """simplejwt's refresh, with a deleted user's token refused (401) instead of a crash.
+
+    simplejwt looks the token's user up with `.get()`, which raises DoesNotExist (a 500) once
+    the user is deleted; such a token is as dead as an inactive user's.
+    """
+
+    def validate(self, attrs):
+        try:
+            return super().validate(attrs)
+        except User.DoesNotExist:
+            raise AuthenticationFailed(self.error_messages["no_active_account"], "no_active_account") from None
