@@ -1,7 +1,12 @@
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import TimeStampedModel
+
+# The hard maximum of JUNCTION_MAX_SESSION_DEADLINE (30 days): what an interaction may ever ask
+# for, whatever the setting. The setting (default one day) is checked by the API.
+MAX_SESSION_DEADLINE = 30 * 86400
 
 
 class Interaction(TimeStampedModel):
@@ -13,7 +18,7 @@ class Interaction(TimeStampedModel):
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=False)
     deadline_seconds = models.PositiveIntegerField(
-        null=True, blank=True,
+        null=True, blank=True, validators=[MinValueValidator(1), MaxValueValidator(MAX_SESSION_DEADLINE)],
         help_text="A session still running this long after it started ends as timed_out "
         "(default: JUNCTION_SESSION_DEADLINE).",
     )
@@ -65,7 +70,9 @@ class Session(TimeStampedModel):
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="sessions")
-    version = models.ForeignKey(InteractionVersion, on_delete=models.PROTECT, related_name="sessions")
+    # RESTRICT, not PROTECT: a version cannot be deleted from under its sessions, but deleting
+    # the interaction (or its user) deletes both together (docs/execution.md, "Deleting").
+    version = models.ForeignKey(InteractionVersion, on_delete=models.RESTRICT, related_name="sessions")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
     input = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)

@@ -1,6 +1,7 @@
+from django.conf import settings
 from rest_framework import serializers
 
-from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion, Session, TaskRun
 
 
 class InteractionInputSerializer(serializers.Serializer):
@@ -10,10 +11,17 @@ class InteractionInputSerializer(serializers.Serializer):
     description = serializers.CharField(allow_blank=True, required=False, default="")
     tasks = serializers.JSONField(help_text="{task name: {type, integration, body, execute_after, retries, timeout}}")
     deadline_seconds = serializers.IntegerField(
-        min_value=1, required=False, allow_null=True,
-        help_text="Sessions running longer end as timed_out (default: the server's setting). "
+        min_value=1, max_value=MAX_SESSION_DEADLINE, required=False, allow_null=True,
+        help_text="Sessions running longer end as timed_out (default: the server's setting; at "
+        "most JUNCTION_MAX_SESSION_DEADLINE, 86400 unless configured). "
         "Write-only: the representation keeps SPEC's fields; the admin shows it.",
     )
+
+    def validate_deadline_seconds(self, value: int | None) -> int | None:
+        limit = settings.JUNCTION_MAX_SESSION_DEADLINE
+        if value is not None and value > limit:
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {limit}.")
+        return value
 
 
 class InteractionOutputSerializer(serializers.ModelSerializer):

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
 from integrations.selectors import integration_providers
-from interactions.engine.definition import Definition, DefinitionInvalid, Limits, parse_definition
-from interactions.models import Interaction, InteractionVersion
+from config.bounds import definition_limits
+from interactions.engine.definition import Definition, DefinitionInvalid, parse_definition
+from interactions.models import Interaction, InteractionVersion, Session
+from interactions.sessions import ACTIVE, session_end
 from tasks_catalog.registry import find_task_type
 
 
@@ -24,11 +26,7 @@ def definition_parse(*, user: User, tasks: Any) -> Definition:
             tasks,
             task_type=find_task_type,
             integrations=integration_providers(user=user, ids=ids) if ids else {},
-            limits=Limits(
-                max_tasks=settings.JUNCTION_MAX_TASKS,
-                max_retries=settings.JUNCTION_MAX_RETRIES,
-                max_timeout=settings.JUNCTION_MAX_TASK_TIMEOUT,
-            ),
+            limits=definition_limits(),
         )
     except DefinitionInvalid as exc:
         raise ValidationError(exc.errors) from None
@@ -102,5 +100,19 @@ def interaction_set_active(*, interaction: Interaction, active: bool) -> Interac
     return interaction_update(interaction=interaction, is_active=active)
 
 
+@transaction.atomic
 def interaction_delete(*, interaction: Interaction) -> None:
-    interaction.delete()
+    """Delete an interaction with its versions and its sessions (history included).
+
+    Its sessions still queued or running are first cancelled, their running tasks revoked, so
+    no worker keeps working for a session that no longer exists. Locks the interaction, so a
+    run that starts meanwhile either finishes creating its session first (and is cancelled
+    here) or finds the interaction gone (404).
+    """
+    locked = Interaction.objects.select_for_update().get(pk=interaction.pk)
+    active = Session.objects.select_for_update().filter(interaction=locked, status__in=ACTIVE)
+    now = timezone.now()
+    for session in active:
+        session_end(session=session, status=Session.Status.CANCELLED,
+                    error="cancelled: the interaction was deleted", now=now)
+    locked.delete()

@@ -71,7 +71,9 @@ def _existing_for_key(user: User, interaction: Interaction, key: str, digest: st
 
 
 def _deadline(interaction: Interaction):
-    seconds = interaction.deadline_seconds or settings.JUNCTION_SESSION_DEADLINE
+    # Clamped: a row written before the API bounded deadline_seconds must not overflow a date.
+    seconds = min(interaction.deadline_seconds or settings.JUNCTION_SESSION_DEADLINE,
+                  settings.JUNCTION_MAX_SESSION_DEADLINE)
     return timezone.now() + timedelta(seconds=seconds)
 
 
