@@ -1,19 +1,23 @@
 """Field schemas of task types, and the check of a value against one.
 
 A field's `type` is one of: string, integer, number, boolean, object, array, any, expression
-(a JMESPath expression, compiled to check it), string_or_list (a string or a list of strings).
+(a JMESPath expression, compiled to check it), string_or_list (a string or a list of strings),
+headers (HTTP response headers: names to string values, framing and hop-by-hop headers refused,
+see `headers.py`).
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import jmespath
 from jmespath.exceptions import JMESPathError
+
+from tasks_catalog.expressions import HARD_MAX_LENGTH, compile_expression
+from tasks_catalog.headers import header_problems
 
 FIELD_TYPES = {
     "string", "integer", "number", "boolean", "object", "array", "any", "expression",
-    "string_or_list",
+    "string_or_list", "headers",
 }
 
 _JSON_SCHEMA_TYPES: dict[str, dict[str, Any]] = {
@@ -26,6 +30,7 @@ _JSON_SCHEMA_TYPES: dict[str, dict[str, Any]] = {
     "array": {"type": "array"},
     "any": {},
     "string_or_list": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+    "headers": {"type": "object", "additionalProperties": {"type": "string"}},
 }
 
 _EXAMPLES: dict[str, Any] = {
@@ -38,6 +43,7 @@ _EXAMPLES: dict[str, Any] = {
     "array": [],
     "any": {},
     "string_or_list": "someone@example.com",
+    "headers": {},
 }
 
 NO_DEFAULT = None
@@ -117,7 +123,7 @@ def type_ok(kind: str, value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if kind == "boolean":
         return isinstance(value, bool)
-    if kind == "object":
+    if kind in {"object", "headers"}:
         return isinstance(value, dict)
     if kind == "array":
         return isinstance(value, list)
@@ -132,6 +138,7 @@ _TYPE_NAMES = {
     "string": "a string", "expression": "a JMESPath expression string", "integer": "an integer",
     "number": "a number", "boolean": "a boolean", "object": "an object", "array": "an array",
     "string_or_list": "a string or a list of strings",
+    "headers": "an object of header names to string values",
 }
 
 
@@ -140,11 +147,13 @@ def check_value(spec: FieldSpec, value: Any) -> list[str]:
     if not type_ok(spec.type, value):
         return [f"Must be {_TYPE_NAMES[spec.type]}, got {type(value).__name__ if value is not None else 'null'}."]
     problems: list[str] = []
-    if spec.type == "expression":
+    if spec.type == "expression" and (spec.max_length is None or len(value) <= spec.max_length):
         try:
-            jmespath.compile(value)
+            compile_expression(value, max_length=spec.max_length or HARD_MAX_LENGTH)
         except JMESPathError as exc:
             problems.append(f"Not a valid JMESPath expression: {str(exc).splitlines()[0]}")
+    if spec.type == "headers":
+        problems.extend(header_problems(value))
     if spec.type == "array" and spec.items:
         for index, item in enumerate(value):
             if not type_ok(spec.items, item):
