@@ -8,16 +8,23 @@ from django.conf import settings
 from rest_framework import status
 
 from config.errors import ApiError
+from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, encode_bounded
 from integrations.models import Integration
 from tasks_catalog.base import TaskFailed
 from tasks_catalog.registry import UnknownTaskType, task_types
 
 
-def task_type_try(*, user, type_key: str, body: dict[str, Any], integration=None) -> dict[str, Any]:
+def task_type_try(
+    *, user, type_key: str, body: dict[str, Any], integration=None, timeout: float | None = None
+) -> dict[str, Any]:
     """Run the type once; return {status, output, error, duration_ms}.
 
     Raises ApiError 404 for an unknown type and 400 naming `body.<field>` or `integration`
     for input that could never run; the task's own failure is a `failed` result, not an error.
+    The trial is under a run's limits: the task's `timeout` (default JUNCTION_DEFAULT_TASK_TIMEOUT,
+    at most JUNCTION_MAX_TASK_TIMEOUT), which every task type honours, and the output limit
+    (JUNCTION_MAX_OUTPUT_BYTES, measured while encoding: an output past it fails the trial
+    as it would fail the task).
     """
     from interactions.executor import run_with_body
 
@@ -43,9 +50,26 @@ def task_type_try(*, user, type_key: str, body: dict[str, Any], integration=None
     try:
         output = run_with_body(
             task_type=task_type, body=concrete, integration_id=str(integration) if integration else None,
-            user_id=user.id, timeout=settings.JUNCTION_DEFAULT_TASK_TIMEOUT,
+            user_id=user.id, timeout=min(timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT,
+                                         settings.JUNCTION_MAX_TASK_TIMEOUT),
         )
+        # Measured before the response renders it: a shared value (JMESPath's `[@,@]`) would
+        # otherwise expand while rendering, past any limit. Within the limit, rendering it
+        # again costs at most the limit.
+        encode_bounded(output, settings.JUNCTION_MAX_OUTPUT_BYTES, max_depth=settings.JUNCTION_MAX_JSON_DEPTH)
         result = {"status": "completed", "output": output, "error": None}
     except TaskFailed as failure:
         result = {"status": "failed", "output": None, "error": str(failure)}
+    except BoundedJsonError as exc:
+        result = {"status": "failed", "output": None, "error": output_error(exc)}
     return {**result, "duration_ms": int((time.monotonic() - started) * 1000)}
+
+
+def output_error(exc: BoundedJsonError) -> str:
+    """The task error of an output refused by `encode_bounded` (the same words as a run's)."""
+    if isinstance(exc, JsonTooLarge):
+        return f"output too large: more than {exc.limit} bytes"
+    if isinstance(exc, JsonTooDeep):
+        return f"output too deeply nested: more than {exc.limit} levels"
+    return f"output is not JSON: {exc}"
+

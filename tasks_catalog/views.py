@@ -1,3 +1,4 @@
+from django.conf import settings
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
@@ -22,6 +23,17 @@ class TaskTypeSerializer(serializers.Serializer):
 class TaskTestSerializer(serializers.Serializer):
     body = serializers.DictField(help_text="Literal values for the type's fields.")
     integration = serializers.UUIDField(required=False, allow_null=True)
+    timeout = serializers.FloatField(
+        required=False, allow_null=True, min_value=0.1, max_value=86400,
+        help_text="The task's timeout in seconds, as in a definition (default "
+        "JUNCTION_DEFAULT_TASK_TIMEOUT, at most JUNCTION_MAX_TASK_TIMEOUT).",
+    )
+
+    def validate_timeout(self, value: float | None) -> float | None:
+        limit = settings.JUNCTION_MAX_TASK_TIMEOUT
+        if value is not None and value > limit:
+            raise serializers.ValidationError(f"Ensure this value is less than or equal to {limit:g}.")
+        return value
 
 
 class TaskTestResultSerializer(serializers.Serializer):

@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from interactions.engine.graph import ancestors, find_cycle
+from config.jsonsize import JsonTooDeep, json_depth
 from interactions.engine.references import (
+    REF,
     TASK_NAME,
     TEMPLATE,
+    TEMPLATE_PLACEHOLDER,
     ReferenceError_,
     find_references,
     is_reference,
 )
 from tasks_catalog.base import TaskType
 from tasks_catalog.fields import FieldSpec, check_value, type_ok
+from tasks_catalog.headers import header_problems
 
 TASK_KEYS = {"type", "integration", "body", "execute_after", "retries", "timeout"}
 EDGE_STATUSES = ("completed", "failed")
@@ -40,6 +44,10 @@ class Limits:
     max_tasks: int = 100
     max_retries: int = 10
     max_timeout: float = 600
+    max_depth: int = 64  # nesting of a field's value
+    max_expression_length: int = 1024  # a `$ref` path
+    max_template_length: int = 16384
+    max_template_placeholders: int = 64
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,32 @@ class _Errors:
         self.items.setdefault(path, []).append(message)
 
 
+def _reference_problems(value: Any, limits: Limits) -> list[str]:
+    """Return what makes the references inside `value` too costly to resolve."""
+    problems: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if len(item) == 1 and isinstance(item.get(REF), str) and len(item[REF]) > limits.max_expression_length:
+                problems.append(f"A $ref path is longer than {limits.max_expression_length} characters.")
+            elif len(item) == 1 and isinstance(item.get(TEMPLATE), str):
+                text = item[TEMPLATE]
+                if len(text) > limits.max_template_length:
+                    problems.append(f"A $template is longer than {limits.max_template_length} characters.")
+                elif len(TEMPLATE_PLACEHOLDER.findall(text)) > limits.max_template_placeholders:
+                    problems.append(f"A $template has more than {limits.max_template_placeholders} placeholders.")
+                elif any(len(p) > limits.max_expression_length for p in TEMPLATE_PLACEHOLDER.findall(text)):
+                    problems.append(f"A $template's reference is longer than {limits.max_expression_length} characters.")
+            else:
+                stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return problems
+
+
 def _check_body(
-    name: str, task_type: TaskType, body: Any, errors: _Errors
+    name: str, task_type: TaskType, body: Any, errors: _Errors, limits: Limits
 ) -> tuple[dict[str, Any], list[Blank]]:
     path = f"tasks.{name}.body"
     if not isinstance(body, dict):
@@ -100,6 +132,16 @@ def _check_body(
             blanks.append(Blank(name, spec))
             continue
         try:
+            json_depth(value, limits.max_depth)
+        except JsonTooDeep:
+            errors.add(f"{path}.{spec.name}", f"Nested deeper than {limits.max_depth} levels of arrays and objects.")
+            continue
+        costly = _reference_problems(value, limits)
+        if costly:
+            for problem in costly:
+                errors.add(f"{path}.{spec.name}", problem)
+            continue
+        try:
             refs = find_references(value)
         except ReferenceError_ as exc:
             errors.add(f"{path}.{spec.name}", str(exc))
@@ -111,6 +153,11 @@ def _check_body(
             errors.add(f"{path}.{spec.name}", f"A $template makes a string, but this field must be {spec.type}.")
         elif not is_reference(value) and not type_ok(spec.type, value):
             errors.add(f"{path}.{spec.name}", f"Must be {spec.type}.")
+        elif spec.type == "headers" and not is_reference(value):
+            # Names are literal even when values are references: check what can be checked
+            # now; the task type checks the resolved values when it runs.
+            for problem in header_problems(value, unresolved=is_reference):
+                errors.add(f"{path}.{spec.name}", problem)
     return body, blanks
 
 
@@ -134,6 +181,13 @@ def parse_definition(
     if len(raw) > limits.max_tasks:
         errors.add("tasks", f"Too many tasks: {len(raw)} (the maximum is {limits.max_tasks}).")
         raise DefinitionInvalid(errors.items)
+    try:
+        # tasks > task > body > field: a field's own depth is checked (and named) below; this
+        # keeps anything deeper from reaching the recursive walks at all.
+        json_depth(raw, limits.max_depth + 4)
+    except JsonTooDeep:
+        errors.add("tasks", f"Nested deeper than {limits.max_depth} levels of arrays and objects.")
+        raise DefinitionInvalid(errors.items) from None
 
     tasks: dict[str, TaskSpec] = {}
     blanks: list[Blank] = []
@@ -204,7 +258,7 @@ def parse_definition(
 
         body: dict[str, Any] = {}
         if kind is not None:
-            body, task_blanks = _check_body(name, kind, task.get("body", {}), errors)
+            body, task_blanks = _check_body(name, kind, task.get("body", {}), errors, limits)
             blanks.extend(task_blanks)
         tasks[name] = TaskSpec(
             name=name, type=str(type_key), body=body,

@@ -1,17 +1,19 @@
 """The rules of a session's execution, as pure functions (SPEC §3). No Django, no ORM.
 
 - `readiness`: may a task run, given its predecessors' terminal statuses?
-- `resolve_body`: fill blanks from the caller's input and references from ancestor records.
+- `resolve_body`: fill blanks from the caller's input and references from ancestor records,
+  within `ResolveLimits` (reference paths and templates cannot amplify a value: see
+  `tasks_catalog/expressions.py`).
 - `session_outcome`: the session's status (failures handled or not) and its result.
 """
 from __future__ import annotations
 
-import json
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
+from config.jsonsize import BoundedJsonError, check_bounded, encode_bounded
 
 from interactions.engine.definition import Definition, TaskSpec
 from interactions.engine.references import (
@@ -20,6 +22,13 @@ from interactions.engine.references import (
     TEMPLATE_PLACEHOLDER,
     find_references,
     parse_reference,
+)
+from tasks_catalog.expressions import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_STEPS,
+    Budget,
+    ExpressionTooCostly,
+    search,
 )
 
 COMPLETED, FAILED, SKIPPED, CANCELLED = "completed", "failed", "skipped", "cancelled"
@@ -44,7 +53,28 @@ def readiness(spec: TaskSpec, statuses: Mapping[str, str]) -> bool:
     return all(statuses.get(pred) in accepted for pred, accepted in spec.execute_after.items())
 
 
-def _lookup(reference: str, records: Mapping[str, Record]) -> Any:
+@dataclass(frozen=True)
+class ResolveLimits:
+    """What resolving one task's body may cost (defaults: the settings' defaults).
+
+    `max_steps` is the JMESPath budget shared by all the body's references, `max_text_bytes`
+    the longest rendered template (and `join`/`to_string` result), `max_body_bytes` the
+    largest resolved body as JSON, `max_depth` its deepest nesting, `timeout` seconds of
+    wall clock for the whole resolution.
+    """
+
+    max_steps: int = DEFAULT_MAX_STEPS
+    max_text_bytes: int = DEFAULT_MAX_BYTES
+    max_body_bytes: int = 16 * 1024 * 1024
+    max_depth: int = 64
+    timeout: float | None = None
+
+    def budget(self) -> Budget:
+        deadline = time.monotonic() + self.timeout if self.timeout else None
+        return Budget(max_steps=self.max_steps, max_bytes=self.max_text_bytes, deadline=deadline)
+
+
+def _lookup(reference: str, records: Mapping[str, Record], budget: Budget) -> Any:
     ref = parse_reference(reference)
     record = records.get(ref.task)
     if record is None:
@@ -53,27 +83,49 @@ def _lookup(reference: str, records: Mapping[str, Record]) -> Any:
         return getattr(record, ref.path)
     if not ref.path:
         return record.output
-    return jmespath.search(ref.path, record.output)
+    return search(ref.path, record.output, max_length=len(ref.path), budget=budget)
 
 
-def _render(value: Any) -> str:
+def _render(value: Any, budget: Budget) -> str:
     if isinstance(value, str):
         return value
     if value is None:
         return ""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+    try:
+        return encode_bounded(value, budget.max_bytes, sort_keys=True)
+    except BoundedJsonError as exc:
+        raise ExpressionTooCostly(f"a template's value is {exc}") from None
 
 
-def resolve_value(value: Any, records: Mapping[str, Record]) -> Any:
-    """Replace every `$ref` / `$template` inside `value` with what it points to."""
+def _render_template(template: str, records: Mapping[str, Record], budget: Budget) -> str:
+    pieces: list[str] = []
+    size = 0
+    position = 0
+    for match in TEMPLATE_PLACEHOLDER.finditer(template):
+        text = _render(_lookup(match.group(1), records, budget), budget)
+        pieces += [template[position:match.start()], text]
+        size += match.start() - position + len(text)
+        position = match.end()
+        if size > budget.max_bytes:
+            raise ExpressionTooCostly(f"the rendered template is longer than {budget.max_bytes} characters")
+    pieces.append(template[position:])
+    return "".join(pieces)
+
+
+def resolve_value(value: Any, records: Mapping[str, Record], budget: Budget | None = None) -> Any:
+    """Replace every `$ref` / `$template` inside `value` with what it points to.
+
+    Raises ExpressionTooCostly (a JMESPathError) when `budget` runs out.
+    """
+    budget = budget or Budget()
     if isinstance(value, dict):
         if len(value) == 1 and REF in value:
-            return _lookup(value[REF], records)
+            return _lookup(value[REF], records, budget)
         if len(value) == 1 and TEMPLATE in value:
-            return TEMPLATE_PLACEHOLDER.sub(lambda m: _render(_lookup(m.group(1), records)), value[TEMPLATE])
-        return {key: resolve_value(item, records) for key, item in value.items()}
+            return _render_template(value[TEMPLATE], records, budget)
+        return {key: resolve_value(item, records, budget) for key, item in value.items()}
     if isinstance(value, list):
-        return [resolve_value(item, records) for item in value]
+        return [resolve_value(item, records, budget) for item in value]
     return value
 
 
@@ -82,21 +134,32 @@ def resolve_body(
     field_defaults: Mapping[str, Any],
     caller_input: Mapping[str, Any],
     records: Mapping[str, Record],
+    *,
+    limits: ResolveLimits | None = None,
 ) -> dict[str, Any]:
     """Return the task's concrete body: literals, then blanks from the caller, then references.
 
     `field_defaults` maps each of the type's field names to its default; a field that is
     neither set, given nor defaulted is None (the type's check then names it if required).
+    Raises ExpressionTooCostly (a JMESPathError) when resolving costs more than `limits`
+    allow or makes a body larger or deeper than they allow: a reference may share one value
+    many times (`[@,@]`), which every consumer of the body would pay in full.
     """
+    limits = limits or ResolveLimits()
+    budget = limits.budget()
     given = caller_input.get(spec.name) or {}
     body: dict[str, Any] = {}
     for name, default in field_defaults.items():
         if name in spec.body and spec.body[name] is not None:
-            body[name] = resolve_value(spec.body[name], records)
+            body[name] = resolve_value(spec.body[name], records, budget)
         elif given.get(name) is not None:
             body[name] = given[name]
         else:
             body[name] = default
+    try:
+        check_bounded(body, limits.max_body_bytes, max_depth=limits.max_depth + 1)
+    except BoundedJsonError as exc:
+        raise ExpressionTooCostly(f"the task's resolved body is {exc}") from None
     return body
 
 

@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import jmespath
 from jmespath.exceptions import JMESPathError
+
+from tasks_catalog.expressions import HARD_MAX_LENGTH, compile_expression
 
 REF = "$ref"
 TEMPLATE = "$template"
@@ -46,7 +47,9 @@ def parse_reference(text: Any) -> Reference:
         raise ReferenceError_(f"{text!r} does not start with a task name.")
     if path:
         try:
-            jmespath.compile(path)
+            # The configured length limit is checked when a definition is saved
+            # (definition.py); this only keeps absurd input away from the parser.
+            compile_expression(path, max_length=HARD_MAX_LENGTH)
         except JMESPathError as exc:
             raise ReferenceError_(f"{text!r}: invalid path: {str(exc).splitlines()[0]}") from None
     return Reference(task=task, path=path)
