@@ -11,6 +11,7 @@ from interactions.compiled import compiled_version
 from interactions.engine.definition import Definition
 from interactions.engine.inputs import example_input, input_schema
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from tasks_catalog.headers import sendable_headers
 
 
 def interaction_list(*, user: User) -> QuerySet[Interaction]:
@@ -129,5 +130,8 @@ def session_reply(session: Session) -> dict[str, Any] | None:
     for name in sorted(compiled.definition.tasks):
         run = runs.get(name)
         if compiled.definition.tasks[name].type == "response" and run and run.status == TaskRun.Status.COMPLETED:
-            return run.output  # the first by name, as for the session's result
+            # The first by name, as for the session's result. Its headers were checked when
+            # the task ran; `sendable_headers` is the backstop for outputs recorded before.
+            reply = run.output
+            return {**reply, "headers": sendable_headers(reply.get("headers"))}
     return None
