@@ -1,4 +1,4 @@
-"""The SSRF guard of outgoing HTTP requests: which destinations a task may reach.
+"""The SSRF guard of outgoing connections (HTTP, SMTP): which destinations a task may reach.
 
 A destination is checked after DNS resolution, address by address, and the caller then
 connects to one of the returned addresses itself (never to the host name again), so a DNS
@@ -182,3 +182,20 @@ def checked_destination(url: str) -> Destination:
     for address in addresses:
         check_address(address, allowed)
     return Destination(url=parts, scheme=scheme, host=host, port=port, addresses=addresses)
+
+
+def checked_addresses(host: str, port: int) -> tuple[IPAddress, ...]:
+    """Resolve and check a host a task connects to without a URL (e.g. an SMTP server).
+
+    Every address it resolves to must be allowed; connect to one of these addresses, never to
+    the host name again. Raises DestinationRefused or DestinationUnresolved as
+    `checked_destination` does.
+    """
+    if not isinstance(host, str) or not host.strip():
+        raise DestinationRefused("no host to connect to")
+    host = host.strip().strip("[]")
+    addresses = resolve(host, port)
+    allowed = allowed_networks()
+    for address in addresses:
+        check_address(address, allowed)
+    return addresses
