@@ -9,19 +9,45 @@ import json
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.forms.fields import InvalidJSONInput
 from django.utils.html import format_html
 from rest_framework.exceptions import ValidationError as ApiValidationError
 
 from config.errors import ApiError
+from config.jsonsize import JsonTooDeep, loads_bounded
 from interactions import selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 
 
 class DefinitionJSONField(forms.JSONField):
-    """A JSON textarea that shows the definition indented, for people to edit."""
+    """A JSON textarea that shows the definition indented, for people to edit.
+
+    Parsed with the API's depth limit (docs/limits.md): JSON nested past Python's recursion
+    limit is a form error, not a RecursionError.
+    """
+
+    def to_python(self, value: Any) -> Any:
+        if isinstance(value, str) and value not in self.empty_values and not self.disabled:
+            # tasks > task > body > field: the definition's own check names a deep field.
+            depth = settings.JUNCTION_MAX_JSON_DEPTH + 4
+            try:
+                return loads_bounded(value, max_depth=depth)
+            except JsonTooDeep:
+                raise forms.ValidationError(f"Nested deeper than {depth} levels of arrays and objects.",
+                                            code="too_deep") from None
+            except ValueError:
+                raise forms.ValidationError(self.error_messages["invalid"], code="invalid",
+                                            params={"value": value}) from None
+        return super().to_python(value)
+
+    def bound_data(self, data: Any, initial: Any) -> Any:
+        try:
+            return super().bound_data(data, initial)
+        except RecursionError:  # redisplaying what failed to_python above
+            return InvalidJSONInput(data)
 
     def prepare_value(self, value: Any) -> Any:
         if isinstance(value, InvalidJSONInput):

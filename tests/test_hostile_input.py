@@ -162,6 +162,7 @@ HOSTILE_QUERIES = [
     "page=1e308", "page=-1", "page=99999999999999999999", "page=NaN", "page_size=1e308",
     "status=%0D%0AX:1", "interaction=not-a-uuid", "created_after=99999-99-99",
     "created_before=-1", "is_active=maybe", "name=" + "x" * 5000, "format=sse", "format=xml",
+    "name=a%00b", "interaction=%00", "status=%00", "created_after=%00", "page=%00", "wait=%00",
 ]
 
 
@@ -256,3 +257,42 @@ def test_every_body_route_has_a_valid_body_to_fuzz():
     bodiless = {p for p in wanted if p[1].endswith(BODILESS)}
     missing = wanted - covered - bodiless
     assert not missing, f"add a valid body for: {sorted(missing)}"
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("levels", [LIMIT + 10, 5000])
+def test_the_admin_refuses_a_definition_nested_too_deeply(admin_client, user, levels):
+    interaction = make_interaction(user)
+    url = f"/admin/interactions/interaction/{interaction.pk}/change/"
+    response = admin_client.post(url, {"user": user.pk, "name": interaction.name, "description": "",
+                                       "tasks": deep(levels), "versions-TOTAL_FORMS": 0,
+                                       "versions-INITIAL_FORMS": 0})
+    assert response.status_code == 200  # the form again, with the error
+    assert "Nested deeper than" in response.content.decode()
+    assert interaction.versions.count() == 1
+
+
+HOSTILE_HEADERS = [
+    {"HTTP_AUTHORIZATION": "Bearer " + "a" * 10_000},
+    {"HTTP_AUTHORIZATION": "Bearer a.b.c"},
+    {"HTTP_AUTHORIZATION": "Api-Key " + "\u00e9" * 100},
+    {"HTTP_AUTHORIZATION": "Api-Key a b c"},
+    {"HTTP_AUTHORIZATION": "Api-Key jk_\x00"},
+    {"HTTP_AUTHORIZATION": "Basic Zm9vOmJhcg=="},
+    {"HTTP_PREFER": "wait=1e308"}, {"HTTP_PREFER": "wait=nan"}, {"HTTP_PREFER": "wait=-1"},
+    {"HTTP_IDEMPOTENCY_KEY": "k" * 10_000}, {"HTTP_IDEMPOTENCY_KEY": "a\x00b"},
+    {"HTTP_IDEMPOTENCY_KEY": "\u00e9\r\n"},
+    {"HTTP_ACCEPT": "text/event-stream"}, {"HTTP_ACCEPT": "application/xml"},
+    {"CONTENT_TYPE": "application/json; charset=utf-32"}, {"CONTENT_TYPE": "application/json; charset=rot13"},
+]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("headers", HOSTILE_HEADERS, ids=[repr(h)[:50] for h in HOSTILE_HEADERS])
+def test_hostile_headers_never_give_a_5xx(api, objects, headers):
+    run = f"/api/interactions/{objects['interaction'].id}/run/"
+    for method, url in [("post", run), ("get", "/api/interactions/"), ("post", "/api/auth/login/")]:
+        extra = {"content_type": "application/json", **headers} if method == "post" else headers
+        data = b'{"shape": {"data": {"items": [1]}}}' if method == "post" else None
+        response = getattr(api, method)(url, data=data, **extra)
+        assert_no_5xx(response, f"{method} {url} {list(headers)[0]}")
