@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 from interactions.engine.canvas import Plan, compile_plan, restrict
-from interactions.engine.definition import Definition, parse_definition
+from interactions.engine.definition import STORED, Definition, parse_definition
 from interactions.engine.execution import referenced_tasks
 from interactions.engine.graph import topological_order
 from tasks_catalog.registry import find_task_type
@@ -51,7 +51,7 @@ class CompiledVersion:
 
 
 def _compile(tasks: dict[str, Any]) -> CompiledVersion:
-    definition = parse_definition(tasks, task_type=find_task_type, integrations=None)
+    definition = parse_definition(tasks, task_type=find_task_type, integrations=None, limits=STORED)
     defaults = {
         name: {spec.name: spec.default for spec in find_task_type(task.type).fields}
         for name, task in definition.tasks.items()

@@ -50,6 +50,15 @@ class Limits:
     max_template_placeholders: int = 64
 
 
+# For a definition validated when it was saved (a stored version): the settings' hard maxima,
+# so that lowering a setting later never makes a stored version fail to compile, which would
+# leave its sessions unable to run.
+STORED = Limits(
+    max_tasks=1000, max_retries=100, max_timeout=86400, max_depth=256, max_expression_length=16384,
+    max_template_length=1024 * 1024, max_template_placeholders=1024,
+)
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
