@@ -26,6 +26,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from config.jsonsize import loads_bounded
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.fields import FieldSpec
 from tasks_catalog.ssrf import Destination, DestinationRefused, DestinationUnresolved, checked_destination
@@ -244,9 +245,10 @@ def _decode(raw: bytes, content_type: str) -> Any:
         if not text.strip():
             return None
         try:
-            return json.loads(text)
-        except ValueError:
-            return text  # announced as JSON but is not: keep the text
+            # Bounded: a body nested past Python's recursion limit must not crash the task.
+            return loads_bounded(text, max_depth=settings.JUNCTION_MAX_JSON_DEPTH)
+        except ValueError:  # malformed, or nested past JUNCTION_MAX_JSON_DEPTH
+            return text  # announced as JSON but not parsed: keep the text
     return text
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 from django.conf import settings
 
+from config.jsonsize import JsonTooDeep, loads_bounded
 from tasks_catalog.base import TaskFailed
 
 READY = b"junction-sandbox-ready\n"
@@ -415,7 +416,10 @@ def _interpret(outcome: Outcome, limits: Limits, wall: float) -> Any:
     code = outcome.returncode
     if outcome.result:
         try:
-            message = json.loads(outcome.result)
+            message = loads_bounded(outcome.result, max_depth=settings.JUNCTION_MAX_JSON_DEPTH + 1)
+        except JsonTooDeep:
+            raise TaskFailed(f"main() returned a value nested deeper than {settings.JUNCTION_MAX_JSON_DEPTH} "
+                             f"levels of lists and dicts" + with_output) from None
         except ValueError:
             message = None
         if isinstance(message, dict) and "ok" in message and code == 0:

@@ -11,7 +11,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 
-from tasks_catalog.base import TaskContext
+from tasks_catalog.base import TaskContext, TaskFailed
 from tasks_catalog.custom_code import Code
 from tasks_catalog.registry import task_types
 from tests.conftest import make_interaction
@@ -162,3 +162,9 @@ def test_a_result_postgresql_cannot_store_fails_the_task_instead_of_hanging(cele
     session = run_waiting(api, interaction, {}).json()
     assert session["status"] == "failed", session
     assert "NUL character" in session["tasks"]["nul"]["error"]
+
+
+def test_a_result_nested_past_the_depth_limit_fails_saying_so(settings):
+    deep = "def main(inputs):\n    value = []\n    for _ in range(300):\n        value = [value]\n    return value\n"
+    with pytest.raises(TaskFailed, match="nested deeper than"):
+        Code().run({"code": deep, "inputs": {}}, TaskContext(timeout=10))

@@ -84,3 +84,4 @@ def test_answers_as_jmespath_does(data, expression):
             search(expression, data)
         return
     assert search(expression, data) == expected
+

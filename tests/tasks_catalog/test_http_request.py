@@ -247,3 +247,11 @@ class TestHttps:
         assert "TLS error with localhost:" in str(error)
         assert "certificate verify failed" in str(error)
         assert self_signed_https.requests == []
+
+
+def test_an_http_json_body_nested_too_deeply_is_kept_as_text(settings):
+    from tasks_catalog.http_request import _decode
+
+    deep = "[" * 5000 + "]" * 5000
+    assert _decode(deep.encode(), "application/json") == deep
+    assert _decode(b'{"a": [1]}', "application/json") == {"a": [1]}
