@@ -50,3 +50,67 @@ class RequestSizeLimitMiddleware:
                     status=400,
                 )
         return self.get_response(request)
+
+
+class AsgiRequestSizeLimit:
+    """ASGI middleware: answer 413 once a request body passes JUNCTION_MAX_REQUEST_BYTES.
+
+    Django's ASGI handler reads the whole body (to a spooled temporary file) before any
+    middleware runs, so `RequestSizeLimitMiddleware` cannot stop a body sent without a
+    Content-Length (chunked) there. Wrap the ASGI application in this
+    (`application = AsgiRequestSizeLimit(get_asgi_application())`): it refuses a declared
+    Content-Length past the limit at once, and counts the bytes of a body as they arrive.
+    """
+
+    def __init__(self, app, *, limit: int | None = None):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope.get("path", "").startswith("/api/"):
+            return await self.app(scope, receive, send)
+        limit = self.limit if self.limit is not None else settings.JUNCTION_MAX_REQUEST_BYTES
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            return await self._refuse(send, limit)
+        received = 0
+        too_large = False
+
+        async def bounded_receive():
+            nonlocal received, too_large
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    too_large = True
+                    # End the body here; the handler must not see any of it.
+                    return {"type": "http.disconnect"}
+            return message
+
+        started = False
+
+        async def guarded_send(message):
+            nonlocal started
+            if too_large:
+                return  # the 413 below answers instead
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, bounded_receive, guarded_send)
+        except Exception:
+            if not too_large:
+                raise
+        if too_large and not started:
+            await self._refuse(send, limit)
+
+    @staticmethod
+    async def _refuse(send, limit: int) -> None:
+        import json
+
+        body = json.dumps(error_body("request_too_large", f"The request body is larger than the limit of {limit} bytes.",
+                                     {"body": [f"At most {limit} bytes."]})).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
