@@ -11,8 +11,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from interactions.engine.graph import ancestors, find_cycle
 from config.jsonsize import JsonTooDeep, json_depth
+from interactions.engine.graph import ancestors, find_cycle
 from interactions.engine.references import (
     REF,
     TASK_NAME,

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from config.jsonsize import BoundedJsonError, check_bounded, encode_bounded
-
 from interactions.engine.definition import Definition, TaskSpec
 from interactions.engine.references import (
     REF,
