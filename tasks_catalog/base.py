@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, check_bounded
 from tasks_catalog.fields import FieldSpec, check_value
 
 
@@ -21,6 +22,28 @@ class TaskFailed(Exception):
     def __init__(self, message: str, *, transient: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+def output_error(exc: BoundedJsonError) -> str:
+    """The task error for an output `encode_bounded` refused (the words a run records)."""
+    if isinstance(exc, JsonTooLarge):
+        return f"output too large: more than {exc.limit} bytes"
+    if isinstance(exc, JsonTooDeep):
+        return f"output too deeply nested: more than {exc.limit} levels of arrays and objects"
+    return f"output is not JSON: {exc}"
+
+
+def check_output(output: Any, *, limit: int, max_depth: int) -> None:
+    """Raise TaskFailed unless `output` encodes within `limit` bytes and `max_depth` levels.
+
+    For task types whose output may share one value many times (JMESPath's `[@,@]`): measured
+    without expanding it, so that whoever encodes it next (the record, a response) cannot be
+    made to build gigabytes.
+    """
+    try:
+        check_bounded(output, limit, max_depth=max_depth)
+    except BoundedJsonError as exc:
+        raise TaskFailed(output_error(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import Any
 from django.conf import settings
 from jmespath.exceptions import JMESPathError
 
-from tasks_catalog.base import TaskContext, TaskFailed, TaskType
+from tasks_catalog.base import TaskContext, TaskFailed, TaskType, check_output
 from tasks_catalog.custom_code import Code
 from tasks_catalog.send_email import SendEmail
 from tasks_catalog.fields import FieldSpec
@@ -29,6 +29,12 @@ def _search(expression: str, data: Any, context: TaskContext) -> Any:
                       budget=expression_budget(timeout=context.timeout))
     except JMESPathError as exc:
         raise TaskFailed(f"expression failed: {exc}") from None
+
+
+def _bounded(output: Any) -> Any:
+    """Return the output once it is known to encode within the output limit (see check_output)."""
+    check_output(output, limit=settings.JUNCTION_MAX_OUTPUT_BYTES, max_depth=settings.JUNCTION_MAX_JSON_DEPTH)
+    return output
 
 
 def _expression_fields() -> tuple[FieldSpec, ...]:
@@ -52,7 +58,7 @@ class Transform(TaskType):
         return _expression_fields()
 
     def run(self, body: dict[str, Any], context: TaskContext) -> Any:
-        return _search(body["expression"], body["data"], context)
+        return _bounded(_search(body["expression"], body["data"], context))
 
 
 class Condition(TaskType):
@@ -75,7 +81,7 @@ class Condition(TaskType):
         # JMESPath truthiness: false, null, "", [] and {} are false; 0 is true.
         if value is None or value is False or value in ("", [], {}):
             raise TaskFailed(f"condition is false (value: {value!r})")
-        return {"value": value}
+        return _bounded({"value": value})
 
 
 class Delay(TaskType):
@@ -147,7 +153,7 @@ class HttpResponse(TaskType):
         # references were resolved; what remains is the rule across two fields.
         if body["status_code"] in BODYLESS_STATUSES and body.get("body") is not None:
             raise TaskFailed(f"a {body['status_code']} response has no body: leave `body` out (null)")
-        return {"status_code": body["status_code"], "headers": body["headers"], "body": body.get("body")}
+        return _bounded({"status_code": body["status_code"], "headers": body["headers"], "body": body.get("body")})
 
 
 BUILTIN_TASK_TYPES: list[type[TaskType]] = [

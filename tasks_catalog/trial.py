@@ -8,9 +8,9 @@ from django.conf import settings
 from rest_framework import status
 
 from config.errors import ApiError
-from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, encode_bounded
+from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
-from tasks_catalog.base import TaskFailed
+from tasks_catalog.base import TaskFailed, output_error
 from tasks_catalog.registry import UnknownTaskType, task_types
 
 
@@ -63,13 +63,4 @@ def task_type_try(
     except BoundedJsonError as exc:
         result = {"status": "failed", "output": None, "error": output_error(exc)}
     return {**result, "duration_ms": int((time.monotonic() - started) * 1000)}
-
-
-def output_error(exc: BoundedJsonError) -> str:
-    """The task error of an output refused by `encode_bounded` (the same words as a run's)."""
-    if isinstance(exc, JsonTooLarge):
-        return f"output too large: more than {exc.limit} bytes"
-    if isinstance(exc, JsonTooDeep):
-        return f"output too deeply nested: more than {exc.limit} levels"
-    return f"output is not JSON: {exc}"
 

@@ -297,3 +297,18 @@ def compiled_version_cache_clear():
         cached = getattr(getattr(compiled, name), "cache_clear", None)
         if cached:
             cached()
+
+
+def test_a_run_whose_transform_doubles_past_any_memory_fails_the_task(api, user, django_capture_on_commit_callbacks):
+    doubling = "|".join(["[@,@]"] * 40)  # 2**40 KB when encoded
+    interaction = make_interaction(user, active=True, tasks={
+        "grow": {"type": "transform", "body": {"data": "x" * 1000, "expression": doubling}},
+        "say": {"type": "response", "body": {"body": {"$ref": "grow"}}, "execute_after": {"grow": ["completed"]}},
+    })
+    started = time.monotonic()
+    with django_capture_on_commit_callbacks(execute=True):
+        response = api.post(f"/api/interactions/{interaction.id}/run/", {}, format="json", HTTP_PREFER="wait=5")
+    assert time.monotonic() - started < 10
+    assert response.status_code in (200, 202), response.content[:300]
+    grow = TaskRun.objects.get(session_id=response["Location"].rstrip("/").rsplit("/", 1)[-1], name="grow")
+    assert grow.status == "failed" and grow.error.startswith("output too large"), grow.error
