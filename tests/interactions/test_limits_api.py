@@ -280,8 +280,7 @@ def test_metrics_answer_while_the_cache_is_down(client, cache_down):
 
 def test_lowering_a_limit_never_breaks_a_stored_version(api, user, settings):
     tasks = {f"t{i}": {"type": "transform", "body": {"data": {"a": 1}, "expression": "a"}} for i in range(3)}
-    interaction = make_interaction(user, tasks=tasks, active=True)
-    compiled_version_cache_clear()
+    interaction = make_interaction(user, tasks=tasks, active=True)  # a new version: not compiled yet
     settings.JUNCTION_MAX_TASKS = 2
     settings.JUNCTION_MAX_EXPRESSION_LENGTH = 16
     assert api.get(f"/api/interactions/{interaction.id}/plan/").status_code == 200
@@ -289,14 +288,6 @@ def test_lowering_a_limit_never_breaks_a_stored_version(api, user, settings):
     # …while a new definition is held to the new limit.
     assert "tasks" in assert_error(create(api, tasks), 400)["details"]
 
-
-def compiled_version_cache_clear():
-    from interactions import compiled
-
-    for name in dir(compiled):
-        cached = getattr(getattr(compiled, name), "cache_clear", None)
-        if cached:
-            cached()
 
 
 def test_a_run_whose_transform_doubles_past_any_memory_fails_the_task(api, user, django_capture_on_commit_callbacks):
