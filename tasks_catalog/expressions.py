@@ -90,16 +90,20 @@ def _cost(value: Any) -> int:
     return 1
 
 
-def bounded_equal(left: Any, right: Any, budget: Budget) -> bool:
-    """JMESPath equality, paying one step per pair of nodes compared."""
+def bounded_equal(left: Any, right: Any, budget: Budget, *, strict_top: bool = True) -> bool:
+    """JMESPath equality (jmespath's `_equals`), paying one step per pair of nodes compared.
+
+    As jmespath does, 0/1 never equal false/true at the top level (`strict_top`; `contains`
+    compares as Python's `in`, without it), and nested values compare as Python compares them.
+    """
+    if strict_top and visitor._is_special_number_case(left, right):
+        return False
     stack = [(left, right)]
     while stack:
         a, b = stack.pop()
         budget.spend(1)
         if a is b:
             continue
-        if visitor._is_special_number_case(a, b):
-            return False
         if isinstance(a, list) and isinstance(b, list):
             if len(a) != len(b):
                 return False
@@ -149,7 +153,7 @@ class _BoundedFunctions(functions.Functions):
     def _func_contains(self, subject, search):
         if isinstance(subject, str):
             return search in subject if isinstance(search, str) else False
-        return any(bounded_equal(item, search, self._budget) for item in subject)
+        return any(bounded_equal(item, search, self._budget, strict_top=False) for item in subject)
 
 
 class _BoundedInterpreter(visitor.TreeInterpreter):

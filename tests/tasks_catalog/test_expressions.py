@@ -70,7 +70,8 @@ json_values = st.recursive(
 EXPRESSIONS = [
     "a", "a.b", "[*].a", "a[?b == `1`]", "@ == @", "a != b", "contains(@, `1`)", "contains(a, 'x')",
     "to_string(@)", "join(',', [a, b][?type(@) == 'string'])", "[a, b][]", "a[::-1]", "length(@)",
-    "[@, a] == [@, a]", "a == `[1, 2]`", "b == `0`", "a == `true`", "keys(@)", "sort_by(@, &to_string(@))",
+    "[@, a] == [@, a]", "a == `[1, 2]`", "a == `[true, 2]`", "b == `0`", "a == `true`", "keys(@)",
+    "sort_by(@, &to_string(@))", "contains(@, `[1]`)", "a == b", "@ == `{\"a\": 1}`",
 ]
 
 
@@ -82,6 +83,9 @@ def test_answers_as_jmespath_does(data, expression):
     except jmespath.exceptions.JMESPathError as exc:
         with pytest.raises(type(exc)):
             search(expression, data)
+        return
+    except TypeError:  # a jmespath bug (e.g. contains() of a number in a string): ours answers
+        search(expression, data)
         return
     assert search(expression, data) == expected
 
