@@ -12,6 +12,10 @@ from typing import Any, ClassVar
 from config.registry import Registry, UnknownKey
 
 
+# Longest credential string: tokens, keys, host names and passwords are far shorter.
+MAX_CREDENTIAL_LENGTH = 4096
+
+
 @dataclass(frozen=True)
 class ProviderField:
     name: str
@@ -19,10 +23,40 @@ class ProviderField:
     required: bool = True
     type: str = "string"  # string, integer or boolean
     default: Any = None
+    minimum: int | None = None  # integers
+    maximum: int | None = None
 
     def describe(self) -> dict[str, Any]:
-        return {"name": self.name, "secret": self.secret, "required": self.required,
-                "type": self.type, "default": self.default}
+        described = {"name": self.name, "secret": self.secret, "required": self.required,
+                     "type": self.type, "default": self.default}
+        if self.type == "string":
+            described["max_length"] = MAX_CREDENTIAL_LENGTH
+        for bound in ("minimum", "maximum"):
+            if getattr(self, bound) is not None:
+                described[bound] = getattr(self, bound)
+        return described
+
+    def problem(self, value: Any) -> str | None:
+        """Return what is wrong with a value of this field, or None."""
+        if self.type == "string":
+            if not isinstance(value, str):
+                return "Must be a string."
+            if value == "" and self.required:
+                return "This field may not be blank."
+            if len(value) > MAX_CREDENTIAL_LENGTH:
+                return f"Must be at most {MAX_CREDENTIAL_LENGTH} characters long."
+            if "\x00" in value:
+                return "Must not contain the NUL character."
+            return None
+        if self.type == "integer":
+            if not isinstance(value, int) or isinstance(value, bool):
+                return "Must be an integer."
+            if self.minimum is not None and value < self.minimum:
+                return f"Must be at least {self.minimum}."
+            if self.maximum is not None and value > self.maximum:
+                return f"Must be at most {self.maximum}."
+            return None
+        return None if isinstance(value, bool) else "Must be a boolean."
 
 
 class Provider:
@@ -54,16 +88,9 @@ class Provider:
                 if spec.required and not partial:
                     problems[f"credentials.{spec.name}"] = ["This field is required."]
                 continue
-            value = credentials[spec.name]
-            ok = {
-                "string": isinstance(value, str) and (value != "" or not spec.required),
-                "integer": isinstance(value, int) and not isinstance(value, bool),
-                "boolean": isinstance(value, bool),
-            }[spec.type]
-            if not ok:
-                problems[f"credentials.{spec.name}"] = [
-                    "This field may not be blank." if value == "" else f"Must be a {spec.type}."
-                ]
+            problem = spec.problem(credentials[spec.name])
+            if problem:
+                problems[f"credentials.{spec.name}"] = [problem]
         return problems
 
 
@@ -83,7 +110,7 @@ class Smtp(Provider):
     name = "SMTP server"
     fields = (
         ProviderField("host"),
-        ProviderField("port", type="integer", required=False, default=587),
+        ProviderField("port", type="integer", required=False, default=587, minimum=1, maximum=65535),
         ProviderField("username", required=False, default=""),
         ProviderField("password", secret=True, required=False, default=""),
         ProviderField("use_tls", type="boolean", required=False, default=True),

@@ -296,3 +296,17 @@ def test_hostile_headers_never_give_a_5xx(api, objects, headers):
         data = b'{"shape": {"data": {"items": [1]}}}' if method == "post" else None
         response = getattr(api, method)(url, data=data, **extra)
         assert_no_5xx(response, f"{method} {url} {list(headers)[0]}")
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("credentials,field", [
+    ({"port": 2**63}, "credentials.port"), ({"port": 0}, "credentials.port"), ({"port": 65536}, "credentials.port"),
+    ({"host": "h" * 5000}, "credentials.host"), ({"password": "p\x00"}, "credentials.password"),
+    ({"port": True}, "credentials.port"),
+])
+def test_integration_credentials_out_of_range_are_400(api, credentials, field):
+    body = {"name": "mail", "provider": "smtp",
+            "credentials": {"host": "127.0.0.1", "from_email": "a@example.com", **credentials}}
+    response = api.post("/api/integrations/", body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["details"]
