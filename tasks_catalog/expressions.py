@@ -18,6 +18,9 @@ JMESPath errors into a task failure report them too. Pure: no Django (callers pa
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -62,14 +65,21 @@ def compile_expression(expression: str, *, max_length: int = DEFAULT_MAX_LENGTH)
 
 @dataclass
 class Budget:
-    """What one evaluation may spend; `spend` raises ExpressionTooCostly past it."""
+    """What one evaluation may spend; `spend` raises ExpressionTooCostly past it.
+
+    A budget created inside `shared_budget()` also spends from the shared one, so that many
+    evaluations in one request (fused tasks run by a call) are bounded together.
+    """
 
     max_steps: int = DEFAULT_MAX_STEPS
     max_bytes: int = DEFAULT_MAX_BYTES
     deadline: float | None = None  # time.monotonic() value
     steps: int = field(default=0)
+    parent: Budget | None = field(default_factory=lambda: _shared.get())
 
     def spend(self, steps: int) -> None:
+        if self.parent is not None:
+            self.parent.spend(steps)
         before = self.steps
         self.steps += steps
         if self.steps > self.max_steps:
@@ -80,6 +90,24 @@ class Budget:
         # Look at the clock every 1024 steps or so.
         if self.deadline is not None and (before >> 10) != (self.steps >> 10) and time.monotonic() > self.deadline:
             raise ExpressionTooCostly("the expression's evaluation ran out of time")
+
+
+_shared: ContextVar[Budget | None] = ContextVar("junction_shared_expression_budget", default=None)
+
+
+@contextmanager
+def shared_budget(max_steps: int, *, timeout: float | None = None) -> Iterator[Budget]:
+    """Bound every evaluation inside the block together: `max_steps` in all, and `timeout`.
+
+    For a request that runs several tasks in its own process (fused tasks run by a `run` call):
+    each task keeps its own budget, and all of them also spend from this one.
+    """
+    budget = Budget(max_steps=max_steps, deadline=time.monotonic() + timeout if timeout else None, parent=None)
+    token = _shared.set(budget)
+    try:
+        yield budget
+    finally:
+        _shared.reset(token)
 
 
 def _cost(value: Any) -> int:

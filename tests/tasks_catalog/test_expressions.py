@@ -89,3 +89,16 @@ def test_answers_as_jmespath_does(data, expression):
         return
     assert search(expression, data) == expected
 
+
+
+def test_a_shared_budget_bounds_several_evaluations_together():
+    from tasks_catalog.expressions import shared_budget
+
+    expression = "[@,@][] | [@,@][] | [@,@][] | [@,@][] | [@,@][]"
+    data = list(range(10))  # about 1300 steps each
+    search(expression, data, budget=Budget(max_steps=10_000))  # one alone fits
+    with shared_budget(5_000):
+        with pytest.raises(ExpressionTooCostly):
+            for _ in range(10):  # ten together do not
+                search(expression, data, budget=Budget(max_steps=10_000))
+    search(expression, data, budget=Budget(max_steps=10_000))  # outside, each alone again
