@@ -29,6 +29,7 @@ from django.utils import timezone
 from jmespath.exceptions import JMESPathError
 
 from config import metrics
+from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.providers import providers
@@ -37,7 +38,7 @@ from interactions import claims, runstore, selectors
 from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.execution import Record, resolve_body, session_outcome
-from interactions.models import Session
+from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
@@ -135,7 +136,8 @@ def run_with_body(
 
 def _body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
     try:
-        return resolve_body(compiled.definition.tasks[name], compiled.defaults[name], caller_input or {}, records)
+        return resolve_body(compiled.definition.tasks[name], compiled.defaults[name], caller_input or {}, records,
+                            limits=resolve_limits(timeout=task_timeout(compiled, name)))
     except JMESPathError as exc:
         raise TaskFailed(f"a reference could not be resolved: {exc}") from None
 
@@ -184,7 +186,10 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         version_id = Session.objects.filter(pk=session_id).values_list("version_id", flat=True).first()
         if version_id is None:
             raise Duplicate
-    compiled = compiled_version(version_id)
+    try:
+        compiled = compiled_version(version_id)
+    except InteractionVersion.DoesNotExist:
+        raise Duplicate from None  # the interaction was deleted with its sessions
     spec = compiled.definition.tasks[name]
     task_type = find_task_type(spec.type)
     timeout = task_timeout(compiled, name)
@@ -342,7 +347,9 @@ def session_finish(*, session_id: UUID | str) -> str:
     Raises RetryLater while a task has not ended; does nothing when the session already
     ended (cancelled, timed out). Returns the status.
     """
-    session = Session.objects.only("id", "status", "version_id", "input", "user_id").get(pk=session_id)
+    session = Session.objects.only("id", "status", "version_id", "input", "user_id").filter(pk=session_id).first()
+    if session is None:
+        return "deleted"  # deleted with its interaction: nothing to finish
     if session.status in Session.TERMINAL:
         return session.status
     compiled = compiled_version(session.version_id)

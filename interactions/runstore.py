@@ -33,7 +33,9 @@ from django.conf import settings
 from django.db import DataError, connection, transaction
 from django.db.models import F
 
+from config.jsonsize import BoundedJsonError, encode_bounded
 from interactions.models import InteractionVersion, Session, TaskRun
+from tasks_catalog.base import output_error
 
 RUNNING, PENDING, SKIPPED, FAILED = "running", "pending", "skipped", "failed"
 ACTIVE = ("queued", "running")
@@ -99,15 +101,17 @@ class Finished:
 
 
 def encode_output(output: Any) -> tuple[str | None, str | None]:
-    """Encode an output for storage; return (json, None) or (None, the reason it cannot be stored)."""
+    """Encode an output for storage; return (json, None) or (None, the reason it cannot be stored).
+
+    The size is measured while encoding (`config.jsonsize.encode_bounded`): an output that
+    shares one object many times is refused before gigabytes are built.
+    """
     if output is None:
         return None, None
     try:
-        encoded = json.dumps(output, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        return None, f"output is not JSON: {exc}"
-    if len(encoded) > settings.JUNCTION_MAX_OUTPUT_BYTES:
-        return None, f"output too large: more than {settings.JUNCTION_MAX_OUTPUT_BYTES} bytes"
+        encoded = encode_bounded(output, settings.JUNCTION_MAX_OUTPUT_BYTES, max_depth=settings.JUNCTION_MAX_JSON_DEPTH)
+    except BoundedJsonError as exc:
+        return None, output_error(exc)
     if _NUL.search(encoded):
         return None, "output cannot be stored: the database refuses the NUL character (\\u0000)"
     return encoded, None

@@ -30,9 +30,11 @@ from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
 from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from tasks_catalog.expressions import shared_budget
 
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+IDEMPOTENCY_KEY_MAX = Session._meta.get_field("idempotency_key").max_length
 ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
 
 
@@ -94,6 +96,10 @@ def session_start(
     if problems:
         raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
                        code="validation_error", details=problems)
+    if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
+        raise ApiError(f"The Idempotency-Key header is longer than {IDEMPOTENCY_KEY_MAX} characters.",
+                       code="validation_error",
+                       details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]})
     digest = request_hash(data) if idempotency_key else ""
     if idempotency_key:
         existing = _existing_for_key(user, interaction, idempotency_key, digest)
@@ -150,7 +156,10 @@ def _settle_at_call(
         settled[name] = _Settled(status_, output, error, size, 1, started, timezone.now())
         return Record(status_, output, error)
 
-    new = settle(compiled.definition, order=compiled.order, inline=compiled.fused, records=done, run=run)
+    # One call runs at most the expression work of one task, however many tasks it runs.
+    timeout = settings.JUNCTION_DEFAULT_TASK_TIMEOUT
+    with shared_budget(settings.JUNCTION_MAX_EXPRESSION_STEPS, timeout=timeout):
+        new = settle(compiled.definition, order=compiled.order, inline=compiled.fused, records=done, run=run)
     now = timezone.now()
     for name, record in new.items():
         if record.status == SKIPPED:

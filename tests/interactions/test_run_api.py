@@ -276,3 +276,12 @@ def test_a_session_started_in_a_rolled_back_transaction_enqueues_nothing(default
     committed, _ = session_start(user=user, interaction=interaction, data=SHAPE_INPUT)
     assert broker.llen("default") > 0
     Session.objects.filter(pk=committed.pk).delete()
+
+
+@pytest.mark.django_db
+def test_an_idempotency_key_longer_than_the_column_is_a_400_naming_the_header(api, user):
+    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    response = run(api, interaction, SHAPE_INPUT, HTTP_IDEMPOTENCY_KEY="k" * 256)
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["Idempotency-Key"]
+    assert not Session.objects.filter(interaction=interaction).exists()
