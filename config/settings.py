@@ -281,6 +281,19 @@ JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60, minimum=0, maximum=3600)
 # Each process writes its metric counters to the shared cache this often (config/metrics.py).
 JUNCTION_METRICS_FLUSH_SECONDS = env_float("JUNCTION_METRICS_FLUSH_SECONDS", 1.0)
 JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600, minimum=1, maximum=86400)
+# Session events (interactions/events.py): Redis pub/sub for `Prefer: wait` and `/events`; the
+# result backend's Redis unless set; none in the embedded mode (an in-process bus).
+_EVENTS_DEFAULT = CELERY_RESULT_BACKEND if CELERY_RESULT_BACKEND.startswith(("redis://", "rediss://")) else ""
+JUNCTION_EVENTS_URL = env_str("JUNCTION_EVENTS_URL", _EVENTS_DEFAULT)
+# How long a session's end stays readable after it was published (closes the subscribe race).
+JUNCTION_EVENTS_TTL = env_float("JUNCTION_EVENTS_TTL", 120)
+# `/events`: a keep-alive comment this often, a re-read of the database this often (a safety
+# net under lossy pub/sub), and this often while no task event has been pushed yet.
+JUNCTION_SSE_KEEPALIVE_SECONDS = env_float("JUNCTION_SSE_KEEPALIVE_SECONDS", 15)
+JUNCTION_SSE_RESYNC_SECONDS = env_float("JUNCTION_SSE_RESYNC_SECONDS", 5)
+JUNCTION_SSE_POLL_SECONDS = env_float("JUNCTION_SSE_POLL_SECONDS", 0.2)
+# ASGI (config/asgi.py): long-lived threads per server process that run the synchronous code.
+JUNCTION_ASGI_THREADS = env_int("JUNCTION_ASGI_THREADS", 8)
 # Results only feed chords and `Prefer: wait`; the database keeps the real record.
 CELERY_RESULT_EXPIRES = env_int("CELERY_RESULT_EXPIRES", 3600)
 # Reliability (see docs/reliability.md): attempts, stalls, deadlines, sizes.

@@ -53,15 +53,11 @@ def session_list(*, user: User) -> QuerySet[Session]:
     )
 
 
-def session_events(*, session_id, since: dict[str, str]) -> tuple[list[dict[str, Any]], Session]:
-    """Return the task status changes since `since` (task -> last seen status) and the session."""
-    session = Session.objects.get(pk=session_id)
-    changes = []
-    for run in TaskRun.objects.filter(session_id=session_id).order_by("updated_at", "name"):
-        if since.get(run.name) != run.status:
-            since[run.name] = run.status
-            changes.append(task_run_data(run))
-    return changes, session
+def session_by_id(*, session_id) -> Session:
+    """The session with what `session_data` renders (for code that holds no user, e.g. events)."""
+    return Session.objects.select_related("version").prefetch_related(
+        Prefetch("task_runs", queryset=TaskRun.objects.order_by("created_at", "name"))
+    ).get(pk=session_id)
 
 
 def _ms(start, end) -> int | None:
@@ -123,15 +119,24 @@ def session_data(session: Session) -> dict[str, Any]:
     )
 
 
-def session_reply(session: Session) -> dict[str, Any] | None:
-    """Return the completed `response` task's output (status_code, headers, body), if any."""
-    compiled = compiled_version(session.version.id, session.version.tasks)
-    runs = {run.name: run for run in session.task_runs.all()}
-    for name in sorted(compiled.definition.tasks):
-        run = runs.get(name)
-        if compiled.definition.tasks[name].type == "response" and run and run.status == TaskRun.Status.COMPLETED:
+def reply_tasks(*, version_id) -> list[str]:
+    """Names of the version's `response` tasks, in the order that picks the reply (by name)."""
+    definition = compiled_version(version_id).definition
+    return [name for name in sorted(definition.tasks) if definition.tasks[name].type == "response"]
+
+
+def reply_from_data(data: dict[str, Any], reply_names: list[str]) -> dict[str, Any] | None:
+    """Return the first completed `response` task's output in a session's representation."""
+    for name in reply_names:
+        task = data["tasks"].get(name)
+        if task and task["status"] == TaskRun.Status.COMPLETED:
             # The first by name, as for the session's result. Its headers were checked when
             # the task ran; `sendable_headers` is the backstop for outputs recorded before.
-            reply = run.output
+            reply = task["output"]
             return {**reply, "headers": sendable_headers(reply.get("headers"))}
     return None
+
+
+def session_reply(session: Session) -> dict[str, Any] | None:
+    """Return the completed `response` task's output (status_code, headers, body), if any."""
+    return reply_from_data(session_data(session), reply_tasks(version_id=session.version_id))

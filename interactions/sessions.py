@@ -39,17 +39,15 @@ ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
 
 
 def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None) -> None:
-    """Tell callers waiting with `Prefer: wait` that the session ended (see `waiting.py`).
+    """Tell callers waiting with `Prefer: wait` and `/events` streams that the session ended.
 
-    The end is stored as the Celery result whose id is the session's id: on Redis that is a
-    pub/sub message to every waiter. Best effort: a waiter that misses it answers 202.
+    Publishes the session's representation (`events.publish_session_end`): `data` when the
+    caller has it, else read from the database. Best effort: a waiter that misses it reads the
+    database when its wait ends.
     """
-    from config.celery import app
+    from interactions.events import publish_session_end
 
-    try:
-        app.backend.store_result(str(session_id), status, "SUCCESS")
-    except Exception:  # the result backend is down: waiters time out into a 202
-        logger.warning("could not announce the end of session %s", session_id, exc_info=True)
+    publish_session_end(session_id, data)
 
 
 def request_hash(data: Any) -> str:

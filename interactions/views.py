@@ -1,7 +1,7 @@
 import json
-import time
 
-from django.conf import settings
+from asgiref.sync import sync_to_async
+from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, extend_schema
@@ -11,10 +11,10 @@ from rest_framework.response import Response
 
 from accounts.ownership import OwnedQuerysetMixin
 from accounts.throttling import PlanRateThrottle
-from interactions import selectors, services, sessions
+from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Session
-from interactions.waiting import requested_wait, wait_for_session
+from interactions.waiting import requested_wait, session_response
 from interactions.serializers import (
     EndpointSerializer,
     InteractionInputSerializer,
@@ -115,24 +115,6 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         return session_response(session, requested_wait(request.headers.get("Prefer"), request.query_params.get("wait")))
 
 
-def session_response(session: Session, wait: float | None) -> Response:
-    """Answer a run: 202 with the session, or after waiting 200 / the `response` task's reply."""
-    headers = {"Location": f"/api/sessions/{session.id}/"}
-    if wait is not None:
-        headers["Preference-Applied"] = f"wait={wait:g}"
-    if not session.is_finished:  # a session finished by the call itself needs no second look
-        if wait is not None:
-            wait_for_session(str(session.id), wait)
-        session = selectors.session_list(user=session.user).get(pk=session.pk)
-    if not session.is_finished:
-        return Response(selectors.session_data(session), status=status.HTTP_202_ACCEPTED, headers=headers)
-    if wait is not None:
-        reply = selectors.session_reply(session)
-        if reply is not None:
-            return Response(reply["body"], status=reply["status_code"], headers={**headers, **reply["headers"]})
-    return Response(selectors.session_data(session), status=status.HTTP_200_OK if wait is not None else status.HTTP_202_ACCEPTED, headers=headers)
-
-
 class SessionFilter(filters.FilterSet):
     interaction = filters.UUIDFilter(field_name="interaction_id")
     status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
@@ -151,10 +133,6 @@ class EventStreamRenderer(renderers.BaseRenderer):
 
     def render(self, data, accepted_media_type=None, renderer_context=None):
         return json.dumps(data).encode()
-
-
-def _sse(event: str, data: dict) -> str:
-    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
@@ -184,25 +162,36 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
         return Response(selectors.session_data(retry), status=status.HTTP_202_ACCEPTED,
                         headers={"Location": f"/api/sessions/{retry.id}/"})
 
-    @extend_schema(responses={(200, "text/event-stream"): str})
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("Last-Event-ID", str, OpenApiParameter.HEADER,
+                             description="resume after this event (its `id:`)"),
+            OpenApiParameter("last_event_id", str, OpenApiParameter.QUERY, description="alias of Last-Event-ID"),
+        ],
+        responses={(200, "text/event-stream"): str, 204: None},
+    )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
     def events(self, request, pk=None):
+        """Stream the session's task changes, then the session (Server-Sent Events; see event_stream)."""
         session = self.get_object()
-
-        def stream():
-            seen: dict[str, str] = {}
-            deadline = time.monotonic() + settings.JUNCTION_SSE_MAX_SECONDS
-            while True:
-                changes, current = selectors.session_events(session_id=session.pk, since=seen)
-                for change in changes:
-                    yield _sse("task", change)
-                if current.is_finished or time.monotonic() > deadline:
-                    full = selectors.session_list(user=request.user).get(pk=session.pk)
-                    yield _sse("session", selectors.session_data(full))
-                    return
-                time.sleep(0.2)
-
-        response = StreamingHttpResponse(stream(), content_type="text/event-stream")
+        seen = event_stream.Seen.parse(
+            request.headers.get("Last-Event-ID") or request.query_params.get("last_event_id")
+        )
+        if seen is not None and seen.ended and session.is_finished:
+            return Response(status=status.HTTP_204_NO_CONTENT)  # tells an EventSource to stop
+        if isinstance(request._request, ASGIRequest):
+            # Under config/asgi.py the stream is consumed on the event loop: no thread held.
+            stream = event_stream.session_stream(
+                session_id=session.pk, seen=seen, read=lambda: sync_to_async(_session_data)(session.pk),
+            )
+        else:
+            # A WSGI thread (or the test client) drives the stream itself.
+            stream = event_stream.blocking(session_id=session.pk, seen=seen, read=lambda: _session_data(session.pk))
+        response = StreamingHttpResponse(stream, content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
         return response
+
+
+def _session_data(session_id) -> dict:
+    return selectors.session_data(selectors.session_by_id(session_id=session_id))

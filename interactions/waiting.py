@@ -1,17 +1,31 @@
-"""`Prefer: wait=N` (RFC 7240) for the run endpoint: block until the session ends, or N s."""
+"""`Prefer: wait=N` (RFC 7240) for the run endpoint: answer when the session ends, or after N s.
+
+The run view stays a synchronous DRF action (authentication, throttling, validation,
+`session_start`, the error shape): it answers at once unless the caller waits for a session
+that has not ended; then it returns a 202 that carries a `PendingWait`. `async_view` turns that
+DRF view into an async Django view which, on the event loop and holding no thread, awaits the
+session's end published by whoever ended it (`interactions.events`) and answers from that
+payload without reading the session again. Only when nothing arrives in time (or the event
+bus is down) is the session read from the database: 202 as it is then, or — a lost message —
+the finished answer.
+"""
 from __future__ import annotations
 
-import logging
+import functools
 import re
+from dataclasses import dataclass
+from typing import Any, Callable
 
-from celery.exceptions import TimeoutError as CeleryTimeout
-from celery.result import AsyncResult
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from rest_framework import status
+from rest_framework.response import Response
 
-from config.celery import app
+from interactions import events, selectors
+from interactions.models import Session
 
-logger = logging.getLogger(__name__)
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+_TERMINAL = {str(status) for status in Session.TERMINAL}
 
 
 def requested_wait(prefer_header: str | None, query_value: str | None) -> float | None:
@@ -31,22 +45,84 @@ def requested_wait(prefer_header: str | None, query_value: str | None) -> float 
     return max(0.0, min(seconds, settings.JUNCTION_MAX_WAIT))
 
 
-def wait_for_session(session_id: str, seconds: float) -> bool:
-    """Block until the session ends or `seconds` pass; True if it ended.
+def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tuple[Any, int, dict[str, str]]:
+    """Return the body, status and extra headers that answer a run, from the session's data.
 
-    The end is announced as the Celery result whose id is the session's id
-    (`sessions.announce_end`), so this waits on one result: with Redis, a pub/sub
-    notification, not a polling loop (other backends are polled every 20 ms).
+    Not ended: 202 with the session. Ended and waited for: the first completed `response`
+    task's reply if there is one, else 200 with the session. Ended, not waited for: 202.
     """
-    if seconds <= 0:
-        return False
-    try:
-        AsyncResult(session_id, app=app).get(
-            timeout=seconds, interval=0.02, propagate=False, disable_sync_subtasks=False
-        )
-    except CeleryTimeout:
-        return False
-    except Exception:  # the result backend is unreachable: answer 202, the session goes on
-        logger.warning("could not wait for session %s", session_id, exc_info=True)
-        return False
-    return True
+    if data["status"] not in _TERMINAL:
+        return data, status.HTTP_202_ACCEPTED, {}
+    if not waited:
+        return data, status.HTTP_202_ACCEPTED, {}
+    reply = selectors.reply_from_data(data, reply_names)
+    if reply is not None:
+        return reply["body"], reply["status_code"], dict(reply["headers"] or {})
+    return data, status.HTTP_200_OK, {}
+
+
+def session_response(session: Session, wait: float | None) -> Response:
+    """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`."""
+    headers = {"Location": f"/api/sessions/{session.id}/"}
+    waited = wait is not None
+    if waited:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+    reply_names = selectors.reply_tasks(version_id=session.version_id) if waited else []
+    if waited and wait > 0 and not session.is_finished:
+        response = Response(None, status=status.HTTP_202_ACCEPTED, headers=headers)
+        response.pending_wait = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        return response
+    if not session.is_finished:
+        session = selectors.session_by_id(session_id=session.pk)
+    # else: a session finished by the call itself (only pure tasks) needs no second look
+    data = selectors.session_data(session)
+    body, code, extra = answer(data, waited=waited, reply_names=reply_names)
+    return Response(body, status=code, headers={**headers, **extra})
+
+
+@dataclass(frozen=True)
+class PendingWait:
+    """A run's answer still to come: wait for the session's end, at most `seconds`."""
+
+    session_id: str
+    seconds: float
+    reply_names: list[str]
+
+    async def complete(self, response: Response) -> Response:
+        """Wait for the end, then fill in the (not yet rendered) response with the answer."""
+        data = await events.wait_for_end(self.session_id, self.seconds)
+        if data is None:  # not in time, or no event bus: the session as it is now
+            data = await sync_to_async(_session_data)(self.session_id)
+        body, code, extra = answer(data, waited=True, reply_names=self.reply_names)
+        response.data = body
+        response.status_code = code
+        for name, value in extra.items():
+            response[name] = value
+        return response
+
+
+def _session_data(session_id: str) -> dict[str, Any]:
+    return selectors.session_data(selectors.session_by_id(session_id=session_id))
+
+
+def async_view(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Serve a DRF view as an async view that completes a `PendingWait` on the event loop.
+
+    The DRF view runs as usual in a thread (`thread_sensitive`: the request's own thread
+    under config/asgi.py); only the wait happens on the event loop. The wrapper keeps the
+    view's attributes (`cls`, `actions`, `csrf_exempt`), so routing and the OpenAPI schema
+    see the same DRF view.
+    """
+    run_sync = sync_to_async(view)
+
+    async def waiting_view(request, *args, **kwargs):
+        response = await run_sync(request, *args, **kwargs)
+        pending = getattr(response, "pending_wait", None)
+        if pending is not None:
+            del response.pending_wait
+            response = await pending.complete(response)
+        return response
+
+    functools.update_wrapper(waiting_view, view)
+    del waiting_view.__wrapped__  # Django must see the coroutine function, not the sync view
+    return waiting_view
