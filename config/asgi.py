@@ -17,6 +17,7 @@ and a waiting request holds no thread at all.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -61,12 +62,15 @@ class JunctionASGIHandler(ASGIHandler):
     def __init__(self, lanes: int):
         super().__init__()
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
+        self.turn = itertools.count()
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self.lifespan(receive, send)
         events.serve_on_this_loop()
-        lane = min(self.lanes, key=lambda lane: lane.queued)
+        # The least busy lane; among equals, the next in turn (most of the time all are idle).
+        start = next(self.turn) % len(self.lanes)
+        lane = min(self.lanes[start:] + self.lanes[:start], key=lambda lane: lane.queued)
         async with ThreadSensitiveContext(executor=lane):
             await self.handle(scope, receive, send)
 

@@ -295,6 +295,8 @@ class _Hub:
         self.queues: dict[str, set[asyncio.Queue[Event]]] = {}
         self.pending: dict[str, list[asyncio.Future[None]]] = {}
         self.reader: asyncio.Task[None] | None = None
+        # One command at a time: concurrent first commands would each open a connection.
+        self.sending = asyncio.Lock()
 
     async def add(self, channel: str) -> asyncio.Queue[Event]:
         queue: asyncio.Queue[Event] = asyncio.Queue()
@@ -303,9 +305,10 @@ class _Hub:
         confirmed = asyncio.get_running_loop().create_future()
         self.pending.setdefault(channel, []).append(confirmed)
         try:
-            await self.pubsub.subscribe(channel)
-            if self.reader is None or self.reader.done():
-                self.reader = asyncio.ensure_future(self._read())
+            async with self.sending:
+                await self.pubsub.subscribe(channel)
+                if self.reader is None or self.reader.done():
+                    self.reader = asyncio.ensure_future(self._read())
             await asyncio.wait_for(asyncio.shield(confirmed), 5)
         except BaseException:
             self.remove(channel, queue)
@@ -323,8 +326,9 @@ class _Hub:
 
     async def _unsubscribe(self, channel: str) -> None:
         try:
-            if channel not in self.queues:
-                await self.pubsub.unsubscribe(channel)
+            async with self.sending:
+                if channel not in self.queues:
+                    await self.pubsub.unsubscribe(channel)
         except Exception:
             logger.warning("could not unsubscribe from %s", channel, exc_info=True)
 
