@@ -1,19 +1,19 @@
 """`manage.py serve`: migrate, set up the demo, start the embedded worker and serve the API.
 
-This is the embedded mode's one command (the README's first command ends in it): a threaded
-WSGI server for the API and the admin, static files through WhiteNoise, and an in-process
-Celery worker. In the distributed mode it still serves, but workers run separately.
+This is the embedded mode's one command (the README's first command ends in it): uvicorn
+serving `config.asgi` (the API and the admin, static files through WhiteNoise; a caller that
+waits holds no thread, as in production) and an in-process Celery worker. In the distributed
+mode it still serves, but workers run separately.
 """
 from __future__ import annotations
 
 import errno
+import socket
 import warnings
 
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
-from django.core.servers.basehttp import run
-from django.core.wsgi import get_wsgi_application
 
 from config.embedded import EmbeddedWorkerError, start_embedded_worker, stop_embedded_worker
 
@@ -68,12 +68,44 @@ class Command(BaseCommand):
             self.stdout.write("\nQuit with CONTROL-C.", ending="\n")
             self.stdout.flush()
 
+        listener = None
         try:
-            run(host, port, get_wsgi_application(), ipv6=":" in host, threading=True, on_bind=on_bind)
+            listener = _listen(host, port)
+            import uvicorn
+
+            from config.asgi import application
+
+            on_bind(listener.getsockname()[1])
+            # uvicorn handles SIGINT/SIGTERM itself: run() returns once it has shut down.
+            server = uvicorn.Server(uvicorn.Config(
+                application, lifespan="on", access_log=verbosity > 1,
+                log_level="info" if verbosity > 1 else "warning",
+            ))
+            server.run(sockets=[listener])
+            self.stdout.write("\nStopping…")
         except OSError as exc:
+            if listener is not None:
+                raise
             reason = "the port is already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
             raise CommandError(f"Cannot listen on {host}:{port}: {reason}.") from None
         except KeyboardInterrupt:
             self.stdout.write("\nStopping…")
         finally:
+            if listener is not None:
+                listener.close()
             stop_embedded_worker(timeout=5)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """Bind the listening socket here, so the banner can show the port the system picked."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+        listener.listen(2048)
+    except OSError:
+        listener.close()
+        raise
+    listener.set_inheritable(True)
+    return listener
