@@ -22,7 +22,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -32,6 +32,9 @@ django.setup(set_prefix=False)
 
 from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
+from django.core.handlers.base import BaseHandler  # noqa: E402
+from django.http import Http404  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
 from interactions import events  # noqa: E402
 
@@ -63,6 +66,28 @@ class JunctionASGIHandler(ASGIHandler):
         super().__init__()
         self.lanes = [Lane(index) for index in range(max(1, lanes))]
         self.turn = itertools.count()
+        # The same middleware in the synchronous mode, for requests to synchronous views.
+        self.sync_handler = BaseHandler()
+        self.sync_handler.load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        """Serve a synchronous view with one hop to the request's lane, an async view on the loop.
+
+        Through Django's async middleware chain, each synchronous middleware method is its own
+        hop between the loop and a thread (about twenty per request); only async views (the
+        waiting paths) need that chain.
+        """
+        if self.async_view(request.path_info):
+            return await super().get_response_async(request)
+        return await sync_to_async(self.sync_handler.get_response)(request)
+
+    @staticmethod
+    def async_view(path: str) -> bool:
+        try:
+            match = get_resolver().resolve(path)
+        except Http404:
+            return False
+        return iscoroutinefunction(match.func)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
