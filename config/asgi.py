@@ -1,18 +1,23 @@
 """ASGI entry point: `uvicorn config.asgi:application` (the Procfile's `web`).
 
-Waiting is asynchronous: the run endpoint's `Prefer: wait` and `/events` await the session's
-events on the event loop (interactions/waiting.py, interactions/event_stream.py), so a thousand
-waiting callers cost a thousand sockets and coroutines, not a thousand threads. Everything else
-is Django and DRF as usual, synchronous, run by Django's ASGI handler in threads.
+Waiting is asynchronous: a run's `Prefer: wait` and `/events` await the session's events on
+the event loop (interactions/waiting.py, interactions/event_stream.py), so a thousand waiting
+callers cost a thousand sockets and coroutines, not a thousand threads. Everything else is
+Django and DRF as usual, synchronous, in threads.
 
-One change to Django's handler: which threads. Out of the box it gives every request a new
-thread for its synchronous code (request signals, middleware, the view) that lives until the
-request ends. That thread would sit idle through every wait, and it takes its database
-connection with it when it goes, so `CONN_MAX_AGE` never reuses one. Here a request's
-synchronous code runs instead on one of JUNCTION_ASGI_THREADS long-lived threads ("lanes"),
-the least busy when the request arrives: a request still sees a single thread (what Django's
-thread-sensitive code needs), connections persist per lane as under a threaded WSGI server,
-and a waiting request holds no thread at all.
+Two changes to Django's ASGI handler, both about threads:
+- Out of the box it gives every request a new thread for its synchronous code that lives
+  until the request ends: it would sit idle through every wait, and it takes its database
+  connection with it when it goes, so `CONN_MAX_AGE` never reuses one. Here a request's
+  synchronous code runs on one of JUNCTION_ASGI_THREADS long-lived threads ("lanes") instead,
+  the least busy when the request arrives (asgiref's `ThreadSensitiveContext(executor=…)`): a
+  request still sees a single thread, as Django's thread-sensitive code needs, and connections
+  persist per lane as under a threaded WSGI server.
+- Its async middleware chain makes each synchronous middleware method a hop between the loop
+  and a thread (about twenty per request), and a synchronous-only middleware would hold its
+  thread through a wait. Here the synchronous chain and view run in one hop; a run that waits
+  comes back from it as a 202 carrying a `PendingWait`, which is completed afterwards on the
+  event loop, with no thread held.
 """
 from __future__ import annotations
 
@@ -22,7 +27,7 @@ import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext, iscoroutinefunction, sync_to_async
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -33,10 +38,9 @@ django.setup(set_prefix=False)
 from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
-from django.http import Http404  # noqa: E402
-from django.urls import get_resolver  # noqa: E402
 
 from interactions import events  # noqa: E402
+from interactions.waiting import waits_on_event_loop  # noqa: E402
 
 
 class Lane(ThreadPoolExecutor):
@@ -71,23 +75,19 @@ class JunctionASGIHandler(ASGIHandler):
         self.sync_handler.load_middleware(is_async=False)
 
     async def get_response_async(self, request):
-        """Serve a synchronous view with one hop to the request's lane, an async view on the loop.
+        """Run the synchronous middleware chain and view in one hop to the request's lane.
 
-        Through Django's async middleware chain, each synchronous middleware method is its own
-        hop between the loop and a thread (about twenty per request); only async views (the
-        waiting paths) need that chain.
+        Django's own async chain makes each synchronous middleware method a hop between the
+        loop and a thread (about twenty per request). A run that waits comes back as a 202
+        carrying a `PendingWait`, completed here on the event loop (interactions/waiting.py).
         """
-        if self.async_view(request.path_info):
-            return await super().get_response_async(request)
-        return await sync_to_async(self.sync_handler.get_response)(request)
-
-    @staticmethod
-    def async_view(path: str) -> bool:
-        try:
-            match = get_resolver().resolve(path)
-        except Http404:
-            return False
-        return iscoroutinefunction(match.func)
+        waits_on_event_loop(request)
+        response = await sync_to_async(self.sync_handler.get_response)(request)
+        pending = getattr(response, "pending_wait", None)
+        if pending is not None:
+            del response.pending_wait
+            response = await pending.complete(response)
+        return response
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":

@@ -2,7 +2,7 @@ from django.urls import URLPattern
 from rest_framework.routers import SimpleRouter
 
 from interactions.views import InteractionViewSet, SessionViewSet
-from interactions.waiting import async_view
+from interactions.waiting import waiting_view
 
 router = SimpleRouter()
 router.register("interactions", InteractionViewSet, basename="interaction")
@@ -10,10 +10,10 @@ router.register("sessions", SessionViewSet, basename="session")
 
 
 def _waiting(pattern: URLPattern) -> URLPattern:
-    """The run route as an async view: a `Prefer: wait` holds no thread (interactions/waiting.py)."""
+    """The run route, whose `Prefer: wait` is completed by the server (interactions/waiting.py)."""
     if pattern.name != "interaction-run":
         return pattern
-    return URLPattern(pattern.pattern, async_view(pattern.callback), pattern.default_args, pattern.name)
+    return URLPattern(pattern.pattern, waiting_view(pattern.callback), pattern.default_args, pattern.name)
 
 
 urlpatterns = [_waiting(pattern) for pattern in router.urls]

@@ -2,10 +2,10 @@
 
 The run view stays a synchronous DRF action (authentication, throttling, validation,
 `session_start`, the error shape): it answers at once unless the caller waits for a session
-that has not ended; then it returns a 202 that carries a `PendingWait`. `async_view` turns that
-DRF view into an async Django view which, on the event loop and holding no thread, awaits the
-session's end published by whoever ended it (`interactions.events`) and answers from that
-payload without reading the session again. Only when nothing arrives in time (or the event
+that has not ended; then it returns a 202 that carries a `PendingWait`. The ASGI server
+(config/asgi.py) completes it on the event loop, holding no thread: it awaits the session's end
+published by whoever ended it (`interactions.events`) and answers from that payload without
+reading the session again (`waiting_view` makes other servers' threads wait instead). Only when nothing arrives in time (or the event
 bus is down) is the session read from the database: 202 as it is then, or — a lost message —
 the finished answer.
 """
@@ -16,7 +16,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from asgiref.sync import sync_to_async
+from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from rest_framework import status
 from rest_framework.response import Response
@@ -89,7 +89,7 @@ class PendingWait:
     reply_names: list[str]
 
     async def complete(self, response: Response) -> Response:
-        """Wait for the end, then fill in the (not yet rendered) response with the answer."""
+        """Wait for the end, then make `response` the answer (rendering it again if it was)."""
         data = await events.wait_for_end(self.session_id, self.seconds)
         if data is None:  # not in time, or no event bus: the session as it is now
             data = await sync_to_async(_session_data)(self.session_id)
@@ -98,6 +98,9 @@ class PendingWait:
         response.status_code = code
         for name, value in extra.items():
             response[name] = value
+        if response.is_rendered:  # the middleware has seen it already: only the body changes
+            response.content = response.rendered_content
+            response["Content-Length"] = str(len(response.content))
         return response
 
 
@@ -105,24 +108,26 @@ def _session_data(session_id: str) -> dict[str, Any]:
     return selectors.session_data(selectors.session_by_id(session_id=session_id))
 
 
-def async_view(view: Callable[..., Any]) -> Callable[..., Any]:
-    """Serve a DRF view as an async view that completes a `PendingWait` on the event loop.
+def waits_on_event_loop(request) -> None:
+    """Mark a request whose server completes a `PendingWait` on its event loop (config/asgi.py)."""
+    request.waits_on_event_loop = True
 
-    The DRF view runs as usual in a thread (`thread_sensitive`: the request's own thread
-    under config/asgi.py); only the wait happens on the event loop. The wrapper keeps the
-    view's attributes (`cls`, `actions`, `csrf_exempt`), so routing and the OpenAPI schema
-    see the same DRF view.
+
+def waiting_view(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a DRF view whose response may carry a `PendingWait`, so that somebody completes it.
+
+    Under config/asgi.py the server completes it on the event loop once the middleware has run,
+    holding no thread; anywhere else (a WSGI server, the test client) this thread waits. The
+    wrapper keeps the view's attributes (`cls`, `actions`, `csrf_exempt`), so routing and the
+    OpenAPI schema see the same DRF view.
     """
-    run_sync = sync_to_async(view)
 
-    async def waiting_view(request, *args, **kwargs):
-        response = await run_sync(request, *args, **kwargs)
+    def wrapper(request, *args, **kwargs):
+        response = view(request, *args, **kwargs)
         pending = getattr(response, "pending_wait", None)
-        if pending is not None:
-            del response.pending_wait
-            response = await pending.complete(response)
-        return response
+        if pending is None or getattr(request, "waits_on_event_loop", False):
+            return response
+        del response.pending_wait
+        return async_to_sync(pending.complete)(response)
 
-    functools.update_wrapper(waiting_view, view)
-    del waiting_view.__wrapped__  # Django must see the coroutine function, not the sync view
-    return waiting_view
+    return functools.wraps(view)(wrapper)
