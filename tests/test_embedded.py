@@ -47,17 +47,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, dict, Any]:
-    """Send a JSON request; return (status, headers, parsed body) for any status."""
+def call(method: str, url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, Any, Any]:
+    """Send a JSON request; return (status, headers, parsed body) for any status.
+
+    The headers keep `http.client`'s case-insensitive lookup: servers may send names in any case.
+    """
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method, headers={
         "Content-Type": "application/json", **(headers or {}),
     })
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
-            return response.status, dict(response.headers), json.loads(response.read() or b"null")
+            return response.status, response.headers, json.loads(response.read() or b"null")
     except urllib.error.HTTPError as error:
-        return error.code, dict(error.headers), json.loads(error.read() or b"null")
+        return error.code, error.headers, json.loads(error.read() or b"null")
 
 
 @pytest.fixture
