@@ -10,7 +10,9 @@ Two things to know when writing code that runs here:
 - kombu's memory transport polls once a second unless `polling_interval` is small; settings
   set it to 5 ms in the embedded mode.
 - Celery marks the whole process as "inside a worker" once a worker starts, so waiting on a
-  result from the API thread needs `result.get(..., disable_sync_subtasks=False)`.
+  result from the API thread would need `result.get(..., disable_sync_subtasks=False)`. Waiting
+  callers do not use results: they wait for session events (`interactions/events.py`), which
+  here go through an in-process bus from the worker threads to the server's event loop.
 """
 from __future__ import annotations
 
