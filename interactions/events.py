@@ -341,8 +341,8 @@ class _Hub:
                 message = await self.pubsub.get_message(timeout=None)
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                logger.warning("session events connection lost; reconnecting", exc_info=True)
+            except Exception as exc:  # redis-py reconnects and resubscribes on the next read
+                logger.warning("session events connection lost (%s); reconnecting", exc)
                 await asyncio.sleep(0.5)
                 continue
             if not message:

@@ -205,3 +205,33 @@ def test_a_waited_call_under_uvicorn_keeps_the_run_endpoints_answers(default_que
     assert timed_out.headers["preference-applied"] == "wait=0.5"
     assert refused.status == 409 and refused.json()["code"] == "interaction_inactive"
     assert anonymous.status == 401 and set(anonymous.json()) == {"code", "message", "details"}
+
+
+# --- the shared pub/sub connection -------------------------------------------------------------
+
+
+def test_a_lost_pubsub_connection_is_restored_and_its_waiters_look_again():
+    import redis
+    from django.conf import settings
+
+    session_id = f"reconnect-{time.monotonic_ns()}"
+
+    async def scenario():
+        events.serve_on_this_loop()  # as the ASGI server does: one shared connection
+        try:
+            async with events.subscribe(session_id) as subscription:
+                hub = events._hubs[asyncio.get_running_loop()]
+                host, port = hub.pubsub.connection._writer.get_extra_info("sockname")[:2]
+                admin = redis.Redis.from_url(settings.JUNCTION_EVENTS_URL)
+                ours = [c["id"] for c in admin.client_list() if c["addr"] == f"{host}:{port}"]
+                admin.client_kill_filter(_id=ours[0])  # only this test's connection
+                after_loss = await subscription.next(10)
+                events.publish_session_end(session_id, {"status": "completed", "tasks": {}})
+                after_restore = await subscription.next(10)
+                return after_loss, after_restore
+        finally:
+            await events.close_server_loop()
+
+    after_loss, after_restore = asyncio.run(scenario())
+    assert after_loss.kind == events.RESYNC  # messages may have been missed: look again
+    assert after_restore.kind == events.SESSION and after_restore.data["status"] == "completed"
