@@ -92,6 +92,8 @@ class JunctionASGIHandler(ASGIHandler):
     async def __call__(self, scope, receive, send):
         if scope["type"] == "lifespan":
             return await self.lifespan(receive, send)
+        if scope["type"] != "http":  # as Django's own handler: no websockets
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         events.serve_on_this_loop()
         # The least busy lane; among equals, the next in turn (most of the time all are idle).
         start = next(self.turn) % len(self.lanes)
