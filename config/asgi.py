@@ -39,6 +39,7 @@ from django.conf import settings  # noqa: E402
 from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 
+from config.limits import AsgiRequestSizeLimit  # noqa: E402
 from interactions import events  # noqa: E402
 from interactions.waiting import waits_on_event_loop  # noqa: E402
 
@@ -115,4 +116,6 @@ class JunctionASGIHandler(ASGIHandler):
                 return
 
 
-application = JunctionASGIHandler(lanes=settings.JUNCTION_ASGI_THREADS)
+# A body past JUNCTION_MAX_REQUEST_BYTES is refused as it arrives (413), before Django's
+# handler would spool it whole to a temporary file (config/limits.py).
+application = AsgiRequestSizeLimit(JunctionASGIHandler(lanes=settings.JUNCTION_ASGI_THREADS))

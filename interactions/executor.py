@@ -34,7 +34,7 @@ from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.providers import providers
 from integrations.services import integration_credentials
-from interactions import claims, runstore, selectors
+from interactions import claims, events, runstore, selectors
 from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.execution import Record, resolve_body, session_outcome
@@ -224,6 +224,8 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         ))])
         return
 
+    if verdict is Verdict.RUN:
+        _announce(session_id, snapshot.rows, [name])
     records = {task: Record(row.status, row.output, row.error) for task, row in snapshot.rows.items() if task != name}
     if task_type.timer:
         result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
@@ -295,6 +297,8 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
             durable=durable,
         )
+        _announce(session.id, applied.rows,
+                  [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
         if applied.unfinished == 0:
             _end(session, applied.rows)
             return
@@ -308,6 +312,16 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
             results.append(Result(name, attempt, status, encoded, error))
         skips, durable = [], False
         changed = set(applied.claimed) | set(applied.skipped)
+
+
+def _task_data(row: runstore.Row) -> dict[str, Any]:
+    return selectors.task_data(status=row.status, output=row.output, error=row.error, attempts=row.attempts,
+                               started_at=row.started_at, finished_at=row.finished_at)
+
+
+def _announce(session_id, rows: dict[str, runstore.Row], names: list[str]) -> None:
+    """Publish the new records of `names` to the session's event stream (one round trip)."""
+    events.publish_task_changes(session_id, {name: _task_data(rows[name]) for name in names if name in rows})
 
 
 # --- ending a session -------------------------------------------------------------------------
@@ -330,10 +344,7 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
         id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
         input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,
         started_at=finished.started_at, finished_at=now,
-        tasks={name: selectors.task_data(
-            status=rows[name].status, output=rows[name].output, error=rows[name].error,
-            attempts=rows[name].attempts, started_at=rows[name].started_at, finished_at=rows[name].finished_at,
-        ) for name in compiled.definition.tasks if name in rows},
+        tasks={name: _task_data(rows[name]) for name in compiled.definition.tasks if name in rows},
     )
     from interactions.sessions import announce_end
 

@@ -147,8 +147,10 @@ _ROW_JSON = (
 _CLAIM_SQL = f"""
 SET LOCAL synchronous_commit TO OFF;
 UPDATE interactions_taskrun AS t
-   SET status = 'running', attempts = t.attempts + 1, started_at = %(now)s, updated_at = %(now)s,
-       lease_expires_at = %(lease)s
+   SET status = 'running', attempts = t.attempts + 1, updated_at = %(now)s, lease_expires_at = %(lease)s,
+       -- never before a predecessor ended (`now` was taken before this round trip)
+       started_at = GREATEST(%(now)s, (SELECT max(p.finished_at) FROM interactions_taskrun p
+                                        WHERE p.session_id = %(sid)s AND %(accepts)s::jsonb ? p.name))
  WHERE t.session_id = %(sid)s AND t.name = %(name)s
    AND (t.status = 'pending' OR (
         t.status = 'running' AND t.lease_expires_at <= %(now)s AND t.attempts < %(max_losses)s
@@ -196,7 +198,9 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
         if session is None:
             return Snapshot(session_status=None)
         runs = TaskRun.objects.filter(session_id=session_id)
-        statuses = dict(runs.filter(name__in=list(accepts)).values_list("name", "status"))
+        preds = list(runs.filter(name__in=list(accepts)).values_list("name", "status", "finished_at"))
+        statuses = {pred: status for pred, status, _ in preds}
+        started = max([now] + [finished for _, _, finished in preds if finished])
         ready = all(statuses.get(pred) in accepted for pred, accepted in accepts.items())
         if session.status in ACTIVE and ready:
             own = runs.filter(name=name).values("status", "attempts", "lease_expires_at").first()
@@ -206,7 +210,7 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
             )
             if own and (own["status"] == PENDING or takeover):
                 runs.filter(name=name, status=own["status"], attempts=own["attempts"]).update(
-                    status=RUNNING, attempts=own["attempts"] + 1, started_at=now, updated_at=now,
+                    status=RUNNING, attempts=own["attempts"] + 1, started_at=started, updated_at=now,
                     lease_expires_at=lease,
                 )
         if session.status == "queued":
@@ -279,40 +283,48 @@ UPDATE interactions_taskrun SET
         sql.append("""
 UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
  WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
-    if candidates:
-        sql.append("""
+    # The last statement claims or skips the candidates and reads back, in one: the rows it
+    # reads are those before its own update, so the candidates' new state comes from RETURNING
+    # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
+    # task starts (or is skipped) no earlier than its last predecessor ended: `now` was taken
+    # before this round trip waited for the session's lock.
+    sql.append(f"""
 WITH ended AS (
   SELECT t.id,
          bool_and(p.status IN ('completed', 'failed', 'skipped', 'cancelled')) AS ended,
-         bool_and((%(accepts)s::jsonb -> t.name -> p.name) ? p.status) AS ready
+         bool_and((%(accepts)s::jsonb -> t.name -> p.name) ? p.status) AS ready,
+         GREATEST(%(now)s, max(p.finished_at)) AS at
     FROM interactions_taskrun t
     JOIN interactions_taskrun p ON p.session_id = t.session_id AND (%(accepts)s::jsonb -> t.name) ? p.name
    WHERE t.session_id = %(sid)s AND t.name = ANY(%(cands)s) AND t.status = 'pending'
      AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
-   GROUP BY t.id)
-UPDATE interactions_taskrun t SET
-       status = CASE WHEN e.ready THEN 'running' ELSE 'skipped' END,
-       attempts = t.attempts + CASE WHEN e.ready THEN 1 ELSE 0 END,
-       started_at = CASE WHEN e.ready THEN %(now)s END,
-       finished_at = CASE WHEN e.ready THEN NULL ELSE %(now)s END,
-       lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
-       updated_at = %(now)s
-  FROM ended e WHERE t.id = e.id AND e.ended;""")
-    sql.append(f"""
-WITH left_open AS (
-  SELECT count(*) AS n FROM interactions_taskrun
-   WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+   GROUP BY t.id),
+changed AS (
+  UPDATE interactions_taskrun t SET
+         status = CASE WHEN e.ready THEN 'running' ELSE 'skipped' END,
+         attempts = t.attempts + CASE WHEN e.ready THEN 1 ELSE 0 END,
+         started_at = CASE WHEN e.ready THEN e.at END,
+         finished_at = CASE WHEN e.ready THEN NULL ELSE e.at END,
+         lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
+         updated_at = %(now)s
+    FROM ended e WHERE t.id = e.id AND e.ended
+  RETURNING t.name, {_ROW_JSON.replace("r.", "t.")} AS row, t.status),
+left_open AS (
+  SELECT (SELECT count(*) FROM interactions_taskrun
+           WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+       - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
 SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text""")
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text,
+       (SELECT json_object_agg(name, row) FROM changed)::text""")
     with connection.cursor() as cursor:
         cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows = cursor.fetchone()
+        session_status, unfinished, rows, changed = cursor.fetchone()
     found = _rows(json.loads(rows or "null"))
-    claimed = {name: found[name].attempts for name in candidates
-               if name in found and found[name].status == RUNNING and found[name].started_at == now}
-    skipped = tuple(name for name in candidates
-                    if name in found and found[name].status == SKIPPED and found[name].finished_at == now)
+    changed_rows = _rows(json.loads(changed or "null"))
+    found.update(changed_rows)
+    claimed = {name: row.attempts for name, row in changed_rows.items() if row.status == RUNNING}
+    skipped = tuple(sorted(name for name, row in changed_rows.items() if row.status == SKIPPED))
     return Applied(session_status, found, unfinished, claimed, skipped)
 
 
@@ -340,16 +352,18 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
         if candidates and session_status in ACTIVE:
             for name, accepts in candidates.items():
                 wanted = json.loads(accepts)
-                statuses = dict(runs.filter(name__in=list(wanted)).values_list("name", "status"))
+                preds = list(runs.filter(name__in=list(wanted)).values_list("name", "status", "finished_at"))
+                statuses = {pred: status for pred, status, _ in preds}
                 if any(statuses.get(pred) not in TERMINAL for pred in wanted):
                     continue
+                at = max([now] + [finished for _, _, finished in preds if finished])
                 if all(statuses[pred] in accepted for pred, accepted in wanted.items()):
                     if runs.filter(name=name, status=PENDING).update(
-                        status=RUNNING, attempts=F("attempts") + 1, started_at=now, updated_at=now,
+                        status=RUNNING, attempts=F("attempts") + 1, started_at=at, updated_at=now,
                         lease_expires_at=lease,
                     ):
                         claimed[name] = runs.get(name=name).attempts
-                elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now):
+                elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=at, updated_at=now):
                     skipped.append(name)
         unfinished = runs.filter(status__in=UNFINISHED).count()
         wanted = runs if unfinished == 0 else runs.filter(name__in=names)
