@@ -21,6 +21,8 @@ from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
 from rest_framework.throttling import BaseThrottle
 
+from config.rediscache import redis_client
+
 logger = logging.getLogger(__name__)
 
 PERIODS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60, "h": 3600, "hour": 3600}
@@ -38,7 +40,14 @@ def parse_rate(rate: str) -> tuple[int, int] | None:
 
 
 def _count(key: str, period: int) -> int:
-    """Add one to the window's counter and return it."""
+    """Add one to the window's counter and return it (one round trip on Redis)."""
+    client = redis_client()
+    if client is not None:
+        with client.pipeline(transaction=False) as pipe:
+            pipe.incr(cache.make_and_validate_key(key))
+            pipe.expire(cache.make_and_validate_key(key), period + 1)
+            used, _ = pipe.execute()
+        return int(used)
     cache.add(key, 0, timeout=period + 1)
     try:
         return cache.incr(key)
