@@ -21,6 +21,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable, TypeVar
+from urllib.parse import urlsplit
 
 import kombu.pools
 import pytest
@@ -52,8 +53,10 @@ SHORT = {
     "CELERY_UNACKED_RESTORE_INTERVAL": 1,
 }
 WAIT = 60  # the longest any single wait in this file may take, in seconds
-REDIS_PORT = 6379
-PG_CLUSTER = ["15", "main"]
+# The servers these tests restart: the broker's Redis and the test database's cluster (by
+# default the machine's; JUNCTION_FAULT_PG_CLUSTER="15 other" when DATABASE_URL points elsewhere).
+REDIS_PORT = urlsplit(django_settings.CELERY_BROKER_URL).port or 6379
+PG_CLUSTER = os.environ.get("JUNCTION_FAULT_PG_CLUSTER", "15 main").split()
 
 
 @pytest.fixture
@@ -169,11 +172,41 @@ def assert_consistent(session: Session) -> None:
     assert session.size_bytes == len(json.dumps(session.input, separators=(",", ":"))) + outputs
 
 
-DELAY_THEN_TRANSFORM = {
-    "slow": {"type": "delay", "body": {"seconds": 3}, "timeout": 4},
-    "after": {"type": "transform", "body": {"data": {"$ref": "slow"}, "expression": "`1`"},
-              "execute_after": {"slow": ["completed"]}},
-}
+class _Slow(BaseHTTPRequestHandler):
+    """Answers `GET /<seconds>[/<padding bytes>]` after sleeping that long: a task that really
+    holds its worker process (a `delay` does not: it is a timer)."""
+
+    def log_message(self, format, *args):
+        pass
+
+    def do_GET(self):
+        seconds, _, padding = self.path.strip("/").partition("/")
+        time.sleep(float(seconds))
+        body = json.dumps({"slept": True, "pad": "x" * int(padding or 0)}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture(scope="module")
+def slow_url():
+    """The base URL of a local server whose answers take as long as their path says."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def slow_then_transform(slow_url: str) -> dict:
+    return {
+        "slow": {"type": "http_request", "body": {"url": f"{slow_url}/3"}, "timeout": 4},
+        "after": {"type": "transform", "body": {"data": {"$ref": "slow.status_code"}, "expression": "`1`"},
+                  "execute_after": {"slow": ["completed"]}},
+    }
 
 
 def assert_completed_once(session: Session, slow_attempts: int) -> None:
@@ -187,8 +220,8 @@ def assert_completed_once(session: Session, slow_attempts: int) -> None:
 
 # --- worker crashes -------------------------------------------------------------------------
 
-def test_a_killed_pool_process_is_redelivered_and_the_session_completes_once(short, user):
-    interaction = make_active(user, DELAY_THEN_TRANSFORM)
+def test_a_killed_pool_process_is_redelivered_and_the_session_completes_once(short, user, slow_url):
+    interaction = make_active(user, slow_then_transform(slow_url))
     with workers() as pool:
         session = start(user, interaction)
         wait_for(lambda: claimed(session, "slow", 1), "the first attempt")
@@ -198,8 +231,8 @@ def test_a_killed_pool_process_is_redelivered_and_the_session_completes_once(sho
         assert_completed_once(session, slow_attempts=2)
 
 
-def test_a_killed_worker_is_replaced_and_the_session_completes_once(short, user):
-    interaction = make_active(user, DELAY_THEN_TRANSFORM)
+def test_a_killed_worker_is_replaced_and_the_session_completes_once(short, user, slow_url):
+    interaction = make_active(user, slow_then_transform(slow_url))
     with workers() as pool:
         session = start(user, interaction)
         wait_for(lambda: claimed(session, "slow", 1), "the first attempt")
@@ -217,9 +250,9 @@ def test_a_killed_worker_is_replaced_and_the_session_completes_once(short, user)
         assert_completed_once(session, slow_attempts=2)
 
 
-def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_drains(short, user):
+def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_drains(short, user, slow_url):
     interaction = make_active(user, {
-        "poison": {"type": "delay", "body": {"seconds": 4}, "timeout": 4},
+        "poison": {"type": "http_request", "body": {"url": f"{slow_url}/4"}, "timeout": 4},
         "after": {"type": "transform", "body": {"data": 1, "expression": "@"},
                   "execute_after": {"poison": ["completed"]}},
     })
@@ -242,8 +275,8 @@ def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_
 
 # --- duplicate messages ---------------------------------------------------------------------
 
-def test_a_task_message_published_twice_records_one_result_and_fires_successors_once(short, user):
-    interaction = make_active(user, DELAY_THEN_TRANSFORM)
+def test_a_task_message_published_twice_records_one_result_and_fires_successors_once(short, user, slow_url):
+    interaction = make_active(user, slow_then_transform(slow_url))
     with workers(concurrency=2) as pool:
         session = start(user, interaction)
         message_id = f"{session.id}.slow"
@@ -336,13 +369,13 @@ def test_every_session_ends_after_a_redis_restart(short, user):
     assert TaskRun.objects.filter(session__in=sessions, status__in=["pending", "running"]).count() == 0
 
 
-def test_a_session_ends_without_half_written_state_after_a_postgresql_restart(short, user):
-    interaction = make_active(user, DELAY_THEN_TRANSFORM)
+def test_a_session_ends_without_half_written_state_after_a_postgresql_restart(short, user, slow_url):
+    interaction = make_active(user, slow_then_transform(slow_url))
     with workers(concurrency=2):
         session = start(user, interaction)
         wait_for(lambda: claimed(session, "slow", 1), "the first attempt")
         try:
-            pg_ctl("restart")  # the delay is still sleeping: its result is recorded after it
+            pg_ctl("restart")  # the slow call is still waiting: its result is recorded after it
         finally:
             if not pg_online():
                 pg_ctl("start")
@@ -443,14 +476,26 @@ def test_a_session_past_its_deadline_ends_timed_out_by_the_sweeper(short, user):
     assert run_of(session, "slow").status == "cancelled"
 
 
-def test_an_output_over_the_limit_fails_the_task_with_that_reason(short, user):
-    interaction = make_active(user, {"big": {"type": "transform", "body": {"data": "x" * 2000, "expression": "@"}}})
-    with workers(JUNCTION_MAX_OUTPUT_BYTES=1000):
+def test_an_output_over_the_limit_fails_the_task_with_that_reason(short, user, slow_url):
+    # Recorded by a worker …
+    interaction = make_active(user, {"call": {"type": "http_request", "body": {"url": f"{slow_url}/0/3000"}}})
+    with workers(JUNCTION_MAX_OUTPUT_BYTES=1024):
         session = start(user, interaction)
         session = wait_for(lambda: ended(session), "the session to end")
+    call = run_of(session, "call")
+    assert (call.status, call.output) == ("failed", None)
+    assert call.error == "output too large: more than 1024 bytes"
+    assert session.status == "failed"
+
+
+def test_an_output_over_the_limit_in_a_fused_task_fails_it_the_same_way(short, user):
+    # … and by the call itself, for a task that needs no worker.
+    short.JUNCTION_MAX_OUTPUT_BYTES = 1024
+    interaction = make_active(user, {"big": {"type": "transform", "body": {"data": "x" * 2000, "expression": "@"}}})
+    session = start(user, interaction)
     big = run_of(session, "big")
     assert (big.status, big.output) == ("failed", None)
-    assert big.error == "output too large: more than 1000 bytes"
+    assert big.error == "output too large: more than 1024 bytes"
     assert session.status == "failed"
 
 
