@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
+from django.db import DEFAULT_DB_ALIAS
 from django.core.serializers.json import DjangoJSONEncoder
 
 from interactions import events
@@ -183,11 +184,19 @@ def blocking(*, session_id: Any, read: Callable[[], dict[str, Any]], seen: Seen 
     """`session_stream` for a thread (a WSGI server, the test client): on a loop of its own.
 
     `read` is synchronous; it runs on a thread of this stream's (an event loop's thread must
-    not touch the database), whose connection is closed when the stream ends.
+    not touch the database) but with the calling thread's database connection, lent for the
+    stream (the caller is blocked meanwhile): no second connection per stream, and the reads see
+    what the caller's transaction sees.
     """
     from django.db import connections
 
-    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="junction-sse")
+    lent = connections[DEFAULT_DB_ALIAS]
+    lent.inc_thread_sharing()
+
+    def borrow() -> None:
+        connections[DEFAULT_DB_ALIAS] = lent
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="junction-sse", initializer=borrow)
     loop = asyncio.new_event_loop()
 
     async def read_async() -> dict[str, Any]:
@@ -203,5 +212,5 @@ def blocking(*, session_id: Any, read: Callable[[], dict[str, Any]], seen: Seen 
     finally:
         loop.run_until_complete(stream.aclose())
         loop.close()
-        reader.submit(connections.close_all).result()
         reader.shutdown()
+        lent.dec_thread_sharing()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -140,6 +141,37 @@ def _rows(found: dict[str, list] | None) -> dict[str, Row]:
 _ROW_JSON = (
     "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at)"
 )
+
+
+# --- a new session ----------------------------------------------------------------------------
+
+def insert_session(session: Session, runs: list[TaskRun]) -> None:
+    """Write a new session and its task records together (one round trip on PostgreSQL).
+
+    Synchronous commit (the server's default): a session is never lost once the caller has its
+    id. Raises IntegrityError as `Model.save` would (e.g. an idempotency key taken meanwhile).
+    """
+    if not _postgres():
+        with transaction.atomic():
+            session.save(force_insert=True)
+            TaskRun.objects.bulk_create(runs)
+        return
+    statements, params = [], []
+    for model, objs in ((Session, [session]), (TaskRun, runs)):
+        fields = model._meta.concrete_fields
+        values = []
+        for obj in objs:
+            values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
+            params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
+        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
+    # Outside a transaction the statements are one implicit transaction of their own; inside
+    # one (a caller's), a savepoint keeps a refused insert from breaking it.
+    with transaction.atomic() if connection.in_atomic_block else nullcontext():
+        with connection.cursor() as cursor:
+            cursor.execute(";\n".join(statements), params)
+    for obj in (session, *runs):
+        obj._state.adding, obj._state.db = False, connection.alias
 
 
 # --- claim ------------------------------------------------------------------------------------

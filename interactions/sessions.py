@@ -89,7 +89,7 @@ def session_start(
     if not interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = interaction.current_version
-    compiled = compiled_version(version.id, version.tasks)
+    compiled = compiled_version(version.id)  # cached per process: the definition's JSON is not read
     problems = check_input(compiled.definition.blanks, data)
     if problems:
         raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
@@ -198,35 +198,35 @@ def _create(
             "error": "unhandled failure in " + ", ".join(
                 f"{name}: {records[name].error}" for name in outcome.unhandled) if outcome.unhandled else None,
         }
-    with transaction.atomic():
-        session = Session.objects.create(
-            user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
-            idempotency_key=idempotency_key, request_hash=request_hash,
-            deadline_at=_deadline(interaction), size_bytes=size, **fields,
-        )
-        runs = []
-        for name in compiled.definition.tasks:
-            if name in done:
-                old = done[name]
-                runs.append(TaskRun(session=session, name=name, status=COMPLETED, output=old.output,
-                                    attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at))
-            elif name in settled:
-                task = settled[name]
-                runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
-                                    error=task.error, attempts=task.attempts, started_at=task.started_at,
-                                    finished_at=task.finished_at))
-            else:
-                runs.append(TaskRun(session=session, name=name))
-        TaskRun.objects.bulk_create(runs)
-        # What the API renders needs no further query.
-        session._prefetched_objects_cache = {"task_runs": runs}
-        transaction.on_commit(metrics.session_started)
-        if unfinished:
-            plan = worker_plan(compiled=compiled, unfinished=unfinished)
-            transaction.on_commit(lambda: dispatch_plan(
-                session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan))
+    session = Session(
+        user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
+        idempotency_key=idempotency_key, request_hash=request_hash,
+        deadline_at=_deadline(interaction), size_bytes=size, **fields,
+    )
+    runs = []
+    for name in compiled.definition.tasks:
+        if name in done:
+            old = done[name]
+            runs.append(TaskRun(session=session, name=name, status=COMPLETED, output=old.output,
+                                attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at))
+        elif name in settled:
+            task = settled[name]
+            runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
+                                error=task.error, attempts=task.attempts, started_at=task.started_at,
+                                finished_at=task.finished_at))
         else:
-            transaction.on_commit(lambda: metrics.session_finished(session.status))
+            runs.append(TaskRun(session=session, name=name))
+    runstore.insert_session(session, runs)  # one round trip, a synchronous commit
+    # What the API renders needs no further query.
+    session._prefetched_objects_cache = {"task_runs": runs}
+    # Run now, or when the caller's transaction commits (never if it rolls back).
+    transaction.on_commit(metrics.session_started)
+    if unfinished:
+        plan = worker_plan(compiled=compiled, unfinished=unfinished)
+        transaction.on_commit(lambda: dispatch_plan(
+            session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan))
+    else:
+        transaction.on_commit(lambda: metrics.session_finished(session.status))
     return session
 
 
