@@ -348,3 +348,10 @@ JUNCTION_CODE_MAX_FILE_MIB = env_int("JUNCTION_CODE_MAX_FILE_MIB", 16)
 JUNCTION_CODE_SANDBOX_UID = env_int("JUNCTION_CODE_SANDBOX_UID", 61000)
 JUNCTION_CODE_SANDBOX_UID_COUNT = env_int("JUNCTION_CODE_SANDBOX_UID_COUNT", 64)
 JUNCTION_CODE_SANDBOX_LOCK_DIR = env_str("JUNCTION_CODE_SANDBOX_LOCK_DIR", "/tmp/junction-sandbox")
+# Where each code task gets a cgroup v2 of its own (memory, processes and CPU for all its
+# processes together); empty, or a machine without cgroup v2, keeps the per-process rlimits only.
+JUNCTION_CODE_CGROUP_PARENT = env_str("JUNCTION_CODE_CGROUP_PARENT", "/sys/fs/cgroup/junction-sandbox")
+# CPUs one code task may use at once (cgroup cpu.max).
+JUNCTION_CODE_CPUS = env_float("JUNCTION_CODE_CPUS", 1, minimum=0.01, maximum=64)
+# What print() wrote that the task-type test endpoint shows as `logs` (the last bytes are kept).
+JUNCTION_CODE_MAX_LOG_BYTES = env_int("JUNCTION_CODE_MAX_LOG_BYTES", 64 * 1024, minimum=0, maximum=1024 * 1024)

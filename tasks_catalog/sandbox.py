@@ -36,6 +36,7 @@ import sysconfig
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,15 @@ from django.conf import settings
 
 from config.jsonsize import JsonTooDeep, loads_bounded
 from tasks_catalog.base import TaskFailed
+from tasks_catalog.sandbox_cgroup import task_cgroup
+from tasks_catalog.seccomp_filter import SeccompUnavailable, program_fd
 
 READY = b"junction-sandbox-ready\n"
+
+# What the last run in this context printed (stdout and stderr, at most JUNCTION_CODE_MAX_LOG_BYTES
+# characters, the last ones kept). The task-type test endpoint shows it as `logs`; a session's
+# record does not keep it (docs/sandbox.md, "Printed output").
+captured_logs: ContextVar[str | None] = ContextVar("captured_logs", default=None)
 
 # Runs inside the sandbox as the unprivileged uid. Kept here as a string (passed with -c) so
 # that no file of the project has to be mounted into the sandbox.
@@ -66,10 +74,33 @@ with open("/proc/self/status") as status:
 if 0 in os.getresuid() or 0 in os.getresgid() or int(fields["CapEff"], 16) or int(fields["CapPrm"], 16):
     sys.stderr.write("sandbox runner: refusing to run with privileges\n")
     sys.exit(70)
+if fields.get("Seccomp", "").strip() != "2" or fields.get("NoNewPrivs", "").strip() != "1":
+    sys.stderr.write("sandbox runner: refusing to run without the seccomp filter\n")
+    sys.exit(70)
 
 for name, soft, hard in limits:
     resource.setrlimit(getattr(resource, name), (soft, hard))
 result.write(b"junction-sandbox-ready\n")
+
+STDLIB = os.path.dirname(os.__file__) + "/"
+
+def user_traceback(exc):
+    """The traceback without the runner's frames, standard library paths shown as <stdlib>/…"""
+    summary = traceback.TracebackException(type(exc), exc, exc.__traceback__, compact=True)
+    seen, pending = set(), [summary]
+    while pending:
+        current = pending.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        frames = [frame for frame in current.stack if frame.filename != "<string>"]
+        for frame in frames:
+            if frame.filename.startswith(STDLIB):
+                frame.line  # read the source line while its real path is known
+                frame.filename = "<stdlib>/" + frame.filename[len(STDLIB):]
+        current.stack = traceback.StackSummary.from_list(frames)
+        pending += [link for link in (current.__cause__, current.__context__) if link is not None]
+    return "".join(summary.format()).rstrip()
 
 envelope = json.load(sys.stdin)
 source = envelope["code"]
@@ -87,8 +118,7 @@ except MemoryError:
 except SystemExit as exc:
     finish({"error": f"the code called exit({exc.code!r}) instead of returning from main()"})
 except BaseException as exc:
-    lines = traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next)
-    finish({"error": "".join(lines).rstrip()})
+    finish({"error": user_traceback(exc)})
 try:
     payload = json.dumps({"ok": value}, allow_nan=False)
 except (TypeError, ValueError, RecursionError) as exc:
@@ -166,8 +196,12 @@ def _dirs_for(path: Path, made: set[Path]) -> list[str]:
     return args
 
 
-def bwrap_command(*, bwrap: str, uid: int, result_fd: int, limits: Limits) -> list[str]:
-    """Return the full command line that runs RUNNER in the sandbox as `uid`."""
+def bwrap_command(*, bwrap: str, uid: int, result_fd: int, seccomp_fd: int, limits: Limits) -> list[str]:
+    """Return the full command line that runs RUNNER in the sandbox as `uid`.
+
+    `seccomp_fd` holds the BPF program (tasks_catalog/seccomp_filter.py) that bwrap loads
+    just before it starts setpriv, so that it applies to everything the code runs.
+    """
     executable, prefix = python_paths()
     setpriv = shutil.which("setpriv", path="/usr/bin:/bin")
     if setpriv is None:
@@ -213,6 +247,7 @@ def bwrap_command(*, bwrap: str, uid: int, result_fd: int, limits: Limits) -> li
         "--size", str(limits.file_mib * 1024 * 1024), "--perms", "1777", "--tmpfs", "/tmp",
         "--chdir", "/tmp",
         "--remount-ro", "/",
+        "--seccomp", str(seccomp_fd),
         # Only what setpriv needs to change uid; setresuid to a non-zero uid clears them again.
         "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID", "--cap-add", "CAP_SETPCAP",
         setpriv, f"--reuid={uid}", f"--regid={uid}", "--clear-groups", "--no-new-privs",
@@ -270,6 +305,7 @@ class Outcome:
     output: bytes = b""  # stdout and stderr, interleaved as read
     timed_out: bool = False
     output_exceeded: bool = False
+    oom_killed: bool = False  # by the task's cgroup (memory.max)
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -340,7 +376,9 @@ def _communicate(process: subprocess.Popen, stdin: bytes, result_fd: int, *, wal
 
 def _tail(data: bytes, limit: int = 2000) -> str:
     text = data.decode("utf-8", "replace").strip()
-    return text if len(text) <= limit else "…" + text[-limit:]
+    if len(text) <= limit:
+        return text
+    return "…" + text[-limit:] if limit else ""
 
 
 def run_in_sandbox(*, code: str, inputs: Any, timeout: float | None = None) -> Any:
@@ -364,30 +402,45 @@ def run_in_sandbox(*, code: str, inputs: Any, timeout: float | None = None) -> A
     wall = min(limits.wall_seconds, timeout) if timeout else limits.wall_seconds
     stdin = json.dumps({"code": code, "inputs": inputs}).encode()
 
-    with claimed_uid() as uid:
+    with claimed_uid() as uid, task_cgroup(
+        uid=uid, memory_mib=limits.memory_mib, file_mib=limits.file_mib, processes=limits.processes,
+        cpus=settings.JUNCTION_CODE_CPUS,
+    ) as cgroup:
         result_read, result_write = os.pipe()
+        seccomp_read = -1
         try:
-            command = bwrap_command(bwrap=bwrap, uid=uid, result_fd=result_write, limits=limits)
+            try:
+                seccomp_read = program_fd()
+            except SeccompUnavailable as exc:
+                raise SandboxUnavailable(f"code tasks are refused: the seccomp filter cannot be built: {exc}") from None
+            command = bwrap_command(bwrap=bwrap, uid=uid, result_fd=result_write, seccomp_fd=seccomp_read,
+                                    limits=limits)
+            if cgroup is not None:
+                command = cgroup.wrap_command(command)
             try:
                 process = subprocess.Popen(
                     command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                    pass_fds=(result_write,), env={}, cwd="/", start_new_session=True,
+                    pass_fds=(result_write, seccomp_read), env={}, cwd="/", start_new_session=True,
                 )
             except OSError as exc:
                 raise SandboxUnavailable(f"code tasks are refused: bubblewrap could not be started: {exc}") from None
             try:
                 os.close(result_write)
                 result_write = -1
+                os.close(seccomp_read)
+                seccomp_read = -1
                 with process:
                     outcome = _communicate(process, stdin, result_read, wall=wall, cap=limits.output_bytes)
             finally:
                 # Also when Celery's soft time limit interrupts us anywhere in between.
                 if process.returncode is None:
                     _kill(process)
+            outcome.oom_killed = cgroup is not None and cgroup.oom_killed()
         finally:
-            os.close(result_read)
-            if result_write != -1:
-                os.close(result_write)
+            for fd in (result_read, result_write, seccomp_read):
+                if fd != -1:
+                    os.close(fd)
+    captured_logs.set(_tail(outcome.output, settings.JUNCTION_CODE_MAX_LOG_BYTES))
     return _interpret(outcome, limits, wall)
 
 
@@ -429,6 +482,9 @@ def _interpret(outcome: Outcome, limits: Limits, wall: float) -> Any:
             return message["ok"]
         if isinstance(message, dict) and isinstance(message.get("error"), str):
             raise TaskFailed(message["error"] + with_output)
+    if outcome.oom_killed:
+        raise TaskFailed(f"the code was stopped: its processes together went past the memory limit of "
+                         f"{limits.memory_mib} MiB (plus {limits.file_mib} MiB for /tmp)" + with_output)
     if code is not None and code > 128:
         signum = code - 128
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
