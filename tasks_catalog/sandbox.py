@@ -102,6 +102,8 @@ def user_traceback(exc):
         pending += [link for link in (current.__cause__, current.__context__) if link is not None]
     return "".join(summary.format()).rstrip()
 
+# Line by line, so that the logs keep the order in which stdout and stderr were written.
+sys.stdout.reconfigure(line_buffering=True)
 envelope = json.load(sys.stdin)
 source = envelope["code"]
 # Lets tracebacks show the user's lines.

@@ -1,17 +1,22 @@
 """Try one task type now with literal values (`POST /api/task-types/{type}/test/`)."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
+from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 from rest_framework import status
 
-from config.errors import ApiError
+from config.errors import UNAVAILABLE, ApiError
 from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
 from tasks_catalog.base import TaskFailed, output_error
 from tasks_catalog.registry import UnknownTaskType, task_types
+from tasks_catalog.sandbox import captured_logs
+
+logger = logging.getLogger(__name__)
 
 
 def task_type_try(
@@ -25,9 +30,9 @@ def task_type_try(
     at most JUNCTION_MAX_TASK_TIMEOUT), which every task type honours, and the output limit
     (JUNCTION_MAX_OUTPUT_BYTES, measured while encoding: an output past it fails the trial
     as it would fail the task).
+    Types on a queue of their own (`code`) run on a worker of that queue, not in the API
+    process; see `_trial_on_queue`.
     """
-    from interactions.executor import run_with_body
-
     try:
         task_type = task_types.get(type_key)
     except UnknownTaskType as exc:
@@ -46,13 +51,79 @@ def task_type_try(
                        code="validation_error", details=problems)
 
     concrete = {spec.name: body.get(spec.name, spec.default) for spec in task_type.fields}
+    timeout = min(timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT, settings.JUNCTION_MAX_TASK_TIMEOUT)
     started = time.monotonic()
+    arguments = dict(type_key=type_key, body=concrete, integration_id=str(integration) if integration else None,
+                     user_id=str(user.id), timeout=timeout)
+    if task_type.queue == settings.CELERY_TASK_DEFAULT_QUEUE:
+        result = trial_run(**arguments)
+    else:
+        result = _trial_on_queue(queue=task_type.queue, arguments=arguments, timeout=timeout)
+    return {**result, "duration_ms": int((time.monotonic() - started) * 1000)}
+
+
+def _trial_on_queue(*, queue: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Send the trial to the type's own queue (code runs on code workers, never in the API);
+    wait for its answer up to the task's timeout (plus the hard grace a worker gets).
+
+    Raises ApiError 503 when the broker or the result backend cannot be reached. A trial no
+    worker answered in time is a failed result, and its message expires unrun.
+    """
+    from tasks_catalog.tasks import try_task
+
+    wait = timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE
     try:
-        output = run_with_body(
-            task_type=task_type, body=concrete, integration_id=str(integration) if integration else None,
-            user_id=user.id, timeout=min(timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT,
-                                         settings.JUNCTION_MAX_TASK_TIMEOUT),
+        pending = try_task.apply_async(
+            kwargs=arguments, queue=queue, expires=wait, time_limit=wait,
+            retry_policy={"max_retries": 2, "interval_start": 0, "interval_step": 0.5},
         )
+    except UNAVAILABLE as exc:
+        raise _unavailable("the broker", exc) from None
+    try:
+        # In the embedded mode the worker runs in this process, which Celery then treats as
+        # inside a task: waiting is still right here, the trial never waits on itself.
+        answer = pending.get(timeout=wait, disable_sync_subtasks=False, propagate=True)
+    except CeleryTimeout:
+        _revoke(pending)
+        return {"status": "failed", "output": None, "logs": "",
+                "error": f"no worker consuming the {queue!r} queue answered within {wait:g} s; the trial was "
+                         f"dropped (is a worker running with -Q {queue}, and are they all busy?)"}
+    except UNAVAILABLE as exc:
+        raise _unavailable("the result backend", exc) from None
+    except Exception as exc:  # the worker's task raised: a bug, reported as the trial's failure
+        logger.error("trial on queue %s raised: %r", queue, exc)
+        return {"status": "failed", "output": None, "error": f"the trial failed on the worker: {type(exc).__name__}"}
+    pending.forget()
+    return answer
+
+
+def _revoke(pending) -> None:
+    try:
+        pending.revoke()
+        pending.forget()
+    except UNAVAILABLE:
+        pass  # it expires anyway
+
+
+def _unavailable(what: str, exc: BaseException) -> ApiError:
+    logger.warning("trial: %s is unavailable: %r", what, exc)
+    return ApiError(f"The task could not be tried: {what} is unavailable. Try again later.",
+                    code="service_unavailable", status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def trial_run(
+    *, type_key: str, body: dict[str, Any], integration_id: str | None, user_id: str, timeout: float
+) -> dict[str, Any]:
+    """Run a checked trial through the executor's path; return {status, output, error} (and
+    `logs` for code). Runs in the API process or, for types on their own queue, on a worker.
+    """
+    from interactions.executor import run_with_body
+
+    task_type = task_types.get(type_key)
+    token = captured_logs.set(None)
+    try:
+        output = run_with_body(task_type=task_type, body=body, integration_id=integration_id, user_id=user_id,
+                               timeout=timeout)
         # Measured before the response renders it: a shared value (JMESPath's `[@,@]`) would
         # otherwise expand while rendering, past any limit. Within the limit, rendering it
         # again costs at most the limit.
@@ -62,5 +133,9 @@ def task_type_try(
         result = {"status": "failed", "output": None, "error": str(failure)}
     except BoundedJsonError as exc:
         result = {"status": "failed", "output": None, "error": output_error(exc)}
-    return {**result, "duration_ms": int((time.monotonic() - started) * 1000)}
-
+    finally:
+        logs = captured_logs.get()
+        captured_logs.reset(token)
+    if logs is not None:
+        result["logs"] = logs
+    return result

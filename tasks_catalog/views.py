@@ -41,6 +41,11 @@ class TaskTestResultSerializer(serializers.Serializer):
     output = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField()
+    logs = serializers.CharField(
+        required=False,
+        help_text="`code` only: what the code printed (stdout and stderr, the last "
+        "JUNCTION_CODE_MAX_LOG_BYTES characters).",
+    )
 
 
 class TaskTypeViewSet(viewsets.ViewSet):  

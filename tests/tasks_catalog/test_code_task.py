@@ -43,13 +43,17 @@ def test_the_type_runs_main_with_its_inputs():
     assert output == {"sum": 6, "nested": {"n": 3}}
 
 
-# --- POST /api/task-types/code/test/ ---------------------------------------------------------------
+# --- POST /api/task-types/code/test/: on a worker of the `code` queue ---------------------------------
 
 
-@pytest.mark.django_db
-def test_the_test_endpoint_runs_code_in_the_sandbox(api):
-    response = api.post("/api/task-types/code/test/",
-                        {"body": {"code": SUM, "inputs": {"numbers": [4, 5]}}}, format="json")
+def try_code(api, body, **extra):
+    return api.post("/api/task-types/code/test/", {"body": body, **extra}, format="json")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_test_endpoint_runs_code_on_a_code_worker(celery_workers, api):
+    response = try_code(api, {"code": SUM, "inputs": {"numbers": [4, 5]}})
     assert response.status_code == 200, response.json()
     result = response.json()
     assert result["status"] == "completed"
@@ -58,24 +62,78 @@ def test_the_test_endpoint_runs_code_in_the_sandbox(api):
     assert result["duration_ms"] >= 0
 
 
-@pytest.mark.django_db
-def test_the_test_endpoint_reports_the_traceback_of_failing_code(api):
-    response = api.post("/api/task-types/code/test/", {"body": {"code": FAILING, "inputs": {}}}, format="json")
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_test_endpoint_never_runs_code_in_the_api_process(celery_workers, api, monkeypatch):
+    def in_the_api_process(**kwargs):
+        raise AssertionError("the sandbox was started by the API process")
+
+    # Only this (the API's) process is patched; the workers run the real sandbox.
+    monkeypatch.setattr("tasks_catalog.custom_code.run_in_sandbox", in_the_api_process)
+    result = try_code(api, {"code": "import os\ndef main(inputs):\n    return os.getppid()\n", "inputs": {}}).json()
+    assert result["status"] == "completed", result
+    assert result["output"] == 1  # its parent is bwrap's init, pid 1 of the sandbox
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_test_endpoint_returns_what_the_code_printed_as_logs(celery_workers, api):
+    code = "import sys\ndef main(inputs):\n    print('step', 1)\n    print('warn', file=sys.stderr)\n    return 2\n"
+    result = try_code(api, {"code": code, "inputs": {}}).json()
+    assert result["status"] == "completed" and result["output"] == 2
+    assert result["logs"] == "step 1\nwarn"
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_the_test_endpoint_reports_the_traceback_of_failing_code(celery_workers, api):
+    response = try_code(api, {"code": FAILING, "inputs": {}})
     assert response.status_code == 200
     result = response.json()
     assert result["status"] == "failed" and result["output"] is None
     assert "Traceback" in result["error"] and "KeyError: 'missing'" in result["error"]
+    assert 'File "<code>", line 2, in main' in result["error"]
     assert "return inputs['missing']" in result["error"]
 
 
 @pytest.mark.django_db
-def test_the_test_endpoint_refuses_code_when_the_sandbox_is_off(api):
-    with override_settings(JUNCTION_CODE_SANDBOX="off"):
-        response = api.post("/api/task-types/code/test/", {"body": {"code": SUM, "inputs": {"numbers": [1]}}},
-                            format="json")
+def test_the_test_endpoint_answers_503_when_the_broker_is_down(api, monkeypatch):
+    from kombu.exceptions import OperationalError
+
+    from tasks_catalog.tasks import try_task
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(try_task, "apply_async", broker_down)
+    response = try_code(api, {"code": SUM, "inputs": {"numbers": [1]}})
+    assert response.status_code == 503
+    assert response.json()["code"] == "service_unavailable"
+    assert "broker" in response.json()["message"]
+
+
+@pytest.mark.django_db
+def test_the_test_endpoint_fails_the_trial_when_no_code_worker_answers_in_time(api, settings):
+    # No worker consumes this run's queues: the trial waits out its timeout plus the grace.
+    settings.JUNCTION_HARD_TIMEOUT_GRACE = 0.5
+    response = try_code(api, {"code": SUM, "inputs": {"numbers": [1]}}, timeout=0.5)
     assert response.status_code == 200
-    assert response.json()["status"] == "failed"
-    assert response.json()["error"].startswith("code tasks are refused")
+    result = response.json()
+    assert result["status"] == "failed" and result["output"] is None
+    assert "no worker consuming the 'code' queue answered within 1 s" in result["error"]
+    assert 900 <= result["duration_ms"] < 10_000
+
+
+@pytest.mark.django_db
+def test_the_test_endpoint_refuses_code_when_the_sandbox_is_off():
+    # The worker's setting decides; the trial's function is what the worker runs.
+    from tasks_catalog.trial import trial_run
+
+    with override_settings(JUNCTION_CODE_SANDBOX="off"):
+        result = trial_run(type_key="code", body={"code": SUM, "inputs": {"numbers": [1]}}, integration_id=None,
+                           user_id="0", timeout=5)
+    assert result["status"] == "failed"
+    assert result["error"].startswith("code tasks are refused")
 
 
 @pytest.mark.django_db
