@@ -478,3 +478,29 @@ def test_code_is_refused_when_the_sandbox_would_run_it_as_root(tmp_path):
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     with override_settings(JUNCTION_CODE_SANDBOX_BWRAP=str(fake)):
         assert_refused(tmp_path, "could not be set up", "refusing to run with privileges")
+
+
+# --- what the error shows --------------------------------------------------------------------------
+
+
+def test_a_traceback_through_the_standard_library_shows_no_host_path():
+    error = failure("import json\n\ndef main(inputs):\n    return json.loads('{')\n")
+    assert 'File "<code>", line 4, in main' in error
+    assert "return json.loads('{')" in error
+    assert 'File "<stdlib>/json/decoder.py"' in error
+    assert sys.base_prefix not in error and "/lib/python" not in error
+    assert 'File "<string>"' not in error  # the runner's own frames
+
+
+def test_a_chained_exception_shows_both_tracebacks_with_user_lines():
+    code = (
+        "def main(inputs):\n"
+        "    try:\n"
+        "        {}['key']\n"
+        "    except KeyError as exc:\n"
+        "        raise ValueError('wrapped') from exc\n"
+    )
+    error = failure(code)
+    assert 'File "<code>", line 3, in main' in error and 'File "<code>", line 5, in main' in error
+    assert "The above exception was the direct cause" in error
+    assert 'File "<string>"' not in error
