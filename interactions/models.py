@@ -129,6 +129,11 @@ class TaskRun(TimeStampedModel):
     lease_expires_at = models.DateTimeField(null=True, blank=True)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # What a `code` task printed (stdout and stderr, the last JUNCTION_CODE_MAX_LOG_BYTES
+    # characters); empty for other types. Beside the output, which stays what main() returned.
+    # A database default, so that rows inserted with raw SQL (interactions/runstore.py) need not
+    # name it.
+    logs = models.TextField(blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["session", "created_at", "name"]

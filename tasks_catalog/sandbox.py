@@ -50,10 +50,32 @@ from tasks_catalog.seccomp_filter import SeccompUnavailable, program_fd
 
 READY = b"junction-sandbox-ready\n"
 
-# What the last run in this context printed (stdout and stderr, at most JUNCTION_CODE_MAX_LOG_BYTES
-# characters, the last ones kept). The task-type test endpoint shows it as `logs`; a session's
-# record does not keep it (docs/sandbox.md, "Printed output").
-captured_logs: ContextVar[str | None] = ContextVar("captured_logs", default=None)
+
+
+@dataclass
+class CapturedLogs:
+    """What code run inside `capturing_logs()` printed; None when no code ran."""
+
+    text: str | None = None
+
+
+_capture: ContextVar[CapturedLogs | None] = ContextVar("sandbox_logs", default=None)
+
+
+@contextmanager
+def capturing_logs() -> Iterator[CapturedLogs]:
+    """Collect what the code run in this block prints (stdout and stderr as written).
+
+    At most JUNCTION_CODE_MAX_LOG_BYTES characters are kept, the last ones. The caller keeps
+    them beside the task's result (docs/sandbox.md, "Printed output"): the task type's
+    output stays what main() returned.
+    """
+    captured = CapturedLogs()
+    token = _capture.set(captured)
+    try:
+        yield captured
+    finally:
+        _capture.reset(token)
 
 # Runs inside the sandbox as the unprivileged uid. Kept here as a string (passed with -c) so
 # that no file of the project has to be mounted into the sandbox.
@@ -442,7 +464,8 @@ def run_in_sandbox(*, code: str, inputs: Any, timeout: float | None = None) -> A
             for fd in (result_read, result_write, seccomp_read):
                 if fd != -1:
                     os.close(fd)
-    captured_logs.set(_tail(outcome.output, settings.JUNCTION_CODE_MAX_LOG_BYTES))
+    if (captured := _capture.get()) is not None:
+        captured.text = _tail(outcome.output, settings.JUNCTION_CODE_MAX_LOG_BYTES)
     return _interpret(outcome, limits, wall)
 
 

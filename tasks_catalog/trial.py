@@ -14,7 +14,7 @@ from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
 from tasks_catalog.base import TaskFailed, output_error
 from tasks_catalog.registry import UnknownTaskType, task_types
-from tasks_catalog.sandbox import captured_logs
+from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 def task_type_try(
     *, user, type_key: str, body: dict[str, Any], integration=None, timeout: float | None = None
 ) -> dict[str, Any]:
-    """Run the type once; return {status, output, error, duration_ms}.
+    """Run the type once; return {status, output, error, duration_ms} (and `logs` for code).
 
     Raises ApiError 404 for an unknown type and 400 naming `body.<field>` or `integration`
     for input that could never run; the task's own failure is a `failed` result, not an error.
@@ -85,7 +85,7 @@ def _trial_on_queue(*, queue: str, arguments: dict[str, Any], timeout: float) ->
         answer = pending.get(timeout=wait, disable_sync_subtasks=False, propagate=True)
     except CeleryTimeout:
         _revoke(pending)
-        return {"status": "failed", "output": None, "logs": "",
+        return {"status": "failed", "output": None,
                 "error": f"no worker consuming the {queue!r} queue answered within {wait:g} s; the trial was "
                          f"dropped (is a worker running with -Q {queue}, and are they all busy?)"}
     except UNAVAILABLE as exc:
@@ -117,13 +117,21 @@ def trial_run(
     """Run a checked trial through the executor's path; return {status, output, error} (and
     `logs` for code). Runs in the API process or, for types on their own queue, on a worker.
     """
+    with capturing_logs() as logs:
+        result = _outcome(type_key=type_key, body=body, integration_id=integration_id, user_id=user_id,
+                          timeout=timeout)
+    if logs.text is not None:
+        result["logs"] = logs.text
+    return result
+
+
+def _outcome(*, type_key: str, body: dict[str, Any], integration_id: str | None, user_id: str,
+             timeout: float) -> dict[str, Any]:
     from interactions.executor import run_with_body
 
-    task_type = task_types.get(type_key)
-    token = captured_logs.set(None)
     try:
-        output = run_with_body(task_type=task_type, body=body, integration_id=integration_id, user_id=user_id,
-                               timeout=timeout)
+        output = run_with_body(task_type=task_types.get(type_key), body=body, integration_id=integration_id,
+                               user_id=user_id, timeout=timeout)
         # Measured before the response renders it: a shared value (JMESPath's `[@,@]`) would
         # otherwise expand while rendering, past any limit. Within the limit, rendering it
         # again costs at most the limit.
@@ -133,9 +141,4 @@ def trial_run(
         result = {"status": "failed", "output": None, "error": str(failure)}
     except BoundedJsonError as exc:
         result = {"status": "failed", "output": None, "error": output_error(exc)}
-    finally:
-        logs = captured_logs.get()
-        captured_logs.reset(token)
-    if logs is not None:
-        result["logs"] = logs
     return result
