@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_init
 
 from tasks_catalog.trial import trial_run
 
@@ -22,11 +22,12 @@ def try_task(*, type_key: str, body: dict[str, Any], integration_id: str | None,
     return trial_run(type_key=type_key, body=body, integration_id=integration_id, user_id=user_id, timeout=timeout)
 
 
-@worker_ready.connect
+@worker_init.connect
 def _say_how_code_is_limited(**kwargs: Any) -> None:
     from django.conf import settings
 
     from tasks_catalog.sandbox_cgroup import cgroup_parent
 
+    # Before the pool forks: its processes inherit the answer instead of each logging it again.
     if settings.JUNCTION_CODE_SANDBOX == "bwrap":
         cgroup_parent()  # logs, once, whether code tasks get a cgroup of their own

@@ -226,3 +226,15 @@ def test_a_result_nested_past_the_depth_limit_fails_saying_so(settings):
     deep = "def main(inputs):\n    value = []\n    for _ in range(300):\n        value = [value]\n    return value\n"
     with pytest.raises(TaskFailed, match="nested deeper than"):
         Code().run({"code": deep, "inputs": {}}, TaskContext(timeout=10))
+
+
+@pytest.mark.slow
+def test_each_worker_says_once_at_start_up_how_code_is_limited(celery_workers):
+    import os
+
+    for index in range(celery_workers.count):
+        log = (celery_workers.log_dir / f"{celery_workers.name}-{os.getpid()}-{index}.log").read_text()
+        lines = [line for line in log.splitlines() if "code sandbox: " in line]
+        assert lines, log
+        # Per task with cgroup v2, or the warning that only per-process rlimits apply.
+        assert "per task" in lines[0]
