@@ -25,6 +25,8 @@ from pathlib import Path
 
 from django.conf import settings
 
+from tasks_catalog.base import TaskFailed
+
 logger = logging.getLogger(__name__)
 
 CONTROLLERS = ("memory", "pids", "cpu")
@@ -146,14 +148,20 @@ def task_cgroup(*, uid: int, memory_mib: int, file_mib: int, processes: int, cpu
         yield None
         return
     path = parent / f"run-{uid}-{secrets.token_hex(4)}"
-    path.mkdir()
+    try:
+        path.mkdir()
+    except OSError as exc:
+        raise TaskFailed(f"code tasks are refused: the task's cgroup could not be created: {exc}") from None
     group = TaskCgroup(path)
     try:
-        for name, value in limit_values(memory_mib=memory_mib, file_mib=file_mib, processes=processes,
-                                        cpus=cpus).items():
-            limit_file = path / name
-            if limit_file.exists() or name != "memory.swap.max":  # no swap accounting: nothing to cap
-                limit_file.write_text(value)
+        try:
+            for name, value in limit_values(memory_mib=memory_mib, file_mib=file_mib, processes=processes,
+                                            cpus=cpus).items():
+                limit_file = path / name
+                if limit_file.exists() or name != "memory.swap.max":  # no swap accounting: nothing to cap
+                    limit_file.write_text(value)
+        except OSError as exc:  # never run the code with fewer limits than announced
+            raise TaskFailed(f"code tasks are refused: the task's cgroup limits could not be set: {exc}") from None
         yield group
     finally:
         group.kill()

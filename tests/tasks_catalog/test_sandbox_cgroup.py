@@ -140,3 +140,12 @@ def test_on_a_cgroup_v2_machine_a_memory_bomb_across_processes_is_stopped(settin
     with override_settings(JUNCTION_CODE_MEMORY_MIB=128, JUNCTION_CODE_MAX_FILE_MIB=1, JUNCTION_CODE_WALL_SECONDS=10):
         with pytest.raises(TaskFailed, match="went past the memory limit"):
             run_in_sandbox(code=code, inputs={})
+
+
+def test_a_cgroup_that_cannot_be_created_refuses_the_code(tmp_path, monkeypatch):
+    from tasks_catalog.base import TaskFailed
+
+    monkeypatch.setattr(sandbox_cgroup, "cgroup_parent", lambda: tmp_path / "gone")
+    with pytest.raises(TaskFailed, match="code tasks are refused: the task's cgroup could not be created"):
+        with task_cgroup(uid=61001, memory_mib=64, file_mib=1, processes=4, cpus=1):
+            raise AssertionError("the code would run without its limits")
