@@ -42,6 +42,7 @@ from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
+from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
 COMPLETED, FAILED = "completed", "failed"
@@ -239,20 +240,22 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
     spec = session.compiled.definition.tasks[name]
     started = time.monotonic()
     try:
-        body = _body(session.compiled, name, session.input, records)
-        output = run_with_body(
-            task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
-            timeout=task_timeout(session.compiled, name),
-        )
+        with capturing_logs() as printed:  # what a code task prints, kept beside its output
+            body = _body(session.compiled, name, session.input, records)
+            output = run_with_body(
+                task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
+                timeout=task_timeout(session.compiled, name),
+            )
     except TaskFailed as failure:
         if failure.transient and attempt <= spec.retries:
             runstore.give_back(session_id=session.id, name=name, attempt=attempt, error=str(failure),
                                now=timezone.now())
             raise RetryLater(backoff(attempt)) from None
-        result = Result(name, attempt, FAILED, error=str(failure))
+        result = Result(name, attempt, FAILED, error=str(failure), logs=printed.text or "")
     else:
         encoded, problem = runstore.encode_output(output)
-        result = Result(name, attempt, FAILED, error=problem) if problem else Result(name, attempt, COMPLETED, encoded)
+        result = Result(name, attempt, FAILED, error=problem, logs=printed.text or "") if problem else \
+            Result(name, attempt, COMPLETED, encoded, logs=printed.text or "")
     metrics.task_finished(spec.type, result.status, time.monotonic() - started)
     return result
 
@@ -316,7 +319,7 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
 
 def _task_data(row: runstore.Row) -> dict[str, Any]:
     return selectors.task_data(status=row.status, output=row.output, error=row.error, attempts=row.attempts,
-                               started_at=row.started_at, finished_at=row.finished_at)
+                               started_at=row.started_at, finished_at=row.finished_at, logs=row.logs)
 
 
 def _announce(session_id, rows: dict[str, runstore.Row], names: list[str]) -> None:

@@ -58,6 +58,7 @@ class Row:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     lease_expires_at: datetime | None = None
+    logs: str = ""
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class Result:
     status: str
     output: str | None = None  # encoded JSON
     error: str | None = None
+    logs: str = ""  # what a code task printed (tasks_catalog.sandbox.capturing_logs)
 
 
 @dataclass(frozen=True)
@@ -131,15 +133,16 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _rows(found: dict[str, list] | None) -> dict[str, Row]:
-    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease)`."""
+    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease, logs)`."""
     return {
-        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease))
-        for name, (status, output, error, attempts, started, finished, lease) in (found or {}).items()
+        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease), logs)
+        for name, (status, output, error, attempts, started, finished, lease, logs) in (found or {}).items()
     }
 
 
 _ROW_JSON = (
-    "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at)"
+    "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at, "
+    "r.logs)"
 )
 
 
@@ -250,9 +253,10 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
             session.refresh_from_db(fields=["status", "started_at"])
         rows = {
             run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"])
+                             run["finished_at"], run["lease_expires_at"], run["logs"])
             for run in runs.filter(name__in=names).values(
-                "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at")
+                "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at",
+                "logs")
         }
     return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
 
@@ -299,7 +303,8 @@ def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable
     ]
     for i, result in enumerate(results):
         params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
-                       f"o{i}": result.output, f"e{i}": result.error, f"z{i}": len(result.output or "")})
+                       f"o{i}": result.output, f"e{i}": result.error, f"l{i}": result.logs,
+                       f"z{i}": len(result.output or "") + len(result.logs)})
         sql.append(f"""
 WITH grown AS (
   UPDATE interactions_session SET size_bytes = size_bytes + %(z{i})s
@@ -308,6 +313,7 @@ UPDATE interactions_taskrun SET
        status = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(s{i})s ELSE 'failed' END,
        output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
        error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
+       logs = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(l{i})s ELSE '' END,
        finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
  WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
     if skips:
@@ -367,16 +373,16 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
         Session.objects.filter(pk=session_id).update(updated_at=now)
         runs = TaskRun.objects.filter(session_id=session_id)
         for result in results:
-            size = len(result.output or "")
+            size = len(result.output or "") + len(result.logs)
             grown = Session.objects.filter(
                 pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
             ).update(size_bytes=F("size_bytes") + size)
-            status, output, error = result.status, result.output, result.error
+            status, output, error, logs = result.status, result.output, result.error, result.logs
             if not grown:
-                status, output, error = FAILED, None, session_too_large()
+                status, output, error, logs = FAILED, None, session_too_large(), ""
             runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).update(
-                status=status, output=json.loads(output) if output else None, error=error, finished_at=now,
-                updated_at=now, lease_expires_at=None,
+                status=status, output=json.loads(output) if output else None, error=error, logs=logs,
+                finished_at=now, updated_at=now, lease_expires_at=None,
             )
         if skips:
             runs.filter(name__in=list(skips), status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now)
@@ -401,9 +407,9 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
         wanted = runs if unfinished == 0 else runs.filter(name__in=names)
         rows = {
             run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"])
+                             run["finished_at"], run["lease_expires_at"], run["logs"])
             for run in wanted.values("name", "status", "output", "error", "attempts", "started_at",
-                                     "finished_at", "lease_expires_at")
+                                     "finished_at", "lease_expires_at", "logs")
         }
     return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
 

@@ -68,9 +68,9 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def task_data(*, status, output, error, attempts, started_at, finished_at) -> dict[str, Any]:
-    """Render one task's record as the API shows it (SPEC §2.6)."""
-    return {
+def task_data(*, status, output, error, attempts, started_at, finished_at, logs: str = "") -> dict[str, Any]:
+    """Render one task's record as the API shows it (SPEC §2.6), plus `logs` when the task printed."""
+    data = {
         "status": status,
         "output": output,
         "error": error,
@@ -79,12 +79,15 @@ def task_data(*, status, output, error, attempts, started_at, finished_at) -> di
         "finished_at": _iso(finished_at),
         "duration_ms": _ms(started_at, finished_at),
     }
+    if logs:
+        data["logs"] = logs
+    return data
 
 
 def task_run_data(run: TaskRun) -> dict[str, Any]:
     return {"name": run.name, **task_data(
         status=run.status, output=run.output, error=run.error, attempts=run.attempts,
-        started_at=run.started_at, finished_at=run.finished_at,
+        started_at=run.started_at, finished_at=run.finished_at, logs=run.logs,
     )}
 
 

@@ -238,3 +238,20 @@ def test_each_worker_says_once_at_start_up_how_code_is_limited(celery_workers):
         assert lines, log
         # Per task with cgroup v2, or the warning that only per-process rlimits apply.
         assert "per task" in lines[0]
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_what_a_code_task_printed_is_kept_with_its_record(celery_workers, api, user):
+    code = "import sys\ndef main(inputs):\n    print('fetched', 3)\n    print('slow', file=sys.stderr)\n    return 3\n"
+    interaction = make_interaction(user, active=True, tasks={
+        "calc": {"type": "code", "body": {"code": code, "inputs": {}}},
+        "quiet": {"type": "code", "body": {"code": SUM, "inputs": {"numbers": [1]}}},
+    })
+    waited = run_waiting(api, interaction, {}).json()
+    assert waited["status"] == "completed", waited
+    read = api.get(f"/api/sessions/{waited['id']}/").json()
+    for session in (waited, read):
+        assert session["tasks"]["calc"]["output"] == 3  # the output stays what main() returned
+        assert session["tasks"]["calc"]["logs"] == "fetched 3\nslow"
+        assert "logs" not in session["tasks"]["quiet"]  # printed nothing
