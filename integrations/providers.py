@@ -25,6 +25,9 @@ class ProviderField:
     default: Any = None
     minimum: int | None = None  # integers
     maximum: int | None = None
+    # Decides where the secrets are sent (a host, a port, TLS, a base URL): changing it requires
+    # sending the secrets again (integrations.services.integration_update).
+    destination: bool = False
 
     def describe(self) -> dict[str, Any]:
         described = {"name": self.name, "secret": self.secret, "required": self.required,
@@ -71,6 +74,18 @@ class Provider:
     def secret_fields(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields if f.secret)
 
+    @property
+    def destination_fields(self) -> frozenset[str]:
+        return frozenset(f.name for f in self.fields if f.destination)
+
+    def secret_values(self, credentials: dict[str, Any]) -> list[str]:
+        """Return the plaintexts that carry a secret as this provider's protocol sends them.
+
+        The secret fields' values, plus any composite a protocol builds from them (SMTP's AUTH
+        PLAIN string). `integrations.redaction` derives the encoded forms a server may echo.
+        """
+        return [str(credentials[name]) for name in sorted(self.secret_fields) if credentials.get(name)]
+
     def check_credentials(self, credentials: Any, *, partial: bool = False) -> dict[str, list[str]]:
         """Return problems per field of `credentials` (empty when valid).
 
@@ -109,13 +124,23 @@ class Smtp(Provider):
     key = "smtp"
     name = "SMTP server"
     fields = (
-        ProviderField("host"),
-        ProviderField("port", type="integer", required=False, default=587, minimum=1, maximum=65535),
+        ProviderField("host", destination=True),
+        ProviderField("port", type="integer", required=False, default=587, minimum=1, maximum=65535,
+                      destination=True),
         ProviderField("username", required=False, default=""),
         ProviderField("password", secret=True, required=False, default=""),
-        ProviderField("use_tls", type="boolean", required=False, default=True),
+        ProviderField("use_tls", type="boolean", required=False, default=True, destination=True),
         ProviderField("from_email"),
     )
+
+    def secret_values(self, credentials: dict[str, Any]) -> list[str]:
+        values = super().secret_values(credentials)
+        password = credentials.get("password")
+        if password:
+            # AUTH PLAIN (RFC 4616) sends base64("\0" + username + "\0" + password): a server that
+            # quotes it echoes the password in a form its own base64 does not match.
+            values.append(f"\0{credentials.get('username') or ''}\0{password}")
+        return values
 
 
 class UnknownProvider(UnknownKey):

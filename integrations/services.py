@@ -63,6 +63,7 @@ def integration_update(
         if problems:
             raise ValidationError(problems)
         public, secret = _split(spec, credentials)
+        _check_rebinding(integration, spec, public, secret)
         integration.config = {**integration.config, **public}
         if secret:
             try:
@@ -79,6 +80,36 @@ def integration_update(
                 stored = {}
             integration.secrets_encrypted = encrypt_json({**stored, **secret})
     return _save(integration)
+
+
+def _check_rebinding(integration: Integration, spec: Provider, public: dict[str, Any], secret: dict[str, Any]) -> None:
+    """Refuse to move stored secrets to a new destination unless they are sent again.
+
+    Changing a field that decides where the secrets go (`ProviderField.destination`: an SMTP
+    host, port or TLS) with the old secrets kept would let whoever can edit the integration (a
+    stolen session, a shared account) send them to a server of their choosing and read them
+    there. So the secrets that are stored must come with the change; their new values may be the
+    old ones. Raises ApiError 400 `secrets_required` naming each missing field.
+    """
+    defaults = {f.name: f.default for f in spec.fields}
+    moved = sorted(
+        name for name in spec.destination_fields
+        if name in public and public[name] != integration.config.get(name, defaults.get(name))
+    )
+    if not moved:
+        return
+    try:
+        stored = {name for name, value in decrypt_json(integration.secrets_encrypted).items() if value}
+    except DecryptionError:
+        stored = set(spec.secret_fields)  # unreadable: every one of them must be sent anyway
+    missing = sorted((stored & spec.secret_fields) - set(secret))
+    if missing:
+        raise ApiError(
+            f"Changing {', '.join(moved)} changes where this integration's secrets are sent: "
+            f"send {', '.join(missing)} again with the change.",
+            code="secrets_required",
+            details={f"credentials.{name}": [f"Required when {', '.join(moved)} change(s)."] for name in missing},
+        )
 
 
 def integration_delete(*, integration: Integration) -> None:

@@ -33,6 +33,7 @@ from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
 from integrations.providers import providers
+from integrations.redaction import redact, secret_forms
 from integrations.services import integration_credentials
 from interactions import claims, events, runstore, selectors
 from interactions.claims import Verdict
@@ -76,9 +77,7 @@ def task_timeout(compiled: CompiledVersion, name: str) -> float:
 # --- running a task type ---------------------------------------------------------------------
 
 def _redact(text: str, secrets: list[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
+    return redact(text, secrets)
 
 
 def _run(task_type, body: dict[str, Any], context: TaskContext, secrets: list[str]) -> Any:
@@ -130,8 +129,7 @@ def run_with_body(
             ) from None
     secrets = []
     if credentials:
-        secret_fields = providers.get(integration.provider).secret_fields
-        secrets = sorted((str(v) for k, v in credentials.items() if k in secret_fields and v), key=len, reverse=True)
+        secrets = secret_forms(credentials, providers.get(integration.provider))
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
