@@ -1,5 +1,11 @@
-"""Describe the Api-Key authentication in the OpenAPI document (imported in `ready()`)."""
+"""Describe Junction's authentication in the OpenAPI document (imported in `ready()`)."""
+from drf_spectacular.contrib.rest_framework_simplejwt import SimpleJWTScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
+
+
+class RevocableJWTScheme(SimpleJWTScheme):
+    target_class = "accounts.authentication.RevocableJWTAuthentication"
+    name = "jwtAuth"
 
 
 class ApiKeyScheme(OpenApiAuthenticationExtension):
@@ -11,5 +17,12 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
             "type": "apiKey",
             "in": "header",
             "name": "Authorization",
-            "description": "`Api-Key <key>`; create keys at POST /api/auth/api-keys/.",
+            "description": (
+                "`Api-Key <key>`; create keys at POST /api/auth/api-keys/. A key of scope `full` "
+                "acts as its user everywhere. A key of scope `run` may only call "
+                "POST /api/interactions/{id}/run/ and read sessions (GET /api/sessions/, "
+                "/api/sessions/{id}/ and its /events/) of the interactions it may run; every other "
+                "route answers 403 `insufficient_scope`. A run key limited to chosen interactions "
+                "finds no other interaction or session (404). An expired or revoked key is 401."
+            ),
         }

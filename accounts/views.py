@@ -1,33 +1,91 @@
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
+from rest_framework_simplejwt.views import TokenObtainPairView
 
-from accounts import selectors, services
+from accounts import rate_limits, selectors, services
 from accounts.ownership import OwnedQuerysetMixin
 from accounts.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyInputSerializer,
     ApiKeyOutputSerializer,
+    LogoutSerializer,
+    PasswordChangeSerializer,
     RegisterInputSerializer,
+    TokenPairSerializer,
     UserOutputSerializer,
 )
 from config.errors import ApiError
+
+THROTTLED = OpenApiResponse(description="Throttled: the error shape, code `throttled`, with `Retry-After`.")
 
 
 class RegisterView(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(request=RegisterInputSerializer, responses={201: UserOutputSerializer})
+    @extend_schema(
+        request=RegisterInputSerializer, responses={201: UserOutputSerializer, 429: THROTTLED},
+        description="Registrations are throttled per client address (JUNCTION_THROTTLE_REGISTER).",
+    )
     def post(self, request):
         if not settings.JUNCTION_ALLOW_REGISTRATION:
             raise ApiError("Registration is turned off on this server.", code="registration_closed", status_code=403)
+        rate_limits.registration_check(request)
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         user = services.user_register(**data.validated_data)
         return Response(UserOutputSerializer(user).data, status=status.HTTP_201_CREATED)
+
+
+class LoginView(TokenObtainPairView):
+    """Log in: a token pair. Failed logins are throttled per username and per client address."""
+
+    @extend_schema(
+        responses={200: TokenPairSerializer, 429: THROTTLED},
+        description="Failed logins are limited per username and per client address "
+        "(JUNCTION_THROTTLE_LOGIN); past the limit every login for that username or from that "
+        "address is 429 until the window ends, even with the right password.",
+    )
+    def post(self, request, *args, **kwargs):
+        username = request.data.get("username") if isinstance(request.data, dict) else None
+        if not isinstance(username, str):
+            return super().post(request, *args, **kwargs)  # a 400 naming the field
+        rate_limits.login_check(request, username)
+        try:
+            return super().post(request, *args, **kwargs)
+        except AuthenticationFailed:
+            rate_limits.login_failed(request, username)
+            raise
+
+
+class LogoutView(APIView):
+    """Blacklist a refresh token; access tokens it issued expire on their own (docs/security.md)."""
+
+    authentication_classes: list = []
+    permission_classes = [permissions.AllowAny]
+
+    @extend_schema(request=LogoutSerializer, responses={204: None})
+    def post(self, request):
+        data = LogoutSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.token_logout(**data.validated_data)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class PasswordView(APIView):
+    @extend_schema(
+        request=PasswordChangeSerializer, responses={200: TokenPairSerializer},
+        description="Change the password. Every access and refresh token issued before is revoked; "
+        "the answer is a new pair for the caller. API keys are not revoked.",
+    )
+    def post(self, request):
+        data = PasswordChangeSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        return Response(services.password_change(user=request.user, **data.validated_data))
 
 
 class MeView(APIView):

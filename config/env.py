@@ -66,6 +66,20 @@ def env_list(name: str, default: list[str] | None = None) -> list[str]:
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
+RATE_PERIODS = ("s", "sec", "second", "m", "min", "minute", "h", "hour")
+
+
+def env_rate(name: str, default: str) -> str:
+    """A rate "N/period" (period one of RATE_PERIODS) or "none" (no limit)."""
+    value = (env_str(name, default) or default).strip()
+    if value.lower() == "none":
+        return value
+    count, _, period = value.partition("/")
+    if not count.strip().isdigit() or period.strip().lower() not in RATE_PERIODS:
+        raise ImproperlyConfigured(f"{name} must be N/period (period: s, min or hour) or none, got {value!r}")
+    return value
+
+
 def local_secret(path: Path, make: callable) -> str:
     """Return the secret kept in `path`, creating it with `make()` on first use.
 

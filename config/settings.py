@@ -17,7 +17,7 @@ from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from config.env import env_bool, env_float, env_int, env_list, env_str, local_secret, token
+from config.env import env_bool, env_float, env_int, env_list, env_rate, env_str, local_secret, token
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
@@ -132,10 +132,11 @@ WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # JWT first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
-        "rest_framework_simplejwt.authentication.JWTAuthentication",
+        "accounts.authentication.RevocableJWTAuthentication",
         "accounts.authentication.ApiKeyAuthentication",
     ],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # ApiKeyScope: a key of scope `run` reaches only the run and session routes (docs/security.md).
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.permissions.ApiKeyScope"],
     # JSON only (SPEC §2), bounded in size and depth: config/parsers.py.
     "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
@@ -151,7 +152,11 @@ SIMPLE_JWT = {
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JUNCTION_REFRESH_TOKEN_DAYS", 7)),
     "USER_ID_FIELD": "id",
     "UPDATE_LAST_LOGIN": False,
+    "TOKEN_OBTAIN_SERIALIZER": "accounts.serializers.LoginSerializer",
     "TOKEN_REFRESH_SERIALIZER": "accounts.serializers.TokenRefreshSerializer",
+    # A refresh answers a new refresh token too and blacklists the one it used (docs/security.md).
+    "ROTATE_REFRESH_TOKENS": True,
+    "BLACKLIST_AFTER_ROTATION": True,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Junction API",
@@ -251,6 +256,30 @@ JUNCTION_RATE_PLANS = dict(
     item.split("=", 1) for item in env_list("JUNCTION_RATE_PLANS", ["default=60000/min", "unlimited=none"])
 )
 JUNCTION_ALLOW_REGISTRATION = env_bool("JUNCTION_ALLOW_REGISTRATION", True)
+
+# --- Access: throttles, per-user concurrency, proxies, CORS (docs/security.md) ----------------
+INSTALLED_APPS.append("rest_framework_simplejwt.token_blacklist")
+# Failed logins per username and per client address; registrations per address; per user:
+# trying a task type, retrying a session, opening an event stream. "N/s|min|hour" or "none".
+JUNCTION_THROTTLE_LOGIN = env_rate("JUNCTION_THROTTLE_LOGIN", "10/min")
+JUNCTION_THROTTLE_REGISTER = env_rate("JUNCTION_THROTTLE_REGISTER", "20/hour")
+JUNCTION_THROTTLE_TASK_TEST = env_rate("JUNCTION_THROTTLE_TASK_TEST", "60/min")
+JUNCTION_THROTTLE_RETRY = env_rate("JUNCTION_THROTTLE_RETRY", "60/min")
+JUNCTION_THROTTLE_EVENTS = env_rate("JUNCTION_THROTTLE_EVENTS", "120/min")
+# Most sessions one user may have queued or running at once (429 past it, nothing created).
+JUNCTION_MAX_ACTIVE_SESSIONS = env_int("JUNCTION_MAX_ACTIVE_SESSIONS", 1000, minimum=1, maximum=1_000_000)
+# Reverse proxies in front of the API that append to X-Forwarded-For: the client address of the
+# throttles is the one they saw. 0: REMOTE_ADDR, and X-Forwarded-For (client-chosen) is ignored.
+REST_FRAMEWORK["NUM_PROXIES"] = env_int("JUNCTION_NUM_PROXIES", 0, minimum=0, maximum=10)
+# CORS for browser clients on other origins: off unless origins are listed.
+CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS", [])
+if CORS_ALLOWED_ORIGINS:
+    INSTALLED_APPS.append("corsheaders")
+    MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.common.CommonMiddleware"),
+                      "corsheaders.middleware.CorsMiddleware")
+    CORS_URLS_REGEX = r"^/api/.*$"
+    CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "idempotency-key", "last-event-id", "prefer")
+    CORS_EXPOSE_HEADERS = ("Location", "Retry-After")
 JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100, minimum=1, maximum=1000)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300, minimum=0, maximum=86400)
 JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10, minimum=0, maximum=100)

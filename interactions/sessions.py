@@ -30,6 +30,7 @@ from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
 from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from interactions.quotas import check_session_quota
 from tasks_catalog.expressions import shared_budget
 
 logger = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ def session_start(
     for a bad input, 422 for an Idempotency-Key reused with another body. Nothing is written
     on a rejected call.
     """
+    check_session_quota(user=user)
     if not interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = interaction.current_version
@@ -265,6 +267,7 @@ def session_retry(*, session: Session) -> Session:
     Only the tasks that did not complete run again (the fused ones that can, right here).
     Raises Conflict (409) if the interaction is not active, as a new run would.
     """
+    check_session_quota(user=session.user)
     if not session.interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = session.version

@@ -10,6 +10,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.ownership import OwnedQuerysetMixin
+from accounts.rate_limits import EventsThrottle, RetryThrottle
 from accounts.throttling import PlanRateThrottle
 from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
@@ -28,6 +29,9 @@ from interactions.serializers import (
 class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     serializer_class = InteractionOutputSerializer
     filterset_fields = ["is_active", "name"]
+    # A `run` API key may only run (accounts.permissions); a limited one only its interactions.
+    run_key_actions = ("run",)
+    key_interaction_field = "id"
 
     def owned_queryset(self, user):
         found = selectors.interaction_list(user=user)
@@ -143,6 +147,10 @@ class EventStreamRenderer(renderers.BaseRenderer):
 class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
+    # A `run` API key reads the sessions of the interactions it may run; cancel and retry need a
+    # full key (accounts.permissions, docs/security.md).
+    run_key_actions = ("list", "retrieve", "events")
+    key_interaction_field = "interaction_id"
 
     def owned_queryset(self, user):
         return selectors.session_list(user=user)
@@ -160,7 +168,7 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
         return Response(selectors.session_data(sessions.session_cancel(session=self.get_object())))
 
     @extend_schema(request=None, responses={202: SessionSerializer})
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def retry(self, request, pk=None):
         retry = sessions.session_retry(session=self.get_object())
         retry = selectors.session_list(user=request.user).get(pk=retry.pk)
@@ -175,7 +183,8 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
         ],
         responses={(200, "text/event-stream"): str, 204: None},
     )
-    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer])
+    @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer],
+            throttle_classes=[EventsThrottle])
     def events(self, request, pk=None):
         """Stream the session's task changes, then the session (Server-Sent Events; see event_stream)."""
         session = self.get_object()

@@ -4,6 +4,7 @@ from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from accounts.rate_limits import TaskTestThrottle
 from config.errors import ApiError
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
@@ -66,7 +67,7 @@ class TaskTypeViewSet(viewsets.ViewSet):
             raise ApiError(str(exc), code="not_found", status_code=404) from None
 
     @extend_schema(request=TaskTestSerializer, responses=TaskTestResultSerializer)
-    @action(detail=True, methods=["post"])
+    @action(detail=True, methods=["post"], throttle_classes=[TaskTestThrottle])
     def test(self, request, type=None):  # noqa: A002 - the route's name
         """Run one task now with literal values, to try it before wiring it."""
         data = TaskTestSerializer(data=request.data)

@@ -29,6 +29,15 @@ def client_for(user: User) -> APIClient:
     return client
 
 
+@pytest.fixture(autouse=True)
+def _fresh_throttle_windows():
+    """Every test starts with no login, registration or per-user throttle window used."""
+    from accounts import rate_limits
+
+    rate_limits.clear()
+    yield
+
+
 @pytest.fixture
 def user(db) -> User:
     return make_user("alice")
