@@ -31,7 +31,7 @@ class ProviderField:
 
     def describe(self) -> dict[str, Any]:
         described = {"name": self.name, "secret": self.secret, "required": self.required,
-                     "type": self.type, "default": self.default}
+                     "type": self.type, "default": self.default, "destination": self.destination}
         if self.type == "string":
             described["max_length"] = MAX_CREDENTIAL_LENGTH
         for bound in ("minimum", "maximum"):

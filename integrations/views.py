@@ -35,7 +35,13 @@ class IntegrationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         integration = services.integration_create(user=request.user, **data.validated_data)
         return Response(IntegrationOutputSerializer(integration).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(request=IntegrationUpdateSerializer, responses=IntegrationOutputSerializer)
+    @extend_schema(
+        request=IntegrationUpdateSerializer, responses=IntegrationOutputSerializer,
+        description="Rename, or merge new credential values over the stored ones. Changing a field "
+        "that decides where the secrets are sent (a provider field with `destination`: SMTP host, "
+        "port, use_tls) requires sending the stored secrets again: otherwise 400 `secrets_required` "
+        "naming each (`credentials.password`).",
+    )
     def partial_update(self, request, pk=None):
         integration = self.get_object()
         data = IntegrationUpdateSerializer(data=request.data)

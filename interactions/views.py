@@ -4,7 +4,7 @@ from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
 from django.http import StreamingHttpResponse
 from django_filters import rest_framework as filters
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
@@ -113,7 +113,11 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
             OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
             OpenApiParameter("wait", float, OpenApiParameter.QUERY, description="alias of Prefer: wait=N"),
         ],
-        responses={200: SessionSerializer, 202: SessionSerializer},
+        responses={200: SessionSerializer, 202: SessionSerializer, 429: OpenApiResponse(
+            description="`throttled` (the plan's run rate) or `too_many_active_sessions` "
+            "(JUNCTION_MAX_ACTIVE_SESSIONS queued or running): the error shape, with Retry-After.")},
+        description="Run the interaction. Also open to API keys of scope `run` (a limited key: only "
+        "its interactions, others are 404).",
     )
     @action(detail=True, methods=["post"], throttle_classes=[PlanRateThrottle])
     def run(self, request, pk=None):
@@ -167,7 +171,8 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
     def cancel(self, request, pk=None):
         return Response(selectors.session_data(sessions.session_cancel(session=self.get_object())))
 
-    @extend_schema(request=None, responses={202: SessionSerializer})
+    @extend_schema(request=None, responses={202: SessionSerializer, 429: OpenApiResponse(
+        description="`throttled` (JUNCTION_THROTTLE_RETRY) or `too_many_active_sessions`, with Retry-After.")})
     @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def retry(self, request, pk=None):
         retry = sessions.session_retry(session=self.get_object())
@@ -181,7 +186,8 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
                              description="resume after this event (its `id:`)"),
             OpenApiParameter("last_event_id", str, OpenApiParameter.QUERY, description="alias of Last-Event-ID"),
         ],
-        responses={(200, "text/event-stream"): str, 204: None},
+        responses={(200, "text/event-stream"): str, 204: None, 429: OpenApiResponse(
+            description="`throttled`: streams opened per user (JUNCTION_THROTTLE_EVENTS), with Retry-After.")},
     )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer],
             throttle_classes=[EventsThrottle])

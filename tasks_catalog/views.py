@@ -66,7 +66,8 @@ class TaskTypeViewSet(viewsets.ViewSet):
         except UnknownTaskType as exc:
             raise ApiError(str(exc), code="not_found", status_code=404) from None
 
-    @extend_schema(request=TaskTestSerializer, responses=TaskTestResultSerializer)
+    @extend_schema(request=TaskTestSerializer, responses={200: TaskTestResultSerializer, 429: OpenApiResponse(
+        description="`throttled`: tries per user (JUNCTION_THROTTLE_TASK_TEST), with Retry-After.")})
     @action(detail=True, methods=["post"], throttle_classes=[TaskTestThrottle])
     def test(self, request, type=None):  # noqa: A002 - the route's name
         """Run one task now with literal values, to try it before wiring it."""

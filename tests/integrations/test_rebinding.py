@@ -59,3 +59,10 @@ class TestRebinding:
     def test_twitter_has_no_destination_field(self, api, user):
         integration = make_integration(user, "twitter")
         assert patch(api, integration, {"consumer_key": "ck-2", "access_token": "at-2"}).status_code == 200
+
+
+@pytest.mark.django_db
+def test_providers_show_which_fields_are_destinations(api):
+    smtp = next(p for p in api.get("/api/providers/").json() if p["provider"] == "smtp")
+    destinations = {field["name"] for field in smtp["fields"] if field["destination"]}
+    assert destinations == {"host", "port", "use_tls"}
