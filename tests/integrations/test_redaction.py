@@ -107,3 +107,65 @@ def test_encoded_forms_are_cut_from_a_task_error_and_the_log(echoing, api, user,
     for form in FORMS:
         assert form not in response.content.decode()
         assert form not in caplog.text
+
+
+class EchoingSmtpServer:
+    """A raw SMTP server on 127.0.0.1 that rejects AUTH quoting the line it was sent, as a
+    careless or hostile server may: the real smtplib client and `send_email` talk to it."""
+
+    def __init__(self, mechanism: str) -> None:
+        import socket
+        import threading
+
+        self.mechanism = mechanism
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(4)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 echo ESMTP\r\n")
+            for raw in lines:
+                line = raw.decode().strip()
+                verb = line.split(" ")[0].upper()
+                if verb in ("EHLO", "HELO"):
+                    conn.sendall(f"250-echo\r\n250 AUTH {self.mechanism}\r\n".encode())
+                elif verb == "AUTH" and line.upper().startswith("AUTH LOGIN"):
+                    conn.sendall(b"334 UGFzc3dvcmQ6\r\n")  # then the password line comes alone
+                elif verb == "AUTH" or (self.mechanism == "LOGIN" and verb not in ("QUIT", "RSET")):
+                    # AUTH PLAIN <base64>, or AUTH LOGIN's bare base64 password line: quoted back.
+                    conn.sendall(f"535 5.7.8 rejected: {line}\r\n".encode())
+                elif verb == "QUIT":
+                    conn.sendall(b"221 bye\r\n")
+                    return
+                else:
+                    conn.sendall(b"250 ok\r\n")
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_a_server_echoing_the_auth_line_does_not_leak_the_password(api, user, mechanism):
+    server = EchoingSmtpServer(mechanism)
+    try:
+        integration = make_integration(user, "smtp", port=server.port)
+        response = api.post("/api/task-types/send_email/test/",
+                            {"body": {"to": "a@example.com", "subject": "s", "text": "t"},
+                             "integration": str(integration.id), "timeout": 5}, format="json")
+    finally:
+        server.stop()
+    assert response.status_code == 200, response.content
+    result = response.json()
+    assert result["status"] == "failed" and "535" in result["error"], result
+    assert "***" in result["error"], result["error"]
+    for form in FORMS:
+        assert form not in response.content.decode()
