@@ -20,6 +20,7 @@ put into `X-Forwarded-For` (never a client-chosen value when it is 0, the defaul
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from dataclasses import dataclass
@@ -76,7 +77,9 @@ def _refuse(window: Window, what: str) -> Throttled:
 
 def _login_windows(request, username: str) -> list[Window]:
     rate = settings.JUNCTION_THROTTLE_LOGIN
-    found = [_window("login-user", username.strip().lower()[:150], rate),
+    # Hashed: a username is whatever the caller typed (spaces, control characters, any length).
+    name = hashlib.sha256(username.strip().lower().encode()).hexdigest()
+    found = [_window("login-user", name, rate),
              _window("login-address", client_address(request), rate)]
     return [window for window in found if window is not None]
 

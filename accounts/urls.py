@@ -1,8 +1,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
-from rest_framework_simplejwt.views import TokenRefreshView
 
-from accounts.views import ApiKeyViewSet, LoginView, LogoutView, MeView, PasswordView, RegisterView
+from accounts.views import ApiKeyViewSet, LoginView, LogoutView, MeView, PasswordView, RefreshView, RegisterView
 
 router = SimpleRouter()
 router.register("api-keys", ApiKeyViewSet, basename="api-key")
@@ -10,7 +9,7 @@ router.register("api-keys", ApiKeyViewSet, basename="api-key")
 urlpatterns = [
     path("register/", RegisterView.as_view(), name="register"),
     path("login/", LoginView.as_view(), name="login"),
-    path("refresh/", TokenRefreshView.as_view(), name="token-refresh"),
+    path("refresh/", RefreshView.as_view(), name="token-refresh"),
     path("logout/", LogoutView.as_view(), name="logout"),
     path("password/", PasswordView.as_view(), name="password"),
     path("me/", MeView.as_view(), name="me"),

@@ -4,7 +4,7 @@ from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.views import TokenObtainPairView
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import rate_limits, selectors, services
 from accounts.ownership import OwnedQuerysetMixin
@@ -60,6 +60,16 @@ class LoginView(TokenObtainPairView):
         except AuthenticationFailed:
             rate_limits.login_failed(request, username)
             raise
+
+
+class RefreshView(TokenRefreshView):
+    @extend_schema(
+        responses={200: TokenPairSerializer},
+        description="Exchange a refresh token for a new access token and a new refresh token: the one "
+        "sent is blacklisted (rotation) and refused from then on.",
+    )
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
 
 
 class LogoutView(APIView):
