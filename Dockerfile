@@ -14,7 +14,7 @@ RUN apt-get update \
 
 WORKDIR /app
 COPY requirements.txt .
-RUN pip install -r requirements.txt flower==2.2.0
+RUN pip install -r requirements.txt
 
 COPY . .
 RUN useradd --create-home --uid 1000 junction \

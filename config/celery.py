@@ -3,7 +3,10 @@ import logging
 import os
 
 from celery import Celery
-from celery.signals import task_postrun, task_prerun, worker_init
+from celery.signals import (
+    setup_logging, task_postrun, task_prerun, worker_init, worker_process_init, worker_process_shutdown,
+    worker_shutdown,
+)
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -25,6 +28,60 @@ def _drop_unusable_connections(**kwargs) -> None:
     from django.db import close_old_connections
 
     close_old_connections()
+
+
+@setup_logging.connect
+def _django_logging(**kwargs) -> None:
+    """Keep Django's LOGGING (JSON or text, with the log context) in workers and beat.
+
+    A receiver of this signal stops Celery from replacing the root logger's handlers with its
+    own plain format. LOG_LEVEL, not `--loglevel`, sets the level.
+    """
+    import logging.config
+
+    from django.conf import settings
+
+    logging.config.dictConfig(settings.LOGGING)
+
+
+@task_prerun.connect
+def _log_context_in(task_id=None, task=None, args=None, kwargs=None, **_) -> None:
+    from config import logcontext
+
+    logcontext.task_started(task_name=getattr(task, "name", ""), task_id=task_id, args=args, kwargs=kwargs)
+
+
+@task_postrun.connect
+def _log_context_out(**_) -> None:
+    from config import logcontext
+
+    logcontext.task_ended()
+
+
+@worker_process_init.connect
+def _count_pool_process(**_) -> None:
+    from config import metrics
+
+    metrics.process_started("worker")
+
+
+@worker_process_shutdown.connect
+@worker_shutdown.connect
+def _uncount_process(**_) -> None:
+    from config import metrics
+
+    metrics.process_exited()
+
+
+@worker_init.connect
+def _serve_worker_metrics(**_) -> None:
+    """Serve this host's metrics on JUNCTION_WORKER_METRICS_PORT from the worker's main process."""
+    from django.conf import settings
+
+    if settings.JUNCTION_WORKER_METRICS_PORT:
+        from config import metrics_listener
+
+        metrics_listener.start(settings.JUNCTION_WORKER_METRICS_ADDR, settings.JUNCTION_WORKER_METRICS_PORT)
 
 
 @worker_init.connect

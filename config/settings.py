@@ -64,6 +64,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # Outermost: every request gets a log context and is counted, whatever answers it.
+    "config.logcontext.RequestContextMiddleware",
+    "config.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "config.limits.RequestSizeLimitMiddleware",
@@ -298,17 +301,32 @@ JUNCTION_ENCRYPTION_KEYS = env_list("JUNCTION_ENCRYPTION_KEYS") or [
     _required_secret("JUNCTION_ENCRYPTION_KEYS", _fernet_key)
 ]
 
+# --- Logging (docs/operations.md) ----------------------------------------------------------
+# LOG_FORMAT=json: one JSON object a line (python-json-logger), the production default;
+# LOG_FORMAT=text: plain lines, the embedded mode's default. Either way each line carries the
+# request, user, interaction, session and task it belongs to (config/logcontext.py).
+LOG_FORMAT = env_str("LOG_FORMAT", "text" if EMBEDDED else "json")
+if LOG_FORMAT not in {"json", "text"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be 'json' or 'text', got {LOG_FORMAT!r}")
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+    "filters": {"context": {"()": "config.logcontext.ContextFilter"}},
+    "formatters": {
+        "text": {"()": "config.logcontext.TextFormatter",
+                 "format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "json": {"()": "pythonjsonlogger.json.JsonFormatter",
+                 "format": "%(levelname)s %(name)s %(process)d %(message)s",
+                 "rename_fields": {"levelname": "level", "name": "logger", "process": "pid"},
+                 "timestamp": "time"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
 JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60, minimum=0, maximum=3600)
-# Each process writes its metric counters to the shared cache this often (config/metrics.py).
-JUNCTION_METRICS_FLUSH_SECONDS = env_float("JUNCTION_METRICS_FLUSH_SECONDS", 1.0)
 JUNCTION_SSE_MAX_SECONDS = env_float("JUNCTION_SSE_MAX_SECONDS", 600, minimum=1, maximum=86400)
 # Session events (interactions/events.py): Redis pub/sub for `Prefer: wait` and `/events`; the
 # result backend's Redis unless set; none in the embedded mode (an in-process bus).
@@ -384,3 +402,50 @@ JUNCTION_CODE_CGROUP_PARENT = env_str("JUNCTION_CODE_CGROUP_PARENT", "/sys/fs/cg
 JUNCTION_CODE_CPUS = env_float("JUNCTION_CODE_CPUS", 1, minimum=0.01, maximum=64)
 # What print() wrote that the task-type test endpoint shows as `logs` (the last bytes are kept).
 JUNCTION_CODE_MAX_LOG_BYTES = env_int("JUNCTION_CODE_MAX_LOG_BYTES", 64 * 1024, minimum=0, maximum=1024 * 1024)
+
+# --- Operations (docs/operations.md) --------------------------------------------------------
+# /metrics: a bearer token; unset, only loopback clients that came through no proxy may read it.
+JUNCTION_METRICS_TOKEN = env_str("JUNCTION_METRICS_TOKEN", "")
+# Label session durations by interaction id (one histogram per interaction; off: one in all).
+JUNCTION_METRICS_PER_INTERACTION = env_bool("JUNCTION_METRICS_PER_INTERACTION", True)
+# How long a scrape waits for workers to answer the liveness ping, in seconds.
+JUNCTION_METRICS_PING_SECONDS = env_float("JUNCTION_METRICS_PING_SECONDS", 0.5, minimum=0.05, maximum=10)
+# A worker host serves its processes' metrics on this port (0: off); needs PROMETHEUS_MULTIPROC_DIR.
+JUNCTION_WORKER_METRICS_PORT = env_int("JUNCTION_WORKER_METRICS_PORT", 0, minimum=0, maximum=65535)
+JUNCTION_WORKER_METRICS_ADDR = env_str("JUNCTION_WORKER_METRICS_ADDR", "0.0.0.0")
+if JUNCTION_WORKER_METRICS_PORT and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    raise ImproperlyConfigured(
+        "JUNCTION_WORKER_METRICS_PORT needs PROMETHEUS_MULTIPROC_DIR: the pool processes count into it")
+# Finished sessions (and their task records) older than this many days are deleted by the
+# hourly `junction.purge_sessions` job and `manage.py purge_sessions`; 0 keeps them forever.
+# At least 1: a repeated Idempotency-Key finds its session for 24 hours.
+JUNCTION_SESSION_RETENTION_DAYS = env_int("JUNCTION_SESSION_RETENTION_DAYS", 30, minimum=0, maximum=3650)
+# Sessions deleted per transaction (each batch is short, so locks are held briefly).
+JUNCTION_PURGE_BATCH = env_int("JUNCTION_PURGE_BATCH", 1000, minimum=10, maximum=100_000)
+CELERY_BEAT_SCHEDULE["purge-sessions"] = {
+    "task": "junction.purge_sessions",
+    "schedule": env_float("JUNCTION_PURGE_INTERVAL", 3600, minimum=60, maximum=86400),
+}
+# Beat touches this file on every tick (config/beat.py): its healthcheck reads the file's age.
+CELERY_BEAT_SCHEDULER = "config.beat.HeartbeatScheduler"
+CELERY_BEAT_MAX_LOOP_INTERVAL = 30
+JUNCTION_BEAT_HEARTBEAT_FILE = env_str("JUNCTION_BEAT_HEARTBEAT_FILE", "/tmp/junction-beat-heartbeat")
+# Behind a TLS-terminating proxy: trust its X-Forwarded-Proto (set SECURE_PROXY_SSL_HEADER to
+# the header's name, e.g. X-Forwarded-Proto) and X-Forwarded-Host / -Port, so that
+# request.build_absolute_uri (endpoint URLs, pagination links) says https:// and the public
+# host. Off by default: a client could otherwise forge them.
+_PROXY_SSL_HEADER = env_str("SECURE_PROXY_SSL_HEADER", "")
+SECURE_PROXY_SSL_HEADER = (
+    ("HTTP_" + _PROXY_SSL_HEADER.upper().replace("-", "_"), "https") if _PROXY_SSL_HEADER else None
+)
+USE_X_FORWARDED_HOST = env_bool("USE_X_FORWARDED_HOST", False)
+USE_X_FORWARDED_PORT = env_bool("USE_X_FORWARDED_PORT", False)
+# HTTPS hardening (`manage.py check --deploy` is clean with the production values in
+# docs/operations.md). Probes and scrapes over plain HTTP inside the network are not redirected.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0, minimum=0, maximum=2 * 365 * 86400)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)

@@ -24,6 +24,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from config import metrics, oplog
 from config.celery import queue_depths
 from interactions.compiled import compiled_version
 from interactions.models import Session, TaskRun
@@ -75,6 +76,7 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
             .filter(status__in=ACTIVE, deadline_at__lt=now)[:BATCH]
         )
         for session in overdue:
+            oplog.session_timed_out(session.pk, interaction_id=session.interaction_id)
             session_end(session=session, status=Session.Status.TIMED_OUT,
                         error=f"timed out: the session's deadline ({session.deadline_at.isoformat()}) passed",
                         now=now)
@@ -98,13 +100,16 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
             elif session.resumes >= settings.JUNCTION_MAX_RESUMES and backlog:
                 report.waiting += 1  # it may only be waiting behind the backlog: don't fail it
             elif session.resumes >= settings.JUNCTION_MAX_RESUMES:
+                oplog.session_abandoned(session.pk, session.resumes, interaction_id=session.interaction_id)
                 session_end(session=session, status=Session.Status.FAILED, now=now, error=(
                     f"stalled: no progress after {session.resumes} resumes "
                     f"(workers or broker unavailable?)"
                 ))
                 report.abandoned += 1
             else:
-                logger.warning("resuming stalled session %s (resume %d)", session.pk, session.resumes + 1)
+                oplog.session_resumed(session.pk, session.resumes + 1, interaction_id=session.interaction_id)
                 session_resume(session=session, now=now)
                 report.resumed += 1
+    metrics.sweeper_acted(timed_out=report.timed_out, resumed=report.resumed, abandoned=report.abandoned,
+                          waiting=report.waiting)
     return report

@@ -10,7 +10,7 @@ from celery import shared_task
 from celery.exceptions import Ignore
 from django.db import DatabaseError, InterfaceError, close_old_connections
 
-from interactions import executor, sweeper
+from interactions import executor, retention, sweeper
 
 logger = logging.getLogger(__name__)
 
@@ -60,3 +60,15 @@ def sweep() -> None:
     report = sweeper.sessions_sweep()
     if report.total:
         logger.info("sweeper: %s", report)
+
+
+# One round deletes at most this many sessions; the next round (an hour later) goes on.
+PURGE_ROUND = 100_000
+
+
+@shared_task(name="junction.purge_sessions", ignore_result=True)
+def purge_sessions() -> None:
+    """Delete finished sessions past JUNCTION_SESSION_RETENTION_DAYS (interactions/retention.py)."""
+    before = retention.retention_cutoff()
+    if before is not None:
+        retention.sessions_purge(before=before, limit=PURGE_ROUND)
