@@ -233,7 +233,7 @@ class ClusterCollector(Collector):
             "Active sessions without progress for JUNCTION_STALL_SECONDS (the sweeper resumes them).", value=stalled)
 
 
-_cluster = CollectorRegistry(auto_describe=True)
+_cluster = CollectorRegistry()  # no auto_describe: registering must not read anything
 _cluster.register(ClusterCollector())
 
 
