@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import os
 import json
 import logging
 import logging.config
@@ -148,3 +149,26 @@ def test_bad_log_format_is_refused():
                             env={**os.environ, "LOG_FORMAT": "xml", "DJANGO_SETTINGS_MODULE": "config.test_settings"},
                             cwd=settings.BASE_DIR, timeout=60)
     assert result.returncode != 0 and "LOG_FORMAT" in result.stderr
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.slow
+def test_worker_lines_are_json_with_the_session_and_task(user, api):
+    from tests.conftest import finished
+    from tests.workers import WorkerPool, flush_redis
+
+    flush_redis()
+    pool = WorkerPool(count=1, concurrency=1, name="logjson",
+                      extra_env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}).start()
+    try:
+        interaction = make_interaction(user, tasks={"pause": {"type": "delay", "body": {"seconds": 0}}}, active=True)
+        run = api.post(f"/api/interactions/{interaction.id}/run/", {}, format="json")
+        session = finished(api, run.json()["id"])
+        assert session["status"] == "completed"
+    finally:
+        pool.stop()
+    logs = list(pool.log_dir.glob(f"logjson-{os.getpid()}-*.log"))
+    lines = [json.loads(line) for path in logs for line in path.read_text().splitlines() if line.startswith("{")]
+    assert lines, "the worker wrote no JSON line"
+    mine = [line for line in lines if line.get("session_id") == session["id"]]
+    assert mine and all(line.get("task") == "pause" for line in mine if "celery_task_id" in line)
