@@ -14,8 +14,6 @@ os.environ.setdefault(
     "0P4nyNaqEcm4t1pfhUKMy5RGbE1PrKvkR3T2hE8Op8I=,yJ7kzZz5mw2H1oi5vN3E3gHOeZ2yZqGQ1xGvSm8m0l4=",
 )
 os.environ.setdefault("JUNCTION_SSRF_ALLOWED_NETWORKS", "127.0.0.0/8")
-# Worker processes write their metric counts soon, so a test can wait them out (test_operations).
-os.environ.setdefault("JUNCTION_METRICS_FLUSH_SECONDS", "0.1")
 
 from config.settings import *  # noqa: E402,F401,F403
 
