@@ -28,7 +28,7 @@ from django.conf import settings
 from django.utils import timezone
 from jmespath.exceptions import JMESPathError
 
-from config import metrics
+from config import metrics, oplog
 from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
@@ -217,6 +217,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         advance(session, skips=[name])
         return
     if verdict is Verdict.POISON:
+        oplog.task_poisoned(session_id, name, decision.attempt, type=spec.type)
         advance(session, results=[Result(name, decision.attempt, FAILED, error=(
             f"the worker running this task was lost {decision.attempt} times; "
             f"giving up (a task that kills its worker?)"
@@ -224,6 +225,8 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         return
 
     if verdict is Verdict.RUN:
+        if decision.attempt > 1 and snapshot.rows[name].error is None:  # no retry gave it back: a lost worker's
+            oplog.task_taken_over(session_id, name, decision.attempt, type=spec.type)
         _announce(session_id, snapshot.rows, [name])
     records = {task: Record(row.status, row.output, row.error) for task, row in snapshot.rows.items() if task != name}
     if task_type.timer:
@@ -248,13 +251,17 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
         if failure.transient and attempt <= spec.retries:
             runstore.give_back(session_id=session.id, name=name, attempt=attempt, error=str(failure),
                                now=timezone.now())
-            raise RetryLater(backoff(attempt)) from None
+            countdown = backoff(attempt)
+            oplog.task_retry(session.id, name, spec.type, str(failure), attempt, countdown)
+            raise RetryLater(countdown) from None
         result = Result(name, attempt, FAILED, error=str(failure), logs=printed.text or "")
     else:
         encoded, problem = runstore.encode_output(output)
         result = Result(name, attempt, FAILED, error=problem, logs=printed.text or "") if problem else \
             Result(name, attempt, COMPLETED, encoded, logs=printed.text or "")
     metrics.task_finished(spec.type, result.status, time.monotonic() - started)
+    if result.status == FAILED:
+        oplog.task_failed(session.id, name, spec.type, result.error, attempt)
     return result
 
 
@@ -310,6 +317,8 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
         for name, attempt in sorted(applied.claimed.items()):
             status, _, encoded, error = run_pure(compiled, name, caller_input=session.input, records=records,
                                               user_id=session.user_id)
+            if status == FAILED:
+                oplog.task_failed(session.id, name, compiled.definition.tasks[name].type, error, attempt)
             results.append(Result(name, attempt, status, encoded, error))
         skips, durable = [], False
         changed = set(applied.claimed) | set(applied.skipped)
@@ -340,7 +349,10 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
                                now=now)
     if finished is None:
         return None  # ended meanwhile (cancelled, timed out, or by a concurrent step)
-    metrics.session_finished(outcome.status)
+    seconds = (now - finished.created_at).total_seconds()
+    metrics.session_finished(outcome.status, seconds=seconds, interaction=finished.interaction_id)
+    oplog.session_finished(session.id, outcome.status, seconds * 1000, interaction_id=finished.interaction_id,
+                           error=error)
     data = selectors.session_data_from(
         id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
         input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,

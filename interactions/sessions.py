@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -22,7 +23,7 @@ from django.utils import timezone
 from rest_framework import status
 
 from accounts.models import User
-from config import metrics
+from config import metrics, oplog
 from config.errors import ApiError, Conflict
 from interactions import executor, runstore
 from interactions.compiled import CompiledVersion, compiled_version
@@ -49,6 +50,13 @@ def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None)
     from interactions.events import publish_session_end
 
     publish_session_end(session_id, data)
+
+
+def _count_end(*, session_id, interaction_id, created_at: datetime, status: str, error: str | None = None) -> None:
+    """Count and log a session's end (metrics and the operator's log line)."""
+    seconds = (timezone.now() - created_at).total_seconds()
+    metrics.session_finished(status, seconds=seconds, interaction=interaction_id)
+    oplog.session_finished(session_id, status, seconds * 1000, interaction_id=interaction_id, error=error)
 
 
 def request_hash(data: Any) -> str:
@@ -135,7 +143,7 @@ class _Settled:
 
 
 def _settle_at_call(
-    *, compiled: CompiledVersion, data: Any, user_id, done: dict[str, Record], room: int
+    *, compiled: CompiledVersion, data: Any, user_id, done: dict[str, Record], room: int, session_id=None,
 ) -> dict[str, _Settled]:
     """Run every fused task that depends on no unfinished worker task; skip what cannot run.
 
@@ -153,6 +161,8 @@ def _settle_at_call(
         if size > room:
             status_, output, error, size = runstore.FAILED, None, runstore.session_too_large(), 0
         room -= size
+        if status_ == runstore.FAILED:
+            oplog.task_failed(session_id, name, compiled.definition.tasks[name].type, error, 1)
         settled[name] = _Settled(status_, output, error, size, 1, started, timezone.now())
         return Record(status_, output, error)
 
@@ -179,8 +189,10 @@ def _create(
     done = done or {}
     size = len(json.dumps(data, separators=(",", ":"))) + sum(
         len(json.dumps(run.output, separators=(",", ":"))) for run in done.values())
+    session_id = uuid.uuid4()
     settled = _settle_at_call(
         compiled=compiled, data=data, user_id=user.id, room=settings.JUNCTION_MAX_SESSION_BYTES - size,
+        session_id=session_id,
         done={name: Record(COMPLETED, run.output) for name, run in done.items()},
     )
     size += sum(task.size for task in settled.values())
@@ -201,7 +213,7 @@ def _create(
                 f"{name}: {records[name].error}" for name in outcome.unhandled) if outcome.unhandled else None,
         }
     session = Session(
-        user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
+        id=session_id, user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
         idempotency_key=idempotency_key, request_hash=request_hash,
         deadline_at=_deadline(interaction), size_bytes=size, **fields,
     )
@@ -222,13 +234,16 @@ def _create(
     # What the API renders needs no further query.
     session._prefetched_objects_cache = {"task_runs": runs}
     # Run now, or when the caller's transaction commits (never if it rolls back).
-    transaction.on_commit(metrics.session_started)
+    transaction.on_commit(lambda: (metrics.session_started(), oplog.session_started(
+        session.id, interaction.id, user.id, version=version.number)))
     if unfinished:
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan))
     else:
-        transaction.on_commit(lambda: metrics.session_finished(session.status))
+        transaction.on_commit(lambda: _count_end(
+            session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,
+            status=session.status, error=session.error))
     return session
 
 
@@ -237,7 +252,8 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
     if Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
         status=status, error=error, finished_at=now, updated_at=now
     ):
-        transaction.on_commit(lambda: metrics.session_finished(status))
+        transaction.on_commit(lambda: _count_end(session_id=session.pk, interaction_id=session.interaction_id,
+                                                 created_at=session.created_at, status=status, error=error))
         transaction.on_commit(lambda: announce_end(session_id=session.pk, status=status))
     running = list(session.task_runs.filter(status=TaskRun.Status.RUNNING).values_list("name", flat=True))
     session.task_runs.filter(status__in=(TaskRun.Status.PENDING, TaskRun.Status.RUNNING)).update(

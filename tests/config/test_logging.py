@@ -157,6 +157,13 @@ def test_worker_lines_are_json_with_the_session_and_task(user, api):
     from tests.conftest import finished
     from tests.workers import WorkerPool, flush_redis
 
+    from config.celery import app
+
+    # Workers the rest of the suite started would take the task: pause their consumers.
+    others = sorted(name for reply in app.control.ping(timeout=0.5) or [] for name in reply)
+    for queue in ("default", "code"):
+        if others:
+            app.control.cancel_consumer(queue, destination=others, reply=True, timeout=2)
     flush_redis()
     pool = WorkerPool(count=1, concurrency=1, name="logjson",
                       extra_env={"LOG_FORMAT": "json", "LOG_LEVEL": "INFO"}).start()
@@ -167,6 +174,9 @@ def test_worker_lines_are_json_with_the_session_and_task(user, api):
         assert session["status"] == "completed"
     finally:
         pool.stop()
+        for queue in ("default", "code"):
+            if others:
+                app.control.add_consumer(queue, destination=others, reply=True, timeout=2)
     logs = list(pool.log_dir.glob(f"logjson-{os.getpid()}-*.log"))
     lines = [json.loads(line) for path in logs for line in path.read_text().splitlines() if line.startswith("{")]
     assert lines, "the worker wrote no JSON line"
