@@ -21,19 +21,22 @@ def task_message_id(session_id: str, name: str) -> str:
     return f"{session_id}.{name}"
 
 
-def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str):
+def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, countdowns: dict[str, float]):
     from interactions.tasks import run_task
 
     def make(name: str):
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-        return run_task.si(session_id, name, version_id).set(
+        signature = run_task.si(session_id, name, version_id).set(
             task_id=task_message_id(session_id, name),
             queue=find_task_type(spec.type).queue,
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
         )
+        if name in countdowns:  # a timer claimed by the call: delivered once, when due
+            signature = signature.set(countdown=countdowns[name])
+        return signature
 
     return make
 
@@ -55,8 +58,13 @@ def worker_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan | No
     return restrict(compile_plan(predecessors), unfinished - compiled.fused)
 
 
-def dispatch_plan(*, session_id: str, version_id: str, compiled: CompiledVersion, plan: Plan | None) -> None:
+def dispatch_plan(
+    *, session_id: str, version_id: str, compiled: CompiledVersion, plan: Plan | None,
+    countdowns: dict[str, float] | None = None,
+) -> None:
     """Send a plan's canvas to the broker; with no plan, the task that finishes the session.
+
+    `countdowns` delays the messages of timers the caller already claimed until they are due.
 
     If the broker is unreachable the session stays in PostgreSQL and the sweeper sends it once
     the broker is back: the caller's request still succeeds.
@@ -66,7 +74,7 @@ def dispatch_plan(*, session_id: str, version_id: str, compiled: CompiledVersion
     if plan is None:
         canvas = finish_session.si(session_id).set(queue="default")
     else:
-        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id))
+        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, countdowns or {}))
     try:
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors

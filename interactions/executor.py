@@ -133,6 +133,11 @@ def run_with_body(
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
+def resolve_task_body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
+    """Resolve task `name`'s concrete body; raise TaskFailed if a reference cannot be resolved."""
+    return _body(compiled, name, caller_input, records)
+
+
 def _body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
     try:
         return resolve_body(compiled.definition.tasks[name], compiled.defaults[name], caller_input or {}, records,

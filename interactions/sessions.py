@@ -31,6 +31,8 @@ from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
 from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from tasks_catalog.base import TaskFailed
+from tasks_catalog.registry import find_task_type
 from interactions.quotas import check_session_quota
 from tasks_catalog.expressions import shared_budget
 
@@ -177,6 +179,34 @@ def _settle_at_call(
     return settled
 
 
+def _timers_at_call(
+    *, compiled: CompiledVersion, data: Any, unfinished: set[str], done: dict[str, TaskRun],
+    settled: dict[str, _Settled],
+) -> dict[str, float]:
+    """The timers (delays) that can start with the call: their predecessors have all ended.
+
+    The call claims them itself and sends each message with a countdown, so a delay costs one
+    delivery instead of two (claim, then come back when due). Returns {task: seconds to wait}.
+    A timer whose body cannot be resolved or checked here is left to its worker, which fails it.
+    """
+    records = {name: Record(COMPLETED, run.output) for name, run in done.items()}
+    records.update({name: Record(task.status, task.output, task.error) for name, task in settled.items()})
+    timers: dict[str, float] = {}
+    for name in unfinished:
+        spec = compiled.definition.tasks[name]
+        task_type = find_task_type(spec.type)
+        if not task_type.timer or any(pred not in records for pred in spec.execute_after):
+            continue  # (edges not satisfied would have been skipped by settle())
+        try:
+            body = executor.resolve_task_body(compiled, name, data, records)
+            problems = task_type.check_body(body)
+        except TaskFailed:
+            continue
+        if not problems:
+            timers[name] = min(task_type.wait_seconds(body), executor.task_timeout(compiled, name))
+    return timers
+
+
 def _create(
     *, user: User, interaction: Interaction, version: InteractionVersion, compiled: CompiledVersion, data: Any,
     done: dict[str, TaskRun] | None = None, retry_of: Session | None = None, idempotency_key: str | None = None,
@@ -199,7 +229,8 @@ def _create(
     unfinished = set(compiled.definition.tasks) - set(done) - set(settled)
     fields: dict[str, Any] = {}
     now = timezone.now()
-    starts = [task.started_at for task in settled.values() if task.started_at]
+    timers = _timers_at_call(compiled=compiled, data=data, unfinished=unfinished, done=done, settled=settled)
+    starts = [task.started_at for task in settled.values() if task.started_at] + ([now] if timers else [])
     if starts:  # the session started here, with its first task
         fields = {"status": Session.Status.RUNNING, "started_at": min(starts)}
     if not unfinished:  # nothing needs a worker: the session ends here
@@ -228,6 +259,10 @@ def _create(
             runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
                                 error=task.error, attempts=task.attempts, started_at=task.started_at,
                                 finished_at=task.finished_at))
+        elif name in timers:  # claimed here: its message comes when it is due
+            runs.append(TaskRun(session=session, name=name, status=TaskRun.Status.RUNNING, attempts=1,
+                                started_at=now, lease_expires_at=now + timedelta(
+                                    seconds=executor.lease_seconds(executor.task_timeout(compiled, name)))))
         else:
             runs.append(TaskRun(session=session, name=name))
     runstore.insert_session(session, runs)  # one round trip, a synchronous commit
@@ -239,7 +274,8 @@ def _create(
     if unfinished:
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
-            session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan))
+            session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
+            countdowns=timers))
     else:
         transaction.on_commit(lambda: _count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,

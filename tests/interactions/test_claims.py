@@ -201,8 +201,11 @@ def test_a_timer_keeps_its_claim_and_ends_when_due(user):
         "after": {"type": "transform", "body": {"data": 1, "expression": "@"}, "execute_after": {"wait": ["completed"]}},
     })
     session, _ = session_start(user=user, interaction=interaction, data={})
-    t0 = timezone.now()
-    with pytest.raises(executor.RetryLater) as later:
+    # The call claimed it (its message is sent with a countdown): the wait started then.
+    wait = row(session, "wait")
+    assert (wait.status, wait.attempts) == ("running", 1)
+    t0 = wait.started_at
+    with pytest.raises(executor.RetryLater) as later:  # a delivery that comes early
         executor.task_execute(session_id=session.id, name="wait", version_id=session.version_id, now=t0)
     assert later.value.countdown == pytest.approx(5)
     assert row(session, "wait").status == "running"

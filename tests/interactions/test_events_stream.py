@@ -25,9 +25,10 @@ from interactions.sessions import session_cancel, session_start
 from tests.asgi_server import AsgiServer, open_stream, read_chunk
 from tests.conftest import make_interaction
 
+# Two steps only a worker runs (not timers: the call itself would claim a delay).
 TWO = {
-    "first": {"type": "delay", "body": {"seconds": 30}},
-    "second": {"type": "delay", "body": {"seconds": 30}},
+    "first": {"type": "http_request", "body": {"url": "http://127.0.0.1:9/"}},
+    "second": {"type": "http_request", "body": {"url": "http://127.0.0.1:9/"}},
 }
 
 

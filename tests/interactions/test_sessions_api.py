@@ -17,8 +17,11 @@ from interactions.models import Session
 from interactions.sessions import session_start
 from tests.conftest import finished, make_interaction
 
-# One task that needs a worker: a session of it stays queued until the commit sends it.
-ONE_STEP = {"one": {"type": "delay", "body": {"seconds": 0}}}
+# One task that needs a worker: a session of it stays queued until the commit sends it (these
+# sessions are never sent: the call is never committed in a test transaction).
+ONE_STEP = {"one": {"type": "http_request", "body": {"url": "http://127.0.0.1:9/"}}}
+# One task that a worker ends at once.
+QUICK = {"one": {"type": "delay", "body": {"seconds": 0}}}
 LIFECYCLE = ["pending", "running", "completed", "failed", "skipped", "cancelled"]
 
 
@@ -191,7 +194,7 @@ def test_cancel_stops_a_running_session_and_pending_tasks_never_start(celery_wor
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_cancelling_a_finished_session_is_409(celery_workers, api, user):
-    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
+    interaction = make_interaction(user, tasks=QUICK, active=True)
     session = run(api, interaction, HTTP_PREFER="wait=20").json()
     assert session["status"] == "completed"
     response = api.post(f"/api/sessions/{session['id']}/cancel/")
@@ -300,7 +303,7 @@ def test_events_stream_each_task_status_change_then_the_session(celery_workers, 
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.slow
 def test_events_of_a_finished_session_give_each_tasks_final_status_then_the_session(celery_workers, api, user):
-    interaction = make_interaction(user, tasks=ONE_STEP, active=True)
+    interaction = make_interaction(user, tasks=QUICK, active=True)
     session = run(api, interaction, HTTP_PREFER="wait=20").json()
     response = api.get(f"/api/sessions/{session['id']}/events/", HTTP_ACCEPT="text/event-stream")
     events = parse_sse(b"".join(response.streaming_content).decode())

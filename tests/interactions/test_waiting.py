@@ -18,9 +18,12 @@ from interactions.sessions import session_cancel, session_start
 from tests.asgi_server import AsgiServer, request
 from tests.conftest import make_interaction
 
-NAP = {"nap": {"type": "delay", "body": {"seconds": 30}}}
+# A step only a worker runs (not a timer: the call itself would claim a delay); these tests
+# publish the end themselves, or see it time out.
+STEP = {"type": "http_request", "body": {"url": "http://127.0.0.1:9/"}}
+NAP = {"nap": STEP}
 REPLY = {
-    "nap": {"type": "delay", "body": {"seconds": 30}},
+    "nap": STEP,
     "reply": {"type": "response", "execute_after": {"nap": ["completed"]},
               "body": {"status_code": 201, "body": {"ok": True}}},
 }
