@@ -72,38 +72,46 @@ def _junction_op(spec: dict[str, Any]) -> Callable[[], tuple[bool, Any]]:
     return http_op
 
 
-def client_main(spec: dict[str, Any], ready, go, out) -> None:
-    """One client: run the op in a loop until `duration` s or `max_count` ops; report latencies."""
+def _loop(op: Callable[[], tuple[bool, Any]], count: int, duration: float) -> dict[str, Any]:
+    """Run `op` until `count` ops or `duration` s; a raised error is a failed op, not a crash."""
+    deadline = time.monotonic() + duration
+    latencies, extras, errors = [], [], []
+    while len(latencies) + len(errors) < count and time.monotonic() < deadline:
+        start = time.perf_counter()
+        try:
+            ok, extra = op()
+        except Exception as exc:  # a timeout or a refused connection is a failed op
+            ok, extra = False, f"{type(exc).__name__}: {exc}"
+        elapsed = time.perf_counter() - start
+        if ok:
+            latencies.append(elapsed)
+            if extra is not None:
+                extras.append(extra)
+        else:
+            errors.append(extra)
+    return {"latencies": latencies, "extras": extras, "errors": errors}
+
+
+def client_main(spec: dict[str, Any], measuring: bool, ready, go, out) -> None:
+    """One client: warm up, then (if `measuring`) run the op in a loop when told; report latencies."""
     try:
         op = _junction_op(spec) if spec["side"] == "junction" else _raw_op(spec)
-        ready.put(os.getpid())
-        if not go.wait(120):
+        warm = _loop(op, spec["warmup"], 60)
+        ready.put(len(warm["latencies"]) + len(warm["errors"]))
+        if not go.wait(180):
             out.put({"error": "never started"})
             return
-        deadline = time.monotonic() + spec["duration"]
         cpu0 = time.process_time()
-        latencies, extras, errors = [], [], []
         first = time.time()
-        while len(latencies) + len(errors) < spec["max_count"] and time.monotonic() < deadline:
-            start = time.perf_counter()
-            try:
-                ok, extra = op()
-            except Exception as exc:  # a timeout or a refused connection is a failed op, not a crash
-                ok, extra = False, f"{type(exc).__name__}: {exc}"
-            elapsed = time.perf_counter() - start
-            if ok:
-                latencies.append(elapsed)
-                if extra is not None:
-                    extras.append(extra)
-            else:
-                errors.append(extra)
+        run = _loop(op, spec["max_count"] if measuring else 0, spec["duration"])
         last = time.time()
         op = None
         gc.collect()  # release Celery results (their __del__ unsubscribes) before shutdown
-        out.put({"latencies": latencies, "errors": errors[:5], "error_count": len(errors),
-                 "extras": extras, "first": first, "last": last, "cpu": time.process_time() - cpu0})
+        out.put({"latencies": run["latencies"], "errors": run["errors"][:5], "error_count": len(run["errors"]),
+                 "extras": run["extras"], "first": first, "last": last if measuring else first,
+                 "cpu": time.process_time() - cpu0, "measuring": measuring})
     except Exception as exc:  # report set-up failures to the parent instead of hanging it
-        ready.put(os.getpid())
+        ready.put(0)
         out.put({"error": f"{type(exc).__name__}: {exc}"})
     # Skip interpreter teardown: library finalizers (Celery's result consumer) are noisy there.
     out.close()
@@ -112,17 +120,22 @@ def client_main(spec: dict[str, Any], ready, go, out) -> None:
 
 
 def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
-          server_pids: set[int] = frozenset()) -> dict[str, Any]:
-    """Run `clients` client processes at once; return latencies, throughput, CPU and errors."""
+          server_pids: set[int] = frozenset(), *, warmup: int = 0, warmup_clients: int = 4) -> dict[str, Any]:
+    """Warm up with `max(clients, warmup_clients)` processes (`warmup` ops each), then measure
+    `clients` of them at once; return latencies, throughput, CPU, errors and the warm-up calls.
+
+    Warming up from several clients at once loads the code, opens the connections and compiles
+    the version in every pool process, not just the one a single client would reach.
+    """
     ctx = mp.get_context("spawn")
     ready, out, go = ctx.Queue(), ctx.Queue(), ctx.Event()
-    spec = {**spec, "duration": duration, "max_count": max_count}
-    procs = [ctx.Process(target=client_main, args=(spec, ready, go, out), daemon=True) for _ in range(clients)]
+    spec = {**spec, "duration": duration, "max_count": max_count, "warmup": warmup}
+    procs = [ctx.Process(target=client_main, args=(spec, i < clients, ready, go, out), daemon=True)
+             for i in range(max(clients, warmup_clients if warmup else 0))]
     try:
         for proc in procs:
             proc.start()
-        for _ in procs:
-            ready.get(timeout=60)
+        warmup_calls = sum(ready.get(timeout=240) for _ in procs)
         started = time.time()
         cpu0 = cpu_seconds(server_pids)
         go.set()
@@ -137,6 +150,7 @@ def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
     failed = [r["error"] for r in reports if "error" in r]
     if failed:
         raise RuntimeError(f"client failed: {failed[0]}")
+    reports = [r for r in reports if r["measuring"]]
     latencies = [x for r in reports for x in r["latencies"]]
     elapsed = max(r["last"] for r in reports) - started
     calls = len(latencies) + sum(r["error_count"] for r in reports)
@@ -144,6 +158,7 @@ def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
         "latencies": latencies,
         "count": len(latencies),
         "calls": calls,
+        "warmup_calls": warmup_calls,
         "elapsed": elapsed,
         "per_min": len(latencies) / elapsed * 60 if elapsed > 0 else 0.0,
         "error_count": sum(r["error_count"] for r in reports),

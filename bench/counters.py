@@ -157,8 +157,19 @@ class PgStats:
     def touched(self) -> None:
         self.last_activity = time.monotonic()
 
-    def settled(self) -> int:
+    def settled(self) -> int | None:
+        """The reading, or None when PostgreSQL refused a connection for 20 s (a shared server
+        at max_connections): a missing figure, not a failed run."""
+        import psycopg2
+
         wait = self.last_activity + self.SETTLE_SECONDS - time.monotonic()
         if wait > 0:
             time.sleep(wait)
-        return pg_commits()
+        for _ in range(5):
+            try:
+                return pg_commits()
+            except psycopg2.OperationalError as exc:
+                error = exc
+                time.sleep(4)
+        print(f"  (no pg_stat_database reading: {str(error).strip()})", flush=True)
+        return None

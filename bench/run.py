@@ -96,7 +96,7 @@ class Bench:
         self.pg = PgStats()
         self.pg.touched()
         self.pg_pending: list[tuple[dict[str, Any], int]] = []  # Junction windows not yet settled
-        self.pg_last: int | None = None
+        self.pg_last: int | None = None  # the last settled reading
 
     def spec(self, side: str, scenario: str, keep_times: bool = False) -> dict[str, Any]:
         return {"side": side, "scenario": scenario, "base_url": self.stack.base_url, "api_key": self.api_key,
@@ -114,8 +114,9 @@ class Bench:
         out = {}
         for side in ("raw-default", "raw-junction", "junction"):
             self.stack.check_alive()
+            started = time.monotonic()
             out[side] = self._measure_side(side, scenario, clients, duration, count, keep_times)
-            _print_line(scenario, side, clients, out[side])
+            _print_line(scenario, side, clients, out[side], time.monotonic() - started)
         return out
 
     def _measure_side(self, side: str, scenario: str, clients: int, duration: float, count: int,
@@ -125,13 +126,12 @@ class Bench:
             self._resolve_pg(self.pg.settled())
         queries_before = querycount.read_totals(QUERYCOUNT_DIR)
         redis_before, window_start = redis_commands(), time.monotonic()
-        # Warm up: every pool process loads code, opens connections, compiles the version.
-        warm = drive(self.spec(side, scenario), max(clients, 4), 60, self.p["warmup"])
-        profilers = (start_profilers(self.stack, duration + 3)
+        profilers = (start_profilers(self.stack, duration + 15)
                      if junction and self.profile and scenario == "diamond" and clients > 1 else [])
-        r = drive(self.spec(side, scenario, keep_times), clients, duration, count, self.server_pids(side))
+        r = drive(self.spec(side, scenario, keep_times), clients, duration, count, self.server_pids(side),
+                  warmup=self.p["warmup"])
         time.sleep(3 * querycount.FLUSH_INTERVAL)
-        calls = warm["calls"] + r["calls"]
+        calls = r["warmup_calls"] + r["calls"]
         r["counters"] = self._redis_counters(redis_before, redis_commands(), time.monotonic() - window_start, calls)
         if junction:
             self.pg.touched()
@@ -149,9 +149,9 @@ class Bench:
         return {"calls": calls, "redis_commands": sum(per.values()), "broker_messages": per.get("lpush", 0.0),
                 "redis_top": dict(list(per.items())[:8])}
 
-    def _resolve_pg(self, commits_now: int) -> None:
+    def _resolve_pg(self, commits_now: int | None) -> None:
         """Every Junction window since the last settled reading gets its share of the commits."""
-        if self.pg_last is not None and self.pg_pending:
+        if self.pg_last is not None and commits_now is not None and self.pg_pending:
             pending_calls = sum(calls for _, calls in self.pg_pending)
             for r, _ in self.pg_pending:
                 r["counters"]["pg_commits"] = (commits_now - self.pg_last) / max(1, pending_calls)
@@ -208,7 +208,7 @@ def _collect_profiles(profilers: list, duration: float) -> dict[str, Any]:
             "workers": profile_summary([o for n, _, o in profilers if n != "web"])}
 
 
-def _print_line(scenario: str, side: str, clients: int, r: dict[str, Any]) -> None:
+def _print_line(scenario: str, side: str, clients: int, r: dict[str, Any], seconds: float) -> None:
     c = r.get("counters", {})
     extra = "".join(f"  {label}={c[k]:.1f}" for k, label in (
         ("redis_commands", "redis"), ("broker_messages", "msgs"), ("statements", "sql"),
@@ -216,7 +216,7 @@ def _print_line(scenario: str, side: str, clients: int, r: dict[str, Any]) -> No
     print(f"  {scenario:12s} {side:12s} c={clients} n={r['count']:5d} "
           f"p50={report.pct(r['latencies'], 50) * 1000:8.1f} ms p99={report.pct(r['latencies'], 99) * 1000:8.1f} ms "
           f"{r['per_min']:7.0f}/min cpu {r['server_cpu_ms']:5.1f} ms{extra} errors={r['error_count']}"
-          + (f" e.g. {r['errors'][0]}" if r["errors"] else ""), flush=True)
+          + (f" e.g. {r['errors'][0]}" if r["errors"] else "") + f" [{seconds:.0f} s]", flush=True)
 
 
 # --- the runs -------------------------------------------------------------------------------

@@ -28,8 +28,9 @@ QUERYCOUNT_DIR = LOG_DIR / "querycount"
 RAW_DELIVERIES = ("default", "junction")
 POOLS = ("prefork", "threads", "gevent", "solo")
 # Concurrency per worker process when neither --concurrency nor the Procfile gives one:
-# prefork as Celery's default on this 2-core machine; I/O pools get enough slots to overlap waits.
-DEFAULT_CONCURRENCY = {"prefork": 2, "solo": 1, "threads": 8, "gevent": 32}
+# prefork as Celery's default on this 2-core machine; I/O pools get enough slots to overlap waits
+# (gevent: 16, not more, as each greenlet holds its own PostgreSQL connection; max_connections is 100).
+DEFAULT_CONCURRENCY = {"prefork": 2, "solo": 1, "threads": 8, "gevent": 16}
 
 STACK_ENV = {
     "DJANGO_SETTINGS_MODULE": "bench.settings",
