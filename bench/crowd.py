@@ -38,7 +38,7 @@ async def _caller(session, url: str, headers: dict[str, str], payload: dict, at:
             status = response.status
             error = None
     except Exception as exc:  # a refused or timed-out call is a result, not a crash
-        status, data, error = None, None, f"{type(exc).__name__}: {exc}"[:200]
+        status, data, error = None, None, (f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__)[:200]
     return {"sent": sent, "received": time.time(), "status": status,
             "session_status": (data or {}).get("status"), "error": error}
 
@@ -110,7 +110,7 @@ def summarise_crowd(results: list[dict[str, Any]], delay_seconds: float) -> dict
         "excess_p50": _rank(excess, 50),
         "excess_p99": _rank(excess, 99),
         "statuses": statuses,
-        "errors": [x["error"] for x in results if x["error"]][:3],
+        "errors": sorted({x["error"] for x in results if x["error"]})[:3],
     }
 
 

@@ -289,7 +289,7 @@ def pools_section(results: dict[str, Any], argv: list[str]) -> str:
              f"Junction's workers and both raw fleets on the pool of the row; echo server latency "
              f"{p['io_latency_ms']} ms; {p['clients']} clients for {p['throughput_seconds']} s of I/O diamond load.",
              "", "| pool | workers | I/O diamond /min, J (× raw def, × raw JD) | I/O diamond p50 1 client, J / raw def ms "
-             "| I/O chain per-task overhead J / raw def ms | I/O fan-out J / raw def ms | worker CPU ms per I/O diamond "
+             "| I/O chain per-task overhead J / raw def ms | I/O fan-out J / raw def ms | server CPU ms per I/O diamond (web + workers) "
              "| workers' peak RSS (PSS) MiB | status |",
              "|---|---|---|---|---|---|---|---|---|"]
     latency = p["io_latency_ms"]

@@ -8,6 +8,7 @@ own process group and stopped by `Stack.stop()`, also on an error.
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import socket
@@ -69,15 +70,26 @@ def procfile_commands(path: Path = ROOT / "Procfile") -> dict[str, str]:
     return commands
 
 
+_VARIABLE = re.compile(r"\$(?:\{(\w+)(?::?-([^}]*))?\}|(\w+))")
+
+
+def expand(command: str, env: dict[str, str]) -> str:
+    """Expand `$VAR`, `${VAR}` and `${VAR:-default}` as the shell running a Procfile would."""
+    def value(match: re.Match) -> str:
+        name = match.group(1) or match.group(3)
+        return env.get(name) or (match.group(2) or "")
+    return _VARIABLE.sub(value, command)
+
+
 def _executable(argv: list[str]) -> list[str]:
     """The first word from the project's virtualenv when it is installed there."""
     local = VENV_BIN / argv[0]
     return [str(local), *argv[1:]] if local.exists() else argv
 
 
-def web_argv(port: int) -> list[str]:
-    """The Procfile's `web:` command for `port`, bound to 127.0.0.1 instead of every address."""
-    command = procfile_commands()["web"].replace("${PORT}", str(port)).replace("$PORT", str(port))
+def web_argv(port: int, env: dict[str, str]) -> list[str]:
+    """The Procfile's `web:` command on `port`, bound to 127.0.0.1 instead of every address."""
+    command = expand(procfile_commands()["web"], {**env, "PORT": str(port)})
     return _executable([word.replace("0.0.0.0", "127.0.0.1") for word in shlex.split(command)])
 
 
@@ -113,15 +125,15 @@ POOL_OPTION, CONCURRENCY_OPTION, LOGLEVEL_OPTION = ("-P", "--pool"), ("-c", "--c
 
 def worker_fleet(processes: int, pool: str | None, concurrency: int | None) -> WorkerFleet:
     """The fleet the run asks for, falling back to the Procfile's `worker:` pool and concurrency."""
-    argv = shlex.split(procfile_commands()["worker"])
+    argv = shlex.split(expand(procfile_commands()["worker"], dict(os.environ)))
     documented_pool = _option(argv, *POOL_OPTION) or "prefork"
     pool = pool or documented_pool
     given = _option(argv, *CONCURRENCY_OPTION) if pool == documented_pool else None
     return WorkerFleet(processes, pool, concurrency or (int(given) if given else DEFAULT_CONCURRENCY[pool]))
 
 
-def junction_worker_argv(fleet: WorkerFleet, index: int) -> list[str]:
-    argv = shlex.split(procfile_commands()["worker"])
+def junction_worker_argv(fleet: WorkerFleet, index: int, env: dict[str, str]) -> list[str]:
+    argv = shlex.split(expand(procfile_commands()["worker"], env))
     argv = _without_options(argv, POOL_OPTION, CONCURRENCY_OPTION)
     return _executable([*argv, "-P", fleet.pool, "-c", str(fleet.concurrency), "-n", f"benchj{index}@%h",
                         "--without-mingle", "--without-gossip"])
@@ -129,7 +141,8 @@ def junction_worker_argv(fleet: WorkerFleet, index: int) -> list[str]:
 
 def raw_worker_argv(fleet: WorkerFleet, delivery: str, index: int) -> list[str]:
     """A raw worker with the same pool, concurrency and log level as Junction's."""
-    loglevel = _option(shlex.split(procfile_commands()["worker"]), *LOGLEVEL_OPTION) or "WARNING"
+    loglevel = _option(shlex.split(expand(procfile_commands()["worker"], dict(os.environ))), *LOGLEVEL_OPTION)
+    loglevel = loglevel or "WARNING"
     return _executable(["celery", "-A", f"bench.rawtasks:{delivery}_app", "worker", "-P", fleet.pool,
                         "-c", str(fleet.concurrency), "-Q", f"rawbench-{delivery}",
                         "-n", f"benchr{delivery[0]}{index}@%h", "--loglevel", loglevel,
@@ -194,9 +207,9 @@ class Stack:
         QUERYCOUNT_DIR.mkdir(parents=True, exist_ok=True)
         for old in QUERYCOUNT_DIR.glob("*.json"):
             old.unlink()
-        self._spawn("web", web_argv(self.port), "web")
+        self._spawn("web", web_argv(self.port, self.env), "web")
         for i in range(self.fleet.processes):
-            self._spawn(f"junction-worker-{i}", junction_worker_argv(self.fleet, i), "worker")
+            self._spawn(f"junction-worker-{i}", junction_worker_argv(self.fleet, i, self.env), "worker")
             for delivery in RAW_DELIVERIES:
                 self._spawn(f"raw-{delivery}-worker-{i}", raw_worker_argv(self.fleet, delivery, i), "raw")
         self._wait_http()
