@@ -249,7 +249,7 @@ def results_section(results: dict[str, Any], argv: list[str]) -> str:
             sorted({line[3:] for line in mach["dirty"].splitlines()})) if mach["dirty"] else "") + ".",
         f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM; Python {mach['python']}, "
         f"Celery {mach['celery']}, Django {mach['django']}; PostgreSQL and Redis local.",
-        f"- Web server: `{results.get('web_command', '?')}` (the Procfile's `web:`). Workers: "
+        f"- Web server: `{results.get('web_command', '?')}` ({results.get('web_source', '?')}). Workers: "
         f"{fleet['processes']} Junction, {fleet['processes']} raw with Celery's defaults and "
         f"{fleet['processes']} raw with Junction's delivery settings, each `-P {fleet['pool']} "
         f"-c {fleet['concurrency']}`.",

@@ -32,7 +32,7 @@ from bench.crowd import run_crowd  # noqa: E402
 from bench.machine import cpu_busy, machine, other_activity  # noqa: E402
 from bench.profiling import profile_summary, start_profilers  # noqa: E402
 from bench.stack import (  # noqa: E402
-    LOG_DIR, POOLS, QUERYCOUNT_DIR, Stack, flush_redis, free_port, prepare_services, procfile_commands, stack_env,
+    LOG_DIR, POOLS, QUERYCOUNT_DIR, Stack, flush_redis, free_port, prepare_services, stack_env, web_command,
     worker_fleet,
 )
 from bench.workloads import CROWD_DELAY_SECONDS, interactions  # noqa: E402
@@ -257,9 +257,10 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     prepare_services(env)
     echo = EchoServer(args.http_processes)
     results["echo"] = {"processes": echo.processes, "ceiling_rps": echo.ceiling}
-    stack = Stack(fleet, env)
+    results["web_command"] = web_command(args.web)
+    results["web_source"] = "--web" if args.web else "the Procfile's `web:`"
+    stack = Stack(fleet, env, results["web_command"])
     try:
-        results["web_command"] = procfile_commands()["web"]
         print(f"starting the web server ({results['web_command']}) and {fleet.processes} × 3 worker "
               f"processes (-P {fleet.pool} -c {fleet.concurrency}) …", flush=True)
         stack.start()
@@ -314,7 +315,7 @@ def _run_one_pool(args, p, env, echo: EchoServer, pool: str) -> dict[str, Any]:
     outcome: dict[str, Any] = {"fleet": fleet.__dict__, "measurements": {}}
     print(f"pool {pool}: {fleet.processes} × celery worker -P {pool} -c {fleet.concurrency} per side …", flush=True)
     flush_redis()
-    stack = Stack(fleet, env)
+    stack = Stack(fleet, env, web_command(args.web))
     try:
         stack.start()
         bench = Bench(stack=stack, params=p, echo_url=echo.url, user=f"bench-{pool}",
@@ -351,6 +352,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "(default: the Procfile's, else prefork 2, threads 8, gevent 32, solo 1)")
     parser.add_argument("--pools", help="comma-separated pools: run the I/O workloads once per pool and "
                         "write the pool comparison instead of the main results")
+    parser.add_argument("--web", metavar="COMMAND", help="the web server's command instead of the Procfile's "
+                        "`web:` ($PORT and ${VAR:-default} expanded, 0.0.0.0 bound as 127.0.0.1)")
     parser.add_argument("--clients", type=int, default=8, help="concurrent clients for the diamond loads (default 8)")
     parser.add_argument("--duration", type=float, default=30, help="seconds of each diamond load per side (default 30)")
     parser.add_argument("--io-latency-ms", type=int, default=10,

@@ -87,9 +87,14 @@ def _executable(argv: list[str]) -> list[str]:
     return [str(local), *argv[1:]] if local.exists() else argv
 
 
-def web_argv(port: int, env: dict[str, str]) -> list[str]:
-    """The Procfile's `web:` command on `port`, bound to 127.0.0.1 instead of every address."""
-    command = expand(procfile_commands()["web"], {**env, "PORT": str(port)})
+def web_command(override: str | None = None) -> str:
+    """The web server's command: `override` (bench.run --web) or the Procfile's `web:`."""
+    return override or procfile_commands()["web"]
+
+
+def web_argv(command: str, port: int, env: dict[str, str]) -> list[str]:
+    """`command` on `port` (`$PORT`), bound to 127.0.0.1 instead of every address."""
+    command = expand(command, {**env, "PORT": str(port)})
     return _executable([word.replace("0.0.0.0", "127.0.0.1") for word in shlex.split(command)])
 
 
@@ -190,8 +195,9 @@ def stack_env(extra: dict[str, str], *, querycount: bool) -> dict[str, str]:
 class Stack:
     """The processes this run started; `stop()` ends every one of them (process groups)."""
 
-    def __init__(self, fleet: WorkerFleet, env: dict[str, str]):
+    def __init__(self, fleet: WorkerFleet, env: dict[str, str], web: str):
         self.fleet = fleet
+        self.web = web
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
         self.port = free_port()
@@ -207,7 +213,7 @@ class Stack:
         QUERYCOUNT_DIR.mkdir(parents=True, exist_ok=True)
         for old in QUERYCOUNT_DIR.glob("*.json"):
             old.unlink()
-        self._spawn("web", web_argv(self.port, self.env), "web")
+        self._spawn("web", web_argv(self.web, self.port, self.env), "web")
         for i in range(self.fleet.processes):
             self._spawn(f"junction-worker-{i}", junction_worker_argv(self.fleet, i, self.env), "worker")
             for delivery in RAW_DELIVERIES:
