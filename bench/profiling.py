@@ -51,7 +51,8 @@ def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
             n = int(count)
             total += n
             frames = [f for f in stack.split(";") if not f.startswith(("process ", "thread "))]
-            if "/.venv/" in stack.split(";")[0] and stack.count(";process ") == 0 and "gunicorn" not in stack and "uvicorn" not in stack:
+            web = "gunicorn" in stack or "uvicorn" in stack
+            if "/.venv/" in stack.split(";")[0] and stack.count(";process ") == 0 and not web:
                 main_process += n  # a celery worker's main process (not a pool child)
             seen = set()
             for frame in frames:
@@ -67,8 +68,12 @@ def profile_summary(paths: list[Path], top: int = 25) -> dict[str, Any]:
     return {
         "samples": total,
         "main_process_share": main_process / total if total else 0.0,
-        "inclusive": [(short(k), v / total) for k, v in sorted(inclusive.items(), key=lambda kv: -kv[1])[:top]] if total else [],
-        "self": [(k, v / total) for k, v in sorted(leaf.items(), key=lambda kv: -kv[1])[:top]] if total else [],
+        "inclusive": [(short(k), v / total) for k, v in _top(inclusive, top)] if total else [],
+        "self": [(k, v / total) for k, v in _top(leaf, top)] if total else [],
     }
 
 
+
+
+def _top(counts: dict[str, int], n: int) -> list[tuple[str, int]]:
+    return sorted(counts.items(), key=lambda kv: -kv[1])[:n]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import shlex
 import statistics
 from typing import Any, Callable
 
@@ -84,7 +85,8 @@ def _rows(m: dict[str, Any], p: dict[str, Any]) -> list[dict[str, Any]]:
         Target("≥ 2× raw", at_most=False, ratio=2.0))
     row("diamond_load", f"pure diamond p50, {c} clients", "ms", p50)
     row("diamond_load", f"pure diamond server CPU per session, {c} clients", "ms", cpu)
-    row("diamond_alone", "pure diamond `Prefer: wait` p50, 1 client", "ms", p50, Target("≤ 10 ms", at_most=True, limit=10))
+    row("diamond_alone", "pure diamond `Prefer: wait` p50, 1 client", "ms", p50,
+        Target("≤ 10 ms", at_most=True, limit=10))
     row("diamond_alone", "pure diamond p99, 1 client", "ms", p99)
     row("chain20", "pure chain of 20: per task (median session / 20)", "ms", lambda x: median(x) / 20 * 1000,
         Target("≤ 1 ms", at_most=True, limit=1.0))
@@ -244,7 +246,7 @@ def results_section(results: dict[str, Any], argv: list[str]) -> str:
     rows = _rows(m, p)
     lines = [
         RESULTS_MARKERS[0], "## Results", "",
-        f"Measured {mach['date']} with `python -m bench.run {' '.join(argv)}`".rstrip() + ".", "",
+        f"Measured {mach['date']} with `python -m bench.run {shlex.join(argv)}`".rstrip() + ".", "",
         f"- Code: commit `{mach['commit']}`" + (" plus uncommitted changes to " + ", ".join(
             sorted({line[3:] for line in mach["dirty"].splitlines()})) if mach["dirty"] else "") + ".",
         f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM; Python {mach['python']}, "
@@ -282,36 +284,46 @@ def results_section(results: dict[str, Any], argv: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
+POOL_COLUMNS = ("pool", "workers", "I/O diamond /min, J (× raw def, × raw JD)",
+                "I/O diamond p50 1 client, J / raw def ms",
+                "I/O chain per-task overhead, J / raw def ms", "I/O fan-out, J / raw def ms",
+                "server CPU ms per I/O diamond (web + workers)", "workers' peak RSS (PSS) MiB", "status")
+
+
 def pools_section(results: dict[str, Any], argv: list[str]) -> str:
     p, mach = results["params"], results["machine"]
     lines = [POOLS_MARKERS[0], "## Worker pools (I/O workloads)", "",
-             f"Measured {mach['date']} with `python -m bench.run {' '.join(argv)}` (commit `{mach['commit']}`): "
+             f"Measured {mach['date']} with `python -m bench.run {shlex.join(argv)}` (commit `{mach['commit']}`): "
              f"Junction's workers and both raw fleets on the pool of the row; echo server latency "
              f"{p['io_latency_ms']} ms; {p['clients']} clients for {p['throughput_seconds']} s of I/O diamond load.",
-             "", "| pool | workers | I/O diamond /min, J (× raw def, × raw JD) | I/O diamond p50 1 client, J / raw def ms "
-             "| I/O chain per-task overhead J / raw def ms | I/O fan-out J / raw def ms | server CPU ms per I/O diamond (web + workers) "
-             "| workers' peak RSS (PSS) MiB | status |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    latency = p["io_latency_ms"]
+             "", "| " + " | ".join(POOL_COLUMNS) + " |", "|" + "---|" * len(POOL_COLUMNS)]
     for outcome in results["pools"]:
-        f, m = outcome["fleet"], outcome["measurements"]
-        cells = ["—"] * 6
-        if len(m) == 4:
-            load, alone, chain, fan = (m[k] for k in ("io_diamond_load", "io_diamond_alone", "io_chain20", "io_fanout50"))
-            j, rd, rj = (load[s]["per_min"] for s in ("junction", *RAWS))
-            mem = outcome.get("memory", {})
-            cells = [
-                f"{j:,.0f} ({_ratio(j, rd)}, {_ratio(j, rj)})",
-                f"{pct(alone['junction']['latencies'], 50) * 1000:.1f} / {pct(alone['raw-default']['latencies'], 50) * 1000:.1f}",
-                " / ".join(f"{median(chain[s]) / 20 * 1000 - latency:.1f}" for s in ("junction", "raw-default")),
-                " / ".join(f"{median(fan[s]) * 1000:.0f}" for s in ("junction", "raw-default")),
-                f"{load['junction']['server_cpu_ms']:.1f}",
-                f"{mem.get('rss_mib', 0):,.0f} ({mem.get('pss_mib', 0):,.0f})",
-            ]
+        f = outcome["fleet"]
+        cells = _pool_cells(outcome, p["io_latency_ms"])
         lines.append(f"| {f['pool']} | {f['processes']} × -c {f['concurrency']} | " + " | ".join(cells)
                      + f" | {outcome['status']} |")
     lines.append(POOLS_MARKERS[1])
     return "\n".join(lines) + "\n"
+
+
+def _pool_cells(outcome: dict[str, Any], latency: int) -> list[str]:
+    m = outcome["measurements"]
+    keys = ("io_diamond_load", "io_diamond_alone", "io_chain20", "io_fanout50")
+    if not all(k in m for k in keys):
+        return ["—"] * 6
+    load, alone, chain, fan = (m[k] for k in keys)
+    j, rd, rj = (load[s]["per_min"] for s in ("junction", *RAWS))
+    mem = outcome.get("memory", {})
+
+    sides = ("junction", "raw-default")
+    return [
+        f"{j:,.0f} ({_ratio(j, rd)}, {_ratio(j, rj)})",
+        " / ".join(f"{pct(alone[s]['latencies'], 50) * 1000:.1f}" for s in sides),
+        " / ".join(f"{median(chain[s]) / 20 * 1000 - latency:.1f}" for s in sides),
+        " / ".join(f"{median(fan[s]) * 1000:.0f}" for s in sides),
+        f"{load['junction']['server_cpu_ms']:.1f}",
+        f"{mem.get('rss_mib', 0):,.0f} ({mem.get('pss_mib', 0):,.0f})",
+    ]
 
 
 def print_profiles(results: dict[str, Any]) -> None:

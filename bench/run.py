@@ -37,7 +37,25 @@ from bench.stack import (  # noqa: E402
 )
 from bench.workloads import CROWD_DELAY_SECONDS, interactions  # noqa: E402
 
-IO_MEASUREMENTS = ("io_diamond_load", "io_diamond_alone", "io_chain20", "io_fanout50")
+GROUPS = {"diamond_load": "pure", "diamond_alone": "pure", "chain20": "pure", "fanout50": "pure",
+          "io_diamond_load": "io", "io_diamond_alone": "io", "io_chain20": "io", "io_fanout50": "io",
+          "delay": "delay"}
+ALL_GROUPS = ("pure", "io", "delay", "crowd")
+
+
+def measurement_plan(p: dict[str, Any], clients: int, seconds: float) -> dict[str, tuple]:
+    """Measurement key → (scenario, clients, time bound s, count bound, keep session timestamps)."""
+    return {
+        "diamond_load": ("diamond", clients, seconds, 1_000_000, True),
+        "diamond_alone": ("diamond", 1, 120, p["alone_runs"], True),
+        "chain20": ("chain20", 1, 300, p["chain_runs"], False),
+        "fanout50": ("fanout50", 1, 300, p["fanout_runs"], False),
+        "io_diamond_load": ("io_diamond", clients, seconds, 1_000_000, True),
+        "io_diamond_alone": ("io_diamond", 1, 120, p["alone_runs"], True),
+        "io_chain20": ("io_chain20", 1, 300, p["chain_runs"], False),
+        "io_fanout50": ("io_fanout50", 1, 300, p["fanout_runs"], False),
+        "delay": ("delay", 1, 120, p["delay_runs"], True),
+    }
 
 
 def run_params(args: argparse.Namespace) -> dict[str, Any]:
@@ -170,7 +188,8 @@ class Bench:
         with MemorySampler(groups) as memory:
             summary = run_crowd(base_url=self.stack.base_url, api_key=self.api_key, interaction=self.ids["crowd"],
                                 callers=callers, rate=rate, delay_seconds=CROWD_DELAY_SECONDS)
-        summary.update(rate=rate, delay=CROWD_DELAY_SECONDS, memory=memory.peaks, server_cpu_s=cpu_seconds(server) - cpu0)
+        summary.update(rate=rate, delay=CROWD_DELAY_SECONDS, memory=memory.peaks,
+                       server_cpu_s=cpu_seconds(server) - cpu0)
         print(f"  crowd: {summary['answered_in_time']}/{summary['callers']} answered within 11 s; "
               f"statuses {summary['statuses']}; p50 +{summary['excess_p50']:.2f} s, "
               f"p99 +{summary['excess_p99']:.2f} s; peak memory {memory.peaks}", flush=True)
@@ -267,21 +286,14 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         bench = Bench(stack=stack, params=p, echo_url=echo.url, user="bench",
                       querycount_on=not args.no_querycount, profile=args.profile)
         own |= descendants(list(own) + [proc.pid for proc in stack.procs.values()] + [e.pid for e in echo.procs])
-        m = results["measurements"]
         t, c = p["throughput_seconds"], args.clients
         print("measuring …", flush=True)
-        m["diamond_load"] = bench.measure("diamond", c, t, 1_000_000, keep_times=True)
-        m["diamond_alone"] = bench.measure("diamond", 1, 120, p["alone_runs"], keep_times=True)
-        m["chain20"] = bench.measure("chain20", 1, 300, p["chain_runs"])
-        m["fanout50"] = bench.measure("fanout50", 1, 300, p["fanout_runs"])
-        m["io_diamond_load"] = bench.measure("io_diamond", c, t, 1_000_000, keep_times=True)
-        m["io_diamond_alone"] = bench.measure("io_diamond", 1, 120, p["alone_runs"], keep_times=True)
-        m["io_chain20"] = bench.measure("io_chain20", 1, 300, p["chain_runs"])
-        m["io_fanout50"] = bench.measure("io_fanout50", 1, 300, p["fanout_runs"])
-        m["delay"] = bench.measure("delay", 1, 120, p["delay_runs"], keep_times=True)
+        for key, (scenario, clients, duration, count, keep_times) in measurement_plan(p, c, t).items():
+            if GROUPS[key] in args.only:
+                results["measurements"][key] = bench.measure(scenario, clients, duration, count, keep_times)
         print("  waiting for PostgreSQL's statistics to settle …", flush=True)
         bench.finish_counting()
-        if p["crowd"]:
+        if p["crowd"] and "crowd" in args.only:
             # Last: the crowd leaves a backlog of sessions behind, and the stack is stopped after it.
             results["crowd"] = bench.crowd(p["crowd"], p["crowd_rate"])
         results["others_after"] = other_activity(own)
@@ -323,10 +335,10 @@ def _run_one_pool(args, p, env, echo: EchoServer, pool: str) -> dict[str, Any]:
         groups = {"workers": stack.pids("junction-worker")}
         with MemorySampler(groups) as memory:
             m = outcome["measurements"]
-            m["io_diamond_load"] = bench.measure("io_diamond", args.clients, p["throughput_seconds"], 1_000_000)
-            m["io_diamond_alone"] = bench.measure("io_diamond", 1, 120, p["alone_runs"])
-            m["io_chain20"] = bench.measure("io_chain20", 1, 300, p["chain_runs"])
-            m["io_fanout50"] = bench.measure("io_fanout50", 1, 300, p["fanout_runs"])
+            for key, (scenario, clients, duration, count, _) in measurement_plan(
+                    p, args.clients, p["throughput_seconds"]).items():
+                if GROUPS[key] == "io":
+                    m[key] = bench.measure(scenario, clients, duration, count)
         outcome["memory"] = memory.peaks["workers"]
         errors = sum(m[k][s]["error_count"] for k in m for s in SIDES)
         outcome["status"] = "ok" if not errors else f"{errors} failed calls, e.g. " + next(
@@ -359,6 +371,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--io-latency-ms", type=int, default=10,
                         help="the echo server's answer delay in the I/O scenarios (default 10 ms)")
     parser.add_argument("--http-processes", type=int, default=2, help="echo server processes (default 2)")
+    parser.add_argument("--only", default=",".join(ALL_GROUPS),
+                        help=f"comma-separated scenario groups to run (default all: {','.join(ALL_GROUPS)})")
     parser.add_argument("--skip-crowd", action="store_true", help="leave out the waiting crowd")
     parser.add_argument("--crowd", type=int, help="callers in the crowd (default 2000; --quick 300)")
     parser.add_argument("--crowd-rate", type=float, help="new callers per second (default 100; --quick 50)")
@@ -377,6 +391,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         parser.error("--crowd 1-5000")
     if args.crowd_rate is not None and not 1 <= args.crowd_rate <= 500:
         parser.error("--crowd-rate 1-500")
+    args.only = set(args.only.split(","))
+    if not args.only <= set(ALL_GROUPS):
+        parser.error(f"--only: choose from {','.join(ALL_GROUPS)}")
     if args.pools and not set(args.pools.split(",")) <= set(POOLS):
         parser.error(f"--pools: choose from {','.join(POOLS)}")
     return args
