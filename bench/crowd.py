@@ -4,6 +4,10 @@ Caller i sends `POST …/run/` with `Prefer: wait=30` at `start + i / rate` (ope
 do not wait for answers) on an interaction of one 10 s `delay`, and records when its answer
 came. Callers are asyncio tasks (aiohttp, one connection each) in one process per 1,000
 callers; the whole crowd is bounded in time (arrivals + wait + 30 s).
+
+`python -m bench.crowd [CALLERS [RATE]]` sends the crowd to a stub server that answers every
+call after exactly 10 s: the client's own floor on this machine (every caller should be answered
+within a few tens of milliseconds of 10 s), so a miss in the benchmark is the server's.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ import asyncio
 import math
 import multiprocessing as mp
 import resource
+import sys
 import time
 from typing import Any
 
@@ -119,3 +124,37 @@ def _rank(ordered: list[float], q: float) -> float:
     if not ordered:
         return math.nan
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
+
+
+def _stub_server(port: int, delay_seconds: float) -> None:
+    from aiohttp import web
+
+    async def run(request: web.Request) -> web.Response:
+        await asyncio.sleep(delay_seconds)
+        return web.json_response({"status": "completed"})
+
+    app = web.Application()
+    app.router.add_post("/api/interactions/{id}/run/", run)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=4096)
+
+
+def self_check(callers: int, rate: float, delay_seconds: float = 10.0) -> dict[str, Any]:
+    """The crowd against the stub server (see the module docstring)."""
+    from bench.stack import free_port
+
+    _raise_fd_limit(callers + 1024)
+    port = free_port()
+    server = mp.get_context("spawn").Process(target=_stub_server, args=(port, delay_seconds), daemon=True)
+    server.start()
+    try:
+        time.sleep(2)
+        return run_crowd(base_url=f"http://127.0.0.1:{port}", api_key="stub", interaction="stub",
+                         callers=callers, rate=rate, delay_seconds=delay_seconds)
+    finally:
+        server.terminate()
+        server.join(timeout=10)
+
+
+if __name__ == "__main__":
+    print(self_check(int(sys.argv[1]) if len(sys.argv) > 1 else 2000,
+                     float(sys.argv[2]) if len(sys.argv) > 2 else 100.0))
