@@ -300,8 +300,9 @@ def pools_section(results: dict[str, Any], argv: list[str]) -> str:
     for outcome in results["pools"]:
         f = outcome["fleet"]
         cells = _pool_cells(outcome, p["io_latency_ms"])
+        status = outcome["status"].replace("|", "/").replace("\n", " ")  # a log excerpt must not split the row
         lines.append(f"| {f['pool']} | {f['processes']} × -c {f['concurrency']} | " + " | ".join(cells)
-                     + f" | {outcome['status']} |")
+                     + f" | {status} |")
     lines.append(POOLS_MARKERS[1])
     return "\n".join(lines) + "\n"
 
