@@ -1,7 +1,7 @@
 """Junction benchmark: the distributed stack against hand-written Celery canvases, same run.
 
     .venv/bin/python -m bench.run                  # full run (~12 min), rewrites docs/benchmarks.md
-    .venv/bin/python -m bench.run --quick          # ~3 min smoke run
+    .venv/bin/python -m bench.run --quick          # ~4 min smoke run (small crowd)
     .venv/bin/python -m bench.run --pools prefork,threads,gevent   # I/O workloads once per pool
 
 Everything on 127.0.0.1: PostgreSQL database `junction_bench` (recreated), Redis dbs 10 (broker)
