@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -89,14 +90,68 @@ def publish_task_change(session_id: Any, name: str, data: dict[str, Any]) -> Non
 
 
 def publish_task_changes(session_id: Any, changes: dict[str, dict[str, Any]]) -> None:
-    """Announce several tasks' new records at once (one round trip on Redis). Never raises."""
+    """Announce several tasks' new records. Never raises, and never waits for the network.
+
+    On Redis the messages go through this process's publisher thread (`_Publisher`), which
+    sends whatever has queued up in one pipelined round trip: a worker step does not pay for
+    its events. Task changes are best effort (a stream diffs them against the session's end),
+    so a process killed before its thread sent them loses nothing that matters.
+    """
     if not changes:
         return
     try:
-        _bus().publish_many(str(session_id), [Event(TASK, data, name) for name, data in changes.items()])
+        events = [Event(TASK, data, name) for name, data in changes.items()]
+        bus = _bus()
+        if isinstance(bus, _RedisBus):
+            _Publisher.for_process(bus).put(str(session_id), events)
+        else:
+            bus.publish_many(str(session_id), events)
     except Exception:  # the event bus is down: readers fall back on the database
         logger.warning("could not publish changes of tasks %s of session %s", ", ".join(changes), session_id,
                        exc_info=True)
+
+
+class _Publisher:
+    """A daemon thread per process that publishes queued task changes, batching them."""
+
+    _instance: tuple[int, "_Publisher"] | None = None
+    _lock = threading.Lock()
+
+    def __init__(self, bus: "_RedisBus") -> None:
+        self.bus = bus
+        self.pending: list[tuple[str, list[Event]]] = []
+        self.ready = threading.Condition()
+        threading.Thread(target=self._run, name="junction-events", daemon=True).start()
+
+    @classmethod
+    def for_process(cls, bus: "_RedisBus") -> "_Publisher":
+        found = cls._instance
+        if found is None or found[0] != os.getpid():  # a forked pool process starts its own
+            with cls._lock:
+                found = cls._instance
+                if found is None or found[0] != os.getpid():
+                    found = cls._instance = (os.getpid(), cls(bus))
+        return found[1]
+
+    def put(self, session_id: str, events: list[Event]) -> None:
+        with self.ready:
+            self.pending.append((session_id, events))
+            self.ready.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self.ready:
+                while not self.pending:
+                    self.ready.wait()
+                batch, self.pending = self.pending, []
+            try:
+                pipe = self.bus.client.pipeline(transaction=False)
+                for session_id, events in batch:
+                    for event in events:
+                        pipe.publish(channel_name(session_id), _encode(event))
+                pipe.execute()
+            except Exception:  # the event bus is down: readers fall back on the database
+                logger.warning("could not publish %d task changes", sum(len(e) for _, e in batch), exc_info=True)
 
 
 def publish_session_end(session_id: Any, data: dict[str, Any] | None = None) -> None:
