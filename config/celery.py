@@ -16,6 +16,39 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+def _survive_restore_on_a_lost_connection() -> None:
+    """Keep a worker alive when its Redis connection drops while it holds messages.
+
+    kombu 5.7's Redis channel, when closed after the broker went away, restores the messages
+    it holds (`QoS.restore_unacked`) through a connection that has already been released
+    (`self.connection.client` is None) and raises AttributeError; Celery's consumer treats that
+    as unrecoverable and the worker exits. Such a restore cannot reach the broker anyway: the
+    held messages stay in Redis's unacked set and come back after the visibility timeout (or,
+    with a broker restarted without persistence, are gone and the sweeper resumes their
+    sessions). So the failed restore is logged and the consumer reconnects.
+    """
+    from kombu.transport import redis as kombu_redis
+
+    original = kombu_redis.QoS.restore_unacked
+    if getattr(original, "junction_patched", False):
+        return
+
+    def restore_unacked(self, client=None):
+        try:
+            return original(self, client)
+        except AttributeError:
+            logger.warning("broker connection lost while holding %d messages: they come back after "
+                           "the visibility timeout", len(self._delivered))
+            self._delivered.clear()
+            return None
+
+    restore_unacked.junction_patched = True
+    kombu_redis.QoS.restore_unacked = restore_unacked
+
+
+_survive_restore_on_a_lost_connection()
+
+
 @task_prerun.connect
 @task_postrun.connect
 def _drop_unusable_connections(**kwargs) -> None:
