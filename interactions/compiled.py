@@ -31,7 +31,6 @@ class CompiledVersion:
     plan: Plan  # every task, as Celery would order them
     defaults: dict[str, dict[str, Any]]  # task -> {field: default}
     needs: dict[str, frozenset[str]]  # task -> tasks whose records it reads (preds + refs)
-    sinks: frozenset[str]  # tasks no other task waits for
     fused: frozenset[str]  # tasks of pure types: run inline, never through the broker
     at_call: frozenset[str]  # fused tasks with only fused ancestors: run in the calling process
     dependants: dict[str, tuple[str, ...]]  # task -> the tasks that wait for it
@@ -64,7 +63,6 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
     for name, task in sorted(definition.tasks.items()):
         for pred in task.execute_after:
             dependants[pred].append(name)
-    sinks = frozenset(name for name, children in dependants.items() if not children)
     fused = frozenset(name for name, task in definition.tasks.items() if find_task_type(task.type).pure)
     at_call: set[str] = set()
     order = topological_order(definition.predecessors())
@@ -73,7 +71,7 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
             at_call.add(name)
     plan = compile_plan(definition.predecessors())
     return CompiledVersion(
-        definition=definition, plan=plan, defaults=defaults, needs=needs, sinks=sinks, fused=fused,
+        definition=definition, plan=plan, defaults=defaults, needs=needs, fused=fused,
         at_call=frozenset(at_call), dependants={name: tuple(c) for name, c in dependants.items()},
         accepts={
             name: json.dumps({pred: list(accepted) for pred, accepted in task.execute_after.items()})

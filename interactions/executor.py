@@ -135,10 +135,6 @@ def run_with_body(
 
 def resolve_task_body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
     """Resolve task `name`'s concrete body; raise TaskFailed if a reference cannot be resolved."""
-    return _body(compiled, name, caller_input, records)
-
-
-def _body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
     try:
         return resolve_body(compiled.definition.tasks[name], compiled.defaults[name], caller_input or {}, records,
                             limits=resolve_limits(timeout=task_timeout(compiled, name)))
@@ -153,7 +149,7 @@ def run_pure(
     spec = compiled.definition.tasks[name]
     started = time.monotonic()
     try:
-        body = _body(compiled, name, caller_input, records)
+        body = resolve_task_body(compiled, name, caller_input, records)
         output = run_with_body(task_type=find_task_type(spec.type), body=body, integration_id=None,
                                user_id=user_id, timeout=task_timeout(compiled, name))
     except TaskFailed as failure:
@@ -247,7 +243,7 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
     started = time.monotonic()
     try:
         with capturing_logs() as printed:  # what a code task prints, kept beside its output
-            body = _body(session.compiled, name, session.input, records)
+            body = resolve_task_body(session.compiled, name, session.input, records)
             output = run_with_body(
                 task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
                 timeout=task_timeout(session.compiled, name),
@@ -275,7 +271,7 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
     """End a timer task that is due; raise RetryLater (keeping the claim) until it is."""
     timeout = task_timeout(session.compiled, name)
     try:
-        body = _body(session.compiled, name, session.input, records)
+        body = resolve_task_body(session.compiled, name, session.input, records)
         _check(task_type, body)
     except TaskFailed as failure:
         return Result(name, attempt, FAILED, error=str(failure))
@@ -341,6 +337,14 @@ def _announce(session_id, rows: dict[str, runstore.Row], names: list[str]) -> No
 
 # --- ending a session -------------------------------------------------------------------------
 
+def count_end(*, session_id, interaction_id, created_at: datetime, status: str, error: str | None = None,
+              now: datetime | None = None) -> None:
+    """Count and log a session's end (metrics and the operator's log line), wherever it ended."""
+    seconds = ((now or timezone.now()) - created_at).total_seconds()
+    metrics.session_finished(status, seconds=seconds, interaction=interaction_id)
+    oplog.session_finished(session_id, status, seconds * 1000, interaction_id=interaction_id, error=error)
+
+
 def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
     """End the session from its terminal records; publish the end. Returns the status set."""
     compiled = session.compiled
@@ -354,10 +358,8 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
                                now=now)
     if finished is None:
         return None  # ended meanwhile (cancelled, timed out, or by a concurrent step)
-    seconds = (now - finished.created_at).total_seconds()
-    metrics.session_finished(outcome.status, seconds=seconds, interaction=finished.interaction_id)
-    oplog.session_finished(session.id, outcome.status, seconds * 1000, interaction_id=finished.interaction_id,
-                           error=error)
+    count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
+              status=outcome.status, error=error, now=now)
     data = selectors.session_data_from(
         id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
         input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,

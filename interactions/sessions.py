@@ -54,13 +54,6 @@ def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None)
     publish_session_end(session_id, data)
 
 
-def _count_end(*, session_id, interaction_id, created_at: datetime, status: str, error: str | None = None) -> None:
-    """Count and log a session's end (metrics and the operator's log line)."""
-    seconds = (timezone.now() - created_at).total_seconds()
-    metrics.session_finished(status, seconds=seconds, interaction=interaction_id)
-    oplog.session_finished(session_id, status, seconds * 1000, interaction_id=interaction_id, error=error)
-
-
 def request_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
@@ -277,7 +270,7 @@ def _create(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
             countdowns=timers))
     else:
-        transaction.on_commit(lambda: _count_end(
+        transaction.on_commit(lambda: executor.count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,
             status=session.status, error=session.error))
     return session
@@ -288,7 +281,7 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
     if Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
         status=status, error=error, finished_at=now, updated_at=now
     ):
-        transaction.on_commit(lambda: _count_end(session_id=session.pk, interaction_id=session.interaction_id,
+        transaction.on_commit(lambda: executor.count_end(session_id=session.pk, interaction_id=session.interaction_id,
                                                  created_at=session.created_at, status=status, error=error))
         transaction.on_commit(lambda: announce_end(session_id=session.pk, status=status))
     running = list(session.task_runs.filter(status=TaskRun.Status.RUNNING).values_list("name", flat=True))
