@@ -19,8 +19,9 @@ from accounts.serializers import (
     UserOutputSerializer,
 )
 from config.errors import ApiError
+from config.openapi import errors
 
-THROTTLED = OpenApiResponse(description="Throttled: the error shape, code `throttled`, with `Retry-After`.")
+THROTTLED = OpenApiResponse(description="`throttled`, with `Retry-After`.")
 
 
 class RegisterView(APIView):
@@ -28,8 +29,10 @@ class RegisterView(APIView):
     permission_classes = [permissions.AllowAny]
 
     @extend_schema(
-        request=RegisterInputSerializer, responses={201: UserOutputSerializer, 429: THROTTLED},
-        description="Registrations are throttled per client address (JUNCTION_THROTTLE_REGISTER).",
+        request=RegisterInputSerializer,
+        responses={201: UserOutputSerializer, 429: THROTTLED,
+                   **errors((403, "`registration_closed`: registration is turned off on this server."))},
+        description="Create an account. Registrations are throttled per client address (JUNCTION_THROTTLE_REGISTER).",
     )
     def post(self, request):
         if not settings.JUNCTION_ALLOW_REGISTRATION:
@@ -45,8 +48,9 @@ class LoginView(TokenObtainPairView):
     """Log in: a token pair. Failed logins are throttled per username and per client address."""
 
     @extend_schema(
-        responses={200: TokenPairSerializer, 429: THROTTLED},
-        description="Failed logins are limited per username and per client address "
+        responses={200: TokenPairSerializer, 429: THROTTLED,
+                   **errors((401, "`no_active_account`: wrong username or password, or a disabled account."))},
+        description="Log in: an access and a refresh token (JWT). Failed logins are limited per username and per client address "
         "(JUNCTION_THROTTLE_LOGIN); past the limit every login for that username or from that "
         "address is 429 until the window ends, even with the right password.",
     )
@@ -64,7 +68,9 @@ class LoginView(TokenObtainPairView):
 
 class RefreshView(TokenRefreshView):
     @extend_schema(
-        responses={200: TokenPairSerializer},
+        responses={200: TokenPairSerializer,
+                   **errors((401, "`token_not_valid`, `token_revoked` or `no_active_account`: the refresh token "
+                                  "is invalid, expired, blacklisted or revoked, or its user is gone."))},
         description="Exchange a refresh token for a new access token and a new refresh token: the one "
         "sent is blacklisted (rotation) and refused from then on.",
     )
@@ -78,7 +84,9 @@ class LogoutView(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
-    @extend_schema(request=LogoutSerializer, responses={204: None})
+    @extend_schema(request=LogoutSerializer, responses={204: None},
+                   description="Log out: blacklist the refresh token (with `everywhere`, revoke every token of "
+                   "its user). Access tokens it issued expire on their own.")
     def post(self, request):
         data = LogoutSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -99,7 +107,7 @@ class PasswordView(APIView):
 
 
 class MeView(APIView):
-    @extend_schema(responses=UserOutputSerializer)
+    @extend_schema(responses=UserOutputSerializer, description="The current user.")
     def get(self, request):
         return Response(UserOutputSerializer(request.user).data)
 
@@ -112,16 +120,28 @@ class ApiKeyViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = ApiKeyOutputSerializer
+    ordering_fields = ["name", "created_at", "expires_at", "last_used_at"]
+    ordering = ["-created_at"]
+    search_fields = ["name", "prefix"]
 
     def owned_queryset(self, user):
         return selectors.api_key_list(user=user)
 
-    @extend_schema(request=ApiKeyInputSerializer, responses={201: ApiKeyCreatedSerializer})
+    @extend_schema(request=ApiKeyInputSerializer, responses={201: ApiKeyCreatedSerializer},
+                   description="Create an API key. The key itself is in this answer only: it is stored hashed.")
     def create(self, request):
         data = ApiKeyInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         created = services.api_key_create(user=request.user, **data.validated_data)
         return Response(ApiKeyCreatedSerializer(created).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(description="Your API keys (never the keys themselves).")
+    def list(self, request, *args, **kwargs):
+        return super().list(request, *args, **kwargs)
+
+    @extend_schema(description="Revoke the key: it stops authenticating at once.")
+    def destroy(self, request, *args, **kwargs):
+        return super().destroy(request, *args, **kwargs)
 
     def perform_destroy(self, instance):
         services.api_key_revoke(api_key=instance)

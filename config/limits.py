@@ -1,5 +1,5 @@
-"""Refuse API requests before any view runs: too large (413), or with control characters in a
-header value (400).
+"""Refuse API requests before any view runs: too large (413), with control characters in a
+header value, or with a NUL in a query parameter (400).
 
 DRF's parsers read the request stream directly, past Django's DATA_UPLOAD_MAX_MEMORY_SIZE
 check, so the size limit is enforced here from the Content-Length header; a body sent without
@@ -47,6 +47,17 @@ class RequestSizeLimitMiddleware:
                 return JsonResponse(
                     error_body("invalid_header", f"The {name} header has a control character.",
                                {name: ["Control characters (NUL, CR, LF, …) are not allowed in a header value."]}),
+                    status=400,
+                )
+            # PostgreSQL cannot hold a NUL in a query's text: a filter or search term with one
+            # would fail in the database adapter.
+            param = next((key for key, values in request.GET.lists()
+                          if "\x00" in key or any("\x00" in value for value in values)), None)
+            if param is not None:
+                name = param.replace("\x00", "\\x00")
+                return JsonResponse(
+                    error_body("invalid_query", f"The query parameter {name} has a NUL character.",
+                               {name: ["The NUL character is not allowed in a query parameter."]}),
                     status=400,
                 )
         return self.get_response(request)

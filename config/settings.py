@@ -17,6 +17,7 @@ from kombu import Queue
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
+from config import timestamps
 from config.env import env_bool, env_float, env_int, env_list, env_rate, env_str, local_secret, token
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -143,13 +144,20 @@ REST_FRAMEWORK = {
     # JSON only (SPEC §2), bounded in size and depth: config/parsers.py.
     "DEFAULT_PARSER_CLASSES": ["config.parsers.BoundedJSONParser"],
     "TEST_REQUEST_DEFAULT_FORMAT": "json",
-    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
-    "PAGE_SIZE": env_int("JUNCTION_PAGE_SIZE", 50),
-    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # One timestamp format everywhere (config/timestamps.py, docs/api.md).
+    "DATETIME_FORMAT": timestamps.FORMAT,
+    # Lists: `page`, `page_size`, `ordering`, `search` and django-filter fields (config/listing.py).
+    "DEFAULT_PAGINATION_CLASS": "config.listing.Pagination",
+    "PAGE_SIZE": env_int("JUNCTION_PAGE_SIZE", 50, minimum=1, maximum=10_000),
+    "DEFAULT_FILTER_BACKENDS": [
+        "django_filters.rest_framework.DjangoFilterBackend", "config.listing.Ordering", "config.listing.Search",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# The largest `?page_size=` a list accepts (400 past it).
+JUNCTION_MAX_PAGE_SIZE = env_int("JUNCTION_MAX_PAGE_SIZE", 500, minimum=REST_FRAMEWORK["PAGE_SIZE"], maximum=10_000)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JUNCTION_ACCESS_TOKEN_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JUNCTION_REFRESH_TOKEN_DAYS", 7)),
@@ -171,6 +179,12 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # 3.1: JSON Schema 2020-12, so blanks (`null`), `propertyNames` and typed definitions are exact.
+    "OAS_VERSION": "3.1.0",
+    # Each route is also answered without its trailing slash; the document shows it once.
+    "PREPROCESSING_HOOKS": ["config.routing.openapi_canonical_paths"],
+    # `{type: [..., "null"]}` rather than a separate `nullable` (what 3.1 means).
+    "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
 }
 
 # --- Celery ---------------------------------------------------------------------------------

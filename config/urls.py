@@ -3,14 +3,15 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
+from config.routing import route
 
 api = [
     path("auth/", include("accounts.urls")),
     path("", include("tasks_catalog.urls")),
     path("", include("integrations.urls")),
     path("", include("interactions.urls")),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    *route("schema/", SpectacularAPIView.as_view(), name="schema"),
+    *route("docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
 ]
 
 urlpatterns = [

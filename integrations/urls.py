@@ -1,8 +1,7 @@
-from django.urls import path
-from rest_framework.routers import SimpleRouter
+from config.routing import Router, route
 
 from integrations.views import IntegrationViewSet, ProviderListView
 
-router = SimpleRouter()
+router = Router()
 router.register("integrations", IntegrationViewSet, basename="integration")
-urlpatterns = [path("providers/", ProviderListView.as_view(), name="providers"), *router.urls]
+urlpatterns = [*route("providers/", ProviderListView.as_view(), name="providers"), *router.urls]

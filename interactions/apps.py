@@ -3,3 +3,6 @@ from django.apps import AppConfig
 
 class InteractionsConfig(AppConfig):
     name = "interactions"
+
+    def ready(self) -> None:
+        from interactions import openapi  # noqa: F401 - registers the definition's OpenAPI extension

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import User
+from config.timestamps import iso_timestamp
 from interactions.compiled import compiled_version
 from interactions.engine.definition import Definition
 from interactions.engine.inputs import example_input, input_schema
@@ -64,10 +65,6 @@ def _ms(start, end) -> int | None:
     return int((end - start).total_seconds() * 1000) if start and end else None
 
 
-def _iso(value) -> str | None:
-    return value.isoformat() if value else None
-
-
 def task_data(*, status, output, error, attempts, started_at, finished_at, logs: str = "") -> dict[str, Any]:
     """Render one task's record as the API shows it (SPEC §2.6), plus `logs` when the task printed."""
     data = {
@@ -75,8 +72,8 @@ def task_data(*, status, output, error, attempts, started_at, finished_at, logs:
         "output": output,
         "error": error,
         "attempts": attempts,
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
+        "started_at": iso_timestamp(started_at),
+        "finished_at": iso_timestamp(finished_at),
         "duration_ms": _ms(started_at, finished_at),
     }
     if logs:
@@ -104,9 +101,9 @@ def session_data_from(
         "input": input,
         "result": result,
         "error": error,
-        "created_at": created_at.isoformat(),
-        "started_at": _iso(started_at),
-        "finished_at": _iso(finished_at),
+        "created_at": iso_timestamp(created_at),
+        "started_at": iso_timestamp(started_at),
+        "finished_at": iso_timestamp(finished_at),
         "duration_ms": _ms(started_at or created_at, finished_at),
         "tasks": tasks,
     }

@@ -4,12 +4,16 @@ from rest_framework import serializers
 from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion, Session, TaskRun
 
 
+class DefinitionField(serializers.JSONField):
+    """A definition's `tasks` (validated by the services; typed in OpenAPI by interactions/openapi.py)."""
+
+
 class InteractionInputSerializer(serializers.Serializer):
     """The definition: POST and PUT need name and tasks; PATCH any subset."""
 
     name = serializers.CharField(max_length=100)
     description = serializers.CharField(allow_blank=True, required=False, default="")
-    tasks = serializers.JSONField(help_text="{task name: {type, integration, body, execute_after, retries, timeout}}")
+    tasks = DefinitionField()
     deadline_seconds = serializers.IntegerField(
         min_value=1, max_value=MAX_SESSION_DEADLINE, required=False, allow_null=True,
         help_text="Sessions running longer end as timed_out (default: the server's setting; at "
@@ -26,7 +30,7 @@ class InteractionInputSerializer(serializers.Serializer):
 
 class InteractionOutputSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="current_version.number", read_only=True)
-    tasks = serializers.JSONField(source="current_version.tasks", read_only=True)
+    tasks = DefinitionField(source="current_version.tasks", read_only=True)
     endpoint_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -42,6 +46,7 @@ class InteractionOutputSerializer(serializers.ModelSerializer):
 
 class InteractionVersionSerializer(serializers.ModelSerializer):
     version = serializers.IntegerField(source="number")
+    tasks = DefinitionField()
 
     class Meta:
         model = InteractionVersion

@@ -95,7 +95,7 @@ def session_start(
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = interaction.current_version
     compiled = compiled_version(version.id)  # cached per process: the definition's JSON is not read
-    problems = check_input(compiled.definition.blanks, data)
+    problems = check_input(compiled.definition.blanks, data, tasks=compiled.definition.tasks)
     if problems:
         raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
                        code="validation_error", details=problems)

@@ -1,6 +1,8 @@
 from django.urls import URLPattern
 from rest_framework.routers import SimpleRouter
 
+from config.routing import with_slashless
+
 from interactions.views import InteractionViewSet, SessionViewSet
 from interactions.waiting import waiting_view
 
@@ -16,4 +18,4 @@ def _waiting(pattern: URLPattern) -> URLPattern:
     return URLPattern(pattern.pattern, waiting_view(pattern.callback), pattern.default_args, pattern.name)
 
 
-urlpatterns = [_waiting(pattern) for pattern in router.urls]
+urlpatterns = with_slashless([_waiting(pattern) for pattern in router.urls])

@@ -16,6 +16,8 @@ from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Session
 from interactions.waiting import requested_wait, session_response
+from config.listing import Ordering, Search
+from config.openapi import errors
 from interactions.serializers import (
     EndpointSerializer,
     InteractionInputSerializer,
@@ -25,10 +27,31 @@ from interactions.serializers import (
     SessionSerializer,
 )
 
+# A run's body depends on the interaction's blanks: its exact JSON Schema is `GET …/endpoint/`'s `schema`.
+RUN_INPUT = {
+    "type": "object",
+    "description": "The blanks' values by task and field. Required blanks must be given; optional "
+    "ones may be left out (the field's default is used).",
+    "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+    "additionalProperties": {"type": "object", "description": "{field: value} for one task's blanks."},
+}
+RUN_HEADERS = [
+    OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[200, 202],
+                     description="The session: `/api/sessions/{id}/`."),
+    OpenApiParameter("Idempotent-Replayed", str, OpenApiParameter.HEADER, response=[200, 202], enum=["true"],
+                     description="`true` when an earlier call with the same Idempotency-Key and body made this "
+                     "session: nothing ran again. Absent on a new session."),
+    OpenApiParameter("Preference-Applied", str, OpenApiParameter.HEADER, response=[200, 202],
+                     description="`wait=N` when the call waited (Prefer: wait=N or ?wait=N)."),
+]
+
 
 class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     serializer_class = InteractionOutputSerializer
     filterset_fields = ["is_active", "name"]
+    ordering_fields = ["name", "created_at", "updated_at"]
+    ordering = ["-created_at"]
+    search_fields = ["name", "description"]
     # A `run` API key may only run (accounts.permissions); a limited one only its interactions.
     run_key_actions = ("run",)
     key_interaction_field = "id"
@@ -47,14 +70,23 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     def _render(self, interaction, code=status.HTTP_200_OK):
         return Response(self.get_serializer(interaction).data, status=code)
 
-    @extend_schema(request=InteractionInputSerializer, responses={201: InteractionOutputSerializer})
+    @extend_schema(
+        request=InteractionInputSerializer, responses={201: InteractionOutputSerializer},
+        description="Create an interaction (inactive, version 1). The definition is validated: a 400 "
+        "names every offending task and field (`tasks.<task>.body.<field>`, `tasks.<task>.execute_after`, "
+        "`tasks` for a cycle).",
+    )
     def create(self, request):
         data = InteractionInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         interaction = services.interaction_create(user=request.user, **data.validated_data)
         return self._render(interaction, status.HTTP_201_CREATED)
 
-    @extend_schema(request=InteractionInputSerializer, responses=InteractionOutputSerializer)
+    @extend_schema(
+        request=InteractionInputSerializer, responses=InteractionOutputSerializer,
+        description="Replace the definition. A change to `tasks` makes a new version; sessions already "
+        "running keep theirs.",
+    )
     def update(self, request, pk=None, partial=False):
         interaction = self.get_object()
         data = InteractionInputSerializer(data=request.data, partial=partial)
@@ -62,33 +94,55 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         interaction = services.interaction_update(interaction=interaction, **data.validated_data)
         return self._render(interaction)
 
+    @extend_schema(
+        request=InteractionInputSerializer, responses=InteractionOutputSerializer,
+        description="Change some fields; those left out keep their value. A change to `tasks` makes a "
+        "new version.",
+    )
+    def partial_update(self, request, pk=None):
+        return self.update(request, pk=pk, partial=True)
+
+    @extend_schema(description="Delete the interaction, its versions and its sessions (running ones are cancelled).")
+    def destroy(self, request, pk=None):
+        return super().destroy(request, pk=pk)
+
     def perform_destroy(self, instance):
         services.interaction_delete(interaction=instance)
 
-    @extend_schema(request=None, responses=InteractionOutputSerializer)
+    @extend_schema(request=None, responses=InteractionOutputSerializer,
+                   description="Activate the interaction: its endpoint accepts runs.")
     @action(detail=True, methods=["post"])
     def activate(self, request, pk=None):
         return self._render(services.interaction_set_active(interaction=self.get_object(), active=True))
 
-    @extend_schema(request=None, responses=InteractionOutputSerializer)
+    @extend_schema(request=None, responses=InteractionOutputSerializer,
+                   description="Deactivate the interaction: runs are refused (409); running sessions go on.")
     @action(detail=True, methods=["post"])
     def deactivate(self, request, pk=None):
         return self._render(services.interaction_set_active(interaction=self.get_object(), active=False))
 
-    @extend_schema(responses=InteractionVersionSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @extend_schema(responses=InteractionVersionSerializer(many=True),
+                   description="The interaction's versions, newest first: each change to `tasks` made one.")
+    @action(detail=True, methods=["get"], filter_backends=[Ordering, Search],
+            ordering_fields={"version": "number", "created_at": "created_at"}, ordering=["-version"],
+            search_fields=["tasks"])
     def versions(self, request, pk=None):
-        page = self.paginate_queryset(selectors.version_list(interaction=self.get_object()))
+        versions = self.filter_queryset(selectors.version_list(interaction=self.get_object()))
+        page = self.paginate_queryset(versions)
         return self.get_paginated_response(InteractionVersionSerializer(page, many=True).data)
 
-    @extend_schema(responses=EndpointSerializer)
+    @extend_schema(responses=EndpointSerializer,
+                   description="How to call the interaction: the example body (built from its blanks, "
+                   "valid as shown), the body's JSON Schema and a ready curl command.")
     @action(detail=True, methods=["get"])
     def endpoint(self, request, pk=None):
         interaction = self.get_object()
         run_url = request.build_absolute_uri(f"/api/interactions/{interaction.id}/run/")
         return Response(selectors.interaction_endpoint(interaction=interaction, run_url=run_url))
 
-    @extend_schema(responses={200: PlanSerializer})
+    @extend_schema(responses={200: PlanSerializer},
+                   description="The compiled Celery canvas of the current version, e.g. "
+                   "`chain(fetch, group(tweet, alert))`, with the waits it adds beyond the DAG.")
     @action(detail=True, methods=["get"])
     def plan(self, request, pk=None):
         version = self.get_object().current_version
@@ -107,25 +161,44 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         })
 
     @extend_schema(
-        request={"application/json": {"type": "object"}},
+        request={"application/json": RUN_INPUT},
         parameters=[
-            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER, description="wait=N (seconds)"),
-            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER),
-            OpenApiParameter("wait", float, OpenApiParameter.QUERY, description="alias of Prefer: wait=N"),
+            OpenApiParameter("Prefer", str, OpenApiParameter.HEADER,
+                             description="`wait=N`: answer when the session ends, or after N seconds "
+                             "(at most JUNCTION_MAX_WAIT)."),
+            OpenApiParameter("Idempotency-Key", str, OpenApiParameter.HEADER,
+                             description="Within 24 h, a repeat with the same key and body returns the same "
+                             "session (with `Idempotent-Replayed: true`) and runs nothing; another body is 422."),
+            OpenApiParameter("wait", float, OpenApiParameter.QUERY, description="Alias of `Prefer: wait=N`."),
+            *RUN_HEADERS,
         ],
-        responses={200: SessionSerializer, 202: SessionSerializer, 429: OpenApiResponse(
-            description="`throttled` (the plan's run rate) or `too_many_active_sessions` "
-            "(JUNCTION_MAX_ACTIVE_SESSIONS queued or running): the error shape, with Retry-After.")},
-        description="Run the interaction. Also open to API keys of scope `run` (a limited key: only "
-        "its interactions, others are 404).",
+        responses={
+            200: OpenApiResponse(SessionSerializer, description="Waited for and finished: the session. An "
+                                 "interaction whose `response` task ran answers with that task's status, "
+                                 "headers and body instead."),
+            202: OpenApiResponse(SessionSerializer, description="Accepted: the session, still running (or not "
+                                 "waited for)."),
+            **errors(
+                (400, "`validation_error`: a blank missing, unknown or of the wrong type, or a task that does "
+                 "not exist or has no blanks, named in `details` (`<task>.<field>`, `<task>`)."),
+                (409, "`interaction_inactive`: activate the interaction first."),
+                422,
+                (429, "`throttled` (the plan's run rate) or `too_many_active_sessions` "
+                 "(JUNCTION_MAX_ACTIVE_SESSIONS queued or running), with Retry-After."),
+            ),
+        },
+        description="Run the interaction with the caller's values for its blanks: "
+        "`{\"<task>\": {\"<field>\": value}}` (GET `…/endpoint/` shows the example body and its JSON Schema). "
+        "Also open to API keys of scope `run` (a limited key: only its interactions, others are 404).",
     )
     @action(detail=True, methods=["post"], throttle_classes=[PlanRateThrottle])
     def run(self, request, pk=None):
-        session, _ = sessions.session_start(
+        wait = requested_wait(request.headers.get("Prefer"), request.query_params.get("wait"))
+        session, created = sessions.session_start(
             user=request.user, interaction=self.get_object(), data=request.data,
             idempotency_key=request.headers.get("Idempotency-Key") or None,
         )
-        return session_response(session, requested_wait(request.headers.get("Prefer"), request.query_params.get("wait")))
+        return session_response(session, wait, replayed=not created)
 
 
 class SessionFilter(filters.FilterSet):
@@ -151,6 +224,10 @@ class EventStreamRenderer(renderers.BaseRenderer):
 class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
+    ordering_fields = {"created_at": "created_at", "started_at": "started_at", "finished_at": "finished_at",
+                       "status": "status", "interaction": "interaction__name"}
+    ordering = ["-created_at"]
+    search_fields = ["interaction__name", "error"]
     # A `run` API key reads the sessions of the interactions it may run; cancel and retry need a
     # full key (accounts.permissions, docs/security.md).
     run_key_actions = ("list", "retrieve", "events")
@@ -166,13 +243,23 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
     def retrieve(self, request, pk=None):
         return Response(selectors.session_data(self.get_object()))
 
-    @extend_schema(request=None, responses=SessionSerializer)
+    @extend_schema(request=None, responses={200: SessionSerializer, **errors(
+        (409, "`session_finished`: the session has already ended."))},
+        description="Cancel the session: running tasks are stopped, pending ones never start.")
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
         return Response(selectors.session_data(sessions.session_cancel(session=self.get_object())))
 
-    @extend_schema(request=None, responses={202: SessionSerializer, 429: OpenApiResponse(
-        description="`throttled` (JUNCTION_THROTTLE_RETRY) or `too_many_active_sessions`, with Retry-After.")})
+    @extend_schema(
+        request=None,
+        parameters=[OpenApiParameter("Location", str, OpenApiParameter.HEADER, response=[202],
+                                     description="The new session: `/api/sessions/{id}/`.")],
+        responses={202: SessionSerializer, **errors(
+            (409, "`interaction_inactive`: the interaction was deactivated."),
+            (429, "`throttled` (JUNCTION_THROTTLE_RETRY) or `too_many_active_sessions`, with Retry-After."))},
+        description="Start a new session of the same version and input that reuses the outputs of the "
+        "tasks that completed and runs the rest.",
+    )
     @action(detail=True, methods=["post"], throttle_classes=[RetryThrottle])
     def retry(self, request, pk=None):
         retry = sessions.session_retry(session=self.get_object())
@@ -186,8 +273,14 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
                              description="resume after this event (its `id:`)"),
             OpenApiParameter("last_event_id", str, OpenApiParameter.QUERY, description="alias of Last-Event-ID"),
         ],
-        responses={(200, "text/event-stream"): str, 204: None, 429: OpenApiResponse(
-            description="`throttled`: streams opened per user (JUNCTION_THROTTLE_EVENTS), with Retry-After.")},
+        responses={
+            (200, "text/event-stream"): OpenApiResponse(str, description="Server-Sent Events: `task` events "
+                                                        "(a task's record and `name`), then one `session` event."),
+            204: OpenApiResponse(description="The stream already ended (Last-Event-ID of the `session` event)."),
+            **errors((429, "`throttled`: streams opened per user (JUNCTION_THROTTLE_EVENTS), with Retry-After.")),
+        },
+        description="Stream the session's task changes as Server-Sent Events, then the session; resumable "
+        "with Last-Event-ID.",
     )
     @action(detail=True, methods=["get"], renderer_classes=[renderers.JSONRenderer, EventStreamRenderer],
             throttle_classes=[EventsThrottle])

@@ -12,6 +12,7 @@ the finished answer.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -19,6 +20,7 @@ from typing import Any, Callable
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from rest_framework import status
+from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
 from interactions import events, selectors
@@ -29,20 +31,25 @@ _TERMINAL = {str(status) for status in Session.TERMINAL}
 
 
 def requested_wait(prefer_header: str | None, query_value: str | None) -> float | None:
-    """Return the seconds to wait (capped by JUNCTION_MAX_WAIT), or None for no waiting."""
+    """Return the seconds to wait (capped by JUNCTION_MAX_WAIT), or None for no waiting.
+
+    A `Prefer` header without `wait=` is ignored (RFC 7240: preferences are optional); a `?wait=`
+    that is not a number of seconds is a 400 naming it.
+    """
     raw = None
     if prefer_header:
         match = _WAIT.search(prefer_header)
         raw = match.group(1) if match else None
-    if raw is None and query_value not in (None, ""):
-        raw = query_value
+    if raw is None and query_value is not None:
+        try:
+            raw = float(query_value)
+        except ValueError:
+            raw = math.nan
+        if not math.isfinite(raw):
+            raise ValidationError({"wait": ["Must be a number of seconds."]})
     if raw is None:
         return None
-    try:
-        seconds = float(raw)
-    except ValueError:
-        return None
-    return max(0.0, min(seconds, settings.JUNCTION_MAX_WAIT))
+    return max(0.0, min(float(raw), settings.JUNCTION_MAX_WAIT))
 
 
 def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tuple[Any, int, dict[str, str]]:
@@ -61,9 +68,15 @@ def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tup
     return data, status.HTTP_200_OK, {}
 
 
-def session_response(session: Session, wait: float | None) -> Response:
-    """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`."""
+def session_response(session: Session, wait: float | None, *, replayed: bool = False) -> Response:
+    """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`.
+
+    `replayed`: an earlier call with the same Idempotency-Key made the session; the answer says
+    so (`Idempotent-Replayed: true`, docs/api.md).
+    """
     headers = {"Location": f"/api/sessions/{session.id}/"}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
     waited = wait is not None
     if waited:
         headers["Preference-Applied"] = f"wait={wait:g}"

@@ -1,7 +1,7 @@
-from rest_framework.routers import SimpleRouter
+from config.routing import Router
 
 from tasks_catalog.views import TaskTypeViewSet
 
-router = SimpleRouter()
+router = Router()
 router.register("task-types", TaskTypeViewSet, basename="task-type")
 urlpatterns = router.urls

@@ -1,11 +1,12 @@
 from django.conf import settings
-from drf_spectacular.utils import OpenApiResponse, extend_schema
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.rate_limits import TaskTestThrottle
 from config.errors import ApiError
+from config.openapi import errors
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
 
@@ -55,19 +56,26 @@ class TaskTypeViewSet(viewsets.ViewSet):
     lookup_field = "type"
     lookup_value_regex = "[a-z0-9_]+"
 
-    @extend_schema(responses=TaskTypeSerializer(many=True))
+    @extend_schema(responses=TaskTypeSerializer(many=True),
+                   description="The task catalog: every task type with its fields and output.")
     def list(self, request):
         return Response([task_type.describe() for task_type in task_types])
 
-    @extend_schema(responses={200: TaskTypeSerializer, 404: OpenApiResponse(description="Unknown type")})
+    @extend_schema(responses={200: TaskTypeSerializer, **errors((404, "`not_found`: no task type of that name."))},
+                   description="One task type of the catalog.")
     def retrieve(self, request, type=None):  # noqa: A002 - the route's name
         try:
             return Response(task_types.get(type).describe())
         except UnknownTaskType as exc:
             raise ApiError(str(exc), code="not_found", status_code=404) from None
 
-    @extend_schema(request=TaskTestSerializer, responses={200: TaskTestResultSerializer, 429: OpenApiResponse(
-        description="`throttled`: tries per user (JUNCTION_THROTTLE_TASK_TEST), with Retry-After.")})
+    @extend_schema(
+        request=TaskTestSerializer,
+        responses={200: TaskTestResultSerializer, **errors(
+            (429, "`throttled`: tries per user (JUNCTION_THROTTLE_TASK_TEST), with Retry-After."))},
+        description="Run one task now with literal values, to try it before wiring it: its status, output, "
+        "error and duration (a failed task is still a 200). Under the same limits as a run.",
+    )
     @action(detail=True, methods=["post"], throttle_classes=[TaskTestThrottle])
     def test(self, request, type=None):  # noqa: A002 - the route's name
         """Run one task now with literal values, to try it before wiring it."""

@@ -6,7 +6,7 @@ default is used. Pure: no Django.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import Any
 
 from interactions.engine.definition import Blank
@@ -51,15 +51,22 @@ def input_schema(blanks: Iterable[Blank]) -> dict[str, Any]:
     }
 
 
-def check_input(blanks: Iterable[Blank], data: Any) -> dict[str, list[str]]:
-    """Return the problems of a run's body, keyed `<task>.<field>` (empty when valid)."""
+def check_input(blanks: Iterable[Blank], data: Any, *, tasks: Collection[str] = ()) -> dict[str, list[str]]:
+    """Return the problems of a run's body, keyed `<task>.<field>` (empty when valid).
+
+    `tasks` (every task of the definition) tells a task that does not exist from one with no
+    blanks; both are problems keyed by the name the caller sent.
+    """
     if not isinstance(data, dict):
         return {"non_field_errors": ["The body must be an object of {task: {field: value}}."]}
     grouped = _by_task(blanks)
     problems: dict[str, list[str]] = {}
     for task, values in data.items():
         if task not in grouped:
-            problems[task] = ["This task has no blank fields to fill in."]
+            problems[task] = [
+                f"Task {task!r} has no blank fields to fill in." if task in tasks
+                else f"Unknown task {task!r}: the interaction has no task of that name."
+            ]
         elif not isinstance(values, dict):
             problems[task] = ["Must be an object of {field: value}."]
     for task, items in grouped.items():

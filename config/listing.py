@@ -1,0 +1,102 @@
+"""Lists: pages (`page`, `page_size`), `ordering` and `search` (docs/api.md, "Lists").
+
+A list view names its `ordering_fields` (a dict of API names to model paths, or a list when they
+are the same), its default `ordering` and its `search_fields`. A parameter a list cannot apply —
+an unknown ordering field, a page size out of range — is a 400 naming it, never silently ignored.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.conf import settings
+from rest_framework.exceptions import ValidationError
+from rest_framework.filters import OrderingFilter, SearchFilter
+from rest_framework.pagination import PageNumberPagination
+
+
+class Pagination(PageNumberPagination):
+    """DRF's page-number pagination with a bounded, checked `page_size`."""
+
+    page_size_query_param = "page_size"
+    page_size_query_description = "Results per page (default JUNCTION_PAGE_SIZE, at most JUNCTION_MAX_PAGE_SIZE)."
+
+    @property
+    def max_page_size(self) -> int:  # type: ignore[override]
+        return settings.JUNCTION_MAX_PAGE_SIZE
+
+    def get_page_size(self, request) -> int:
+        raw = request.query_params.get(self.page_size_query_param)
+        if raw is None:
+            return self.page_size
+        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+            raise ValidationError({self.page_size_query_param: [f"Must be an integer from 1 to {self.max_page_size}."]})
+        return int(raw)
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1}
+                parameter["description"] = "A page number (from 1); a page past the last one is 404."
+            elif parameter["name"] == self.page_size_query_param:
+                parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
+        return parameters
+
+
+def _ordering_fields(view) -> dict[str, str]:
+    fields = getattr(view, "ordering_fields", None) or {}
+    return dict(fields) if isinstance(fields, dict) else {name: name for name in fields}
+
+
+class Ordering(OrderingFilter):
+    """`?ordering=-created_at,name`: the view's `ordering_fields`, `-` for descending."""
+
+    ordering_description = "Comma-separated fields to sort by, `-` for descending."
+
+    def get_ordering(self, request, queryset, view) -> list[str]:
+        fields = _ordering_fields(view)
+        raw = request.query_params.get(self.ordering_param)
+        if raw is None:
+            terms = list(getattr(view, "ordering", None) or [])
+        else:
+            terms = raw.split(",")
+            unknown = [term for term in terms if term.removeprefix("-") not in fields]
+            if unknown or not terms:
+                raise ValidationError({self.ordering_param: [
+                    f"Unknown field {unknown[0] if unknown else raw!r}; sort by: {', '.join(fields)} "
+                    "(prefix - for descending)."]})
+        ordering = [("-" if term.startswith("-") else "") + fields.get(term.removeprefix("-"), term.removeprefix("-"))
+                    for term in terms]
+        return [*ordering, "pk"] if ordering else ordering  # a stable order across pages
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        fields = _ordering_fields(view)
+        if not fields:
+            return []
+        one = "-?(?:" + "|".join(re.escape(name) for name in fields) + ")"
+        default = ",".join(getattr(view, "ordering", None) or [])
+        return [{
+            "name": self.ordering_param,
+            "required": False,
+            "in": "query",
+            "description": f"{self.ordering_description} Fields: {', '.join(fields)}. Default: {default or 'none'}.",
+            "schema": {"type": "string", "pattern": f"^{one}(?:,{one})*$"},
+        }]
+
+
+class Search(SearchFilter):
+    """`?search=text`: a case-insensitive match on the view's `search_fields` (any word, all words)."""
+
+    def get_schema_operation_parameters(self, view) -> list[dict[str, Any]]:
+        fields = getattr(view, "search_fields", None)
+        if not fields:
+            return []
+        names = ", ".join(field.lstrip("^=@$").split("__")[0] for field in fields)
+        return [{
+            "name": self.search_param,
+            "required": False,
+            "in": "query",
+            "description": f"Words that must each appear (case-insensitive) in one of: {names}.",
+            "schema": {"type": "string"},
+        }]

@@ -1,0 +1,113 @@
+"""The OpenAPI document (drf-spectacular): one error component, every error an operation can
+answer, and descriptions written for API users.
+
+How to document an operation: `extend_schema(summary=..., description=..., responses=...)` on
+the view, with the errors only that operation answers added by `errors(409, ...)`. The errors
+that follow from what a view is — every request may be refused (400) and may find the database
+down (503), an authenticated view answers 401, a view a `run` API key may not use answers 403, a
+route with an id (and a list, for a page past the end) answers 404, a body may be too large
+(413) or not JSON (415), a throttled view answers 429 — are added here, so no view lists them
+by hand. Docstrings are for the code's readers: an operation's description is only what
+`extend_schema` says (`docs/api.md`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.utils import OpenApiResponse
+from rest_framework import permissions, serializers
+
+
+class ErrorSerializer(serializers.Serializer):
+    """The one error shape (config/errors.py)."""
+
+    code = serializers.CharField(help_text="A snake_case code to branch on, e.g. `validation_error`, `not_found`.")
+    message = serializers.CharField(help_text="A human-readable explanation.")
+    details = serializers.DictField(
+        child=serializers.JSONField(),
+        help_text="For validation errors: each offending field, as a dotted path (`name`, "
+        "`tasks.fetch.body.url`, `fetch.url` for a run's input, a query parameter or a header), "
+        "mapped to its messages. Otherwise an object, often empty.",
+    )
+
+    class Meta:
+        ref_name = "Error"
+
+
+# What each status means in Junction, as documented on every operation that can answer it.
+ERROR_DESCRIPTIONS: dict[int, str] = {
+    400: "Invalid request: `validation_error` (`details` names each offending field), `json_too_deep`, "
+    "`parse_error` (not JSON), `invalid_header` (a control character in a header).",
+    401: "`not_authenticated` (no credentials), `authentication_failed` or `token_not_valid` "
+    "(wrong, expired or revoked credentials).",
+    403: "`insufficient_scope`: an API key of scope `run` may only run interactions and read their sessions.",
+    404: "`not_found`: no such object, or not yours (another user's object is never 403).",
+    409: "`conflict`: the object is not in a state that allows this.",
+    413: "`request_too_large`: the body is larger than JUNCTION_MAX_REQUEST_BYTES.",
+    415: "`unsupported_media_type`: the API takes JSON bodies only (`Content-Type: application/json`).",
+    422: "`idempotency_conflict`: this Idempotency-Key was used with a different body.",
+    429: "`throttled` (or a named limit): too many requests; `Retry-After` says when to try again.",
+    503: "`service_unavailable`: the database, the broker or the cache is down; try again later.",
+}
+LIST_404 = "`not_found`: a `page` past the last one."
+RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "Seconds to wait before trying again."}}
+
+
+def errors(*codes: int | tuple[int, str]) -> dict[int, OpenApiResponse]:
+    """Error responses to merge into `extend_schema(responses=...)`: `errors(409, 422)`, or in the
+    operation's own words `errors((409, "`interaction_inactive`: activate it first."))`."""
+    found: dict[int, OpenApiResponse] = {}
+    for item in codes:
+        code, description = item if isinstance(item, tuple) else (item, ERROR_DESCRIPTIONS[item])
+        found[code] = OpenApiResponse(ErrorSerializer, description=description)
+    return found
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's AutoSchema with Junction's error responses and without docstrings."""
+
+    def get_description(self) -> str:  # type: ignore[override]
+        # `extend_schema(description=...)` overrides this; docstrings never reach the document.
+        return ""
+
+    def _error_statuses(self) -> dict[int, str]:
+        view = self.view
+        found: dict[int, str] = {400: ERROR_DESCRIPTIONS[400], 503: ERROR_DESCRIPTIONS[503]}
+        allow_any = any(isinstance(p, permissions.AllowAny) for p in view.get_permissions())
+        if view.get_authenticators() and not allow_any:
+            found[401] = ERROR_DESCRIPTIONS[401]
+            scoped = any(type(p).__name__ == "ApiKeyScope" for p in view.get_permissions())
+            if scoped and getattr(view, "action", None) not in getattr(view, "run_key_actions", ()):
+                found[403] = ERROR_DESCRIPTIONS[403]
+        if "{" in self.path:
+            found[404] = ERROR_DESCRIPTIONS[404]
+        elif self.method == "GET" and self._is_list_view() and self._get_paginator() is not None:
+            found[404] = LIST_404
+        if self.method in ("POST", "PUT", "PATCH"):
+            found[413] = ERROR_DESCRIPTIONS[413]
+            found[415] = ERROR_DESCRIPTIONS[415]
+        if view.get_throttles():
+            found[429] = ERROR_DESCRIPTIONS[429]
+        return found
+
+    def _error_response(self, description: str, code: str) -> dict[str, Any]:
+        component = self.resolve_serializer(ErrorSerializer, "response")
+        response: dict[str, Any] = {
+            "content": {"application/json": {"schema": component.ref}},
+            "description": description,
+        }
+        if code == "429":
+            response["headers"] = RETRY_AFTER
+        return response
+
+    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:  # type: ignore[override]
+        responses = super()._get_response_bodies(direction)
+        for code, description in self._error_statuses().items():
+            responses.setdefault(str(code), self._error_response(description, str(code)))
+        for code, response in responses.items():
+            if code >= "400" and "content" not in response:  # an OpenApiResponse with words only
+                response.update(self._error_response(response.get("description") or ERROR_DESCRIPTIONS.get(int(code), ""), code))
+            elif code == "429" and "headers" not in response:
+                response["headers"] = RETRY_AFTER
+        return dict(sorted(responses.items()))
