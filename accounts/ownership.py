@@ -18,6 +18,9 @@ class OwnedQuerysetMixin:
     """Scope `get_queryset()` to the requesting user through `owned_queryset`."""
 
     key_interaction_field: str | None = None
+    # Ids are UUIDs in their canonical form: anything else is no route (404), as the OpenAPI
+    # document's `format: uuid` says.
+    lookup_value_regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 
     def owned_queryset(self, user) -> QuerySet:  # pragma: no cover - abstract
         raise NotImplementedError

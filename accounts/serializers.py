@@ -4,9 +4,10 @@ from rest_framework_simplejwt import serializers as jwt_serializers
 
 from accounts.models import ApiKey, User
 from accounts.services import TOKEN_VERSION_CLAIM
+from config.json_input import JsonTypedInput
 
 
-class RegisterInputSerializer(serializers.Serializer):
+class RegisterInputSerializer(JsonTypedInput, serializers.Serializer):
     username = serializers.RegexField(r"^[\w.@+-]+\Z", max_length=150)
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, max_length=128)
@@ -18,7 +19,7 @@ class UserOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "username", "email", "created_at"]
 
 
-class ApiKeyInputSerializer(serializers.Serializer):
+class ApiKeyInputSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     scope = serializers.ChoiceField(
         choices=ApiKey.Scope.choices, default=ApiKey.Scope.FULL,
@@ -62,7 +63,7 @@ class ApiKeyCreatedSerializer(ApiKeyOutputSerializer):
         return {**ApiKeyOutputSerializer(created.api_key).data, "key": created.key}
 
 
-class LoginSerializer(jwt_serializers.TokenObtainPairSerializer):
+class LoginSerializer(JsonTypedInput, jwt_serializers.TokenObtainPairSerializer):
     """simplejwt's login, with the tokens stamped with the user's token version."""
 
     @classmethod
@@ -72,14 +73,14 @@ class LoginSerializer(jwt_serializers.TokenObtainPairSerializer):
         return token
 
 
-class LogoutSerializer(serializers.Serializer):
+class LogoutSerializer(JsonTypedInput, serializers.Serializer):
     refresh = serializers.CharField()
     everywhere = serializers.BooleanField(
         default=False, help_text="Also revoke every other token of the user (all devices)."
     )
 
 
-class PasswordChangeSerializer(serializers.Serializer):
+class PasswordChangeSerializer(JsonTypedInput, serializers.Serializer):
     old = serializers.CharField(max_length=128)
     new = serializers.CharField(max_length=128)
 
@@ -89,7 +90,7 @@ class TokenPairSerializer(serializers.Serializer):
     refresh = serializers.CharField()
 
 
-class TokenRefreshSerializer(jwt_serializers.TokenRefreshSerializer):
+class TokenRefreshSerializer(JsonTypedInput, jwt_serializers.TokenRefreshSerializer):
     """simplejwt's refresh (rotating: the old refresh token is blacklisted), refusing a revoked
     token (`token_version` bumped) and a deleted user's token (401) instead of a crash.
 

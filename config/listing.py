@@ -9,10 +9,68 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import django_filters
+from django import forms
 from django.conf import settings
+from django.db import models
+from django_filters import rest_framework as drf_filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import PageNumberPagination
+
+
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+class _StrictBooleanField(forms.Field):
+    """`true` or `false`, as the OpenAPI document says (django-filter ignores anything else)."""
+
+    def to_python(self, value):
+        if value is None:
+            return None
+        if value in ("true", "false"):
+            return value == "true"
+        raise forms.ValidationError("Must be true or false.", code="invalid")
+
+
+class _CanonicalUUIDField(forms.UUIDField):
+    """A UUID in its canonical form (Python also reads hex without dashes, braces, `urn:uuid:`)."""
+
+    def to_python(self, value):
+        if value is not None and not UUID.match(str(value)):
+            raise forms.ValidationError("Must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).", code="invalid")
+        return super().to_python(value)
+
+
+class BooleanFilter(django_filters.BooleanFilter):
+    field_class = _StrictBooleanField
+
+
+class UUIDFilter(django_filters.UUIDFilter):
+    field_class = _CanonicalUUIDField
+
+
+class FilterSet(drf_filters.FilterSet):
+    """django-filter's FilterSet whose booleans and UUIDs refuse what they cannot read (400)."""
+
+    FILTER_DEFAULTS = {
+        **drf_filters.FilterSet.FILTER_DEFAULTS,
+        models.BooleanField: {"filter_class": BooleanFilter},
+        models.UUIDField: {"filter_class": UUIDFilter},
+    }
+
+
+class Filters(drf_filters.DjangoFilterBackend):
+    """`filterset_fields` / `filterset_class` of a list, built on the strict `FilterSet`."""
+
+    filterset_base = FilterSet
+
+
+def apply_filters(view, queryset):
+    """Apply the view's (or action's) filter backends to `queryset`."""
+    for backend in view.filter_backends:
+        queryset = backend().filter_queryset(view.request, queryset, view)
+    return queryset
 
 
 class Pagination(PageNumberPagination):

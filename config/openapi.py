@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
+from drf_spectacular.drainage import get_override
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
@@ -70,6 +71,20 @@ class AutoSchema(SpectacularAutoSchema):
     def get_description(self) -> str:  # type: ignore[override]
         # `extend_schema(description=...)` overrides this; docstrings never reach the document.
         return ""
+
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        # Only `extend_schema_serializer(description=...)` describes a component, not its docstring.
+        schema.pop("description", None)
+        description = get_override(serializer, "description", None)
+        if description:
+            schema["description"] = description
+        return schema
+
+    def _map_response_type_hint(self, method):
+        schema = super()._map_response_type_hint(method)
+        schema.pop("description", None)  # a SerializerMethodField's docstring; its help_text describes it
+        return schema
 
     def _error_statuses(self) -> dict[int, str]:
         view = self.view

@@ -150,7 +150,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "config.listing.Pagination",
     "PAGE_SIZE": env_int("JUNCTION_PAGE_SIZE", 50, minimum=1, maximum=10_000),
     "DEFAULT_FILTER_BACKENDS": [
-        "django_filters.rest_framework.DjangoFilterBackend", "config.listing.Ordering", "config.listing.Search",
+        "config.listing.Filters", "config.listing.Ordering", "config.listing.Search",
     ],
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",

@@ -9,3 +9,5 @@ class IntegrationsConfig(AppConfig):
 
         for provider in BUILTIN_PROVIDERS:
             providers.register(provider())
+
+        from integrations import openapi  # noqa: F401 - registers the OpenAPI extension

@@ -1,16 +1,17 @@
 from rest_framework import serializers
 
+from config.json_input import JsonTypedInput
 from integrations.models import Integration
 from integrations.services import masked_credentials
 
 
-class IntegrationInputSerializer(serializers.Serializer):
+class IntegrationInputSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100)
     provider = serializers.CharField(max_length=50)
     credentials = serializers.DictField()
 
 
-class IntegrationUpdateSerializer(serializers.Serializer):
+class IntegrationUpdateSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     credentials = serializers.DictField(required=False)
 

@@ -1,6 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from config.json_input import JsonTypedInput
 from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion, Session, TaskRun
 
 
@@ -8,7 +9,7 @@ class DefinitionField(serializers.JSONField):
     """A definition's `tasks` (validated by the services; typed in OpenAPI by interactions/openapi.py)."""
 
 
-class InteractionInputSerializer(serializers.Serializer):
+class InteractionInputSerializer(JsonTypedInput, serializers.Serializer):
     """The definition: POST and PUT need name and tasks; PATCH any subset."""
 
     name = serializers.CharField(max_length=100)

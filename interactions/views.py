@@ -16,7 +16,8 @@ from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Session
 from interactions.waiting import requested_wait, session_response
-from config.listing import Ordering, Search
+from config import listing
+from config.listing import Ordering, Search, apply_filters
 from config.openapi import errors
 from interactions.serializers import (
     EndpointSerializer,
@@ -63,7 +64,9 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         return found
 
     def filter_queryset(self, queryset):
-        if self.action == "run":  # list filters mean nothing to a run: spare the hot path
+        # List parameters filter lists: an object is found by its id alone (and the run's hot path
+        # is spared them). The versions list filters its own queryset (`versions`).
+        if self.action != "list":
             return queryset
         return super().filter_queryset(queryset)
 
@@ -127,7 +130,7 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
             ordering_fields={"version": "number", "created_at": "created_at"}, ordering=["-version"],
             search_fields=["tasks"])
     def versions(self, request, pk=None):
-        versions = self.filter_queryset(selectors.version_list(interaction=self.get_object()))
+        versions = apply_filters(self, selectors.version_list(interaction=self.get_object()))
         page = self.paginate_queryset(versions)
         return self.get_paginated_response(InteractionVersionSerializer(page, many=True).data)
 
@@ -201,8 +204,8 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
         return session_response(session, wait, replayed=not created)
 
 
-class SessionFilter(filters.FilterSet):
-    interaction = filters.UUIDFilter(field_name="interaction_id")
+class SessionFilter(listing.FilterSet):
+    interaction = listing.UUIDFilter(field_name="interaction_id")
     status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
@@ -235,6 +238,13 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
 
     def owned_queryset(self, user):
         return selectors.session_list(user=user)
+
+    def finalize_response(self, request, response, *args, **kwargs):
+        # An event stream is never rendered by DRF: what is rendered for `events` is an error,
+        # in the error shape as JSON whatever the client accepts.
+        if isinstance(getattr(request, "accepted_renderer", None), EventStreamRenderer):
+            request.accepted_renderer, request.accepted_media_type = renderers.JSONRenderer(), "application/json"
+        return super().finalize_response(request, response, *args, **kwargs)
 
     def list(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from accounts.rate_limits import TaskTestThrottle
 from config.errors import ApiError
+from config.json_input import JsonTypedInput
 from config.openapi import errors
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
@@ -22,7 +23,7 @@ class TaskTypeSerializer(serializers.Serializer):
     output = serializers.DictField()
 
 
-class TaskTestSerializer(serializers.Serializer):
+class TaskTestSerializer(JsonTypedInput, serializers.Serializer):
     body = serializers.DictField(help_text="Literal values for the type's fields.")
     integration = serializers.UUIDField(required=False, allow_null=True)
     timeout = serializers.FloatField(
