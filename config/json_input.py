@@ -7,6 +7,7 @@ the document exact. `JsonTypedInput` checks each field's JSON type before DRF's 
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -14,6 +15,10 @@ from rest_framework import serializers
 from rest_framework.exceptions import ValidationError
 
 _STRING_FIELDS = (serializers.CharField, serializers.UUIDField, serializers.DateTimeField, serializers.DateField)
+# The forms the document's `format: uuid` and `format: date-time` (RFC 3339) name; DRF would also
+# read hex without dashes, an integer, "2026-12-01 10:00" or an offset PostgreSQL cannot store.
+UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+DATE_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})$")
 
 
 def _type_problem(field: serializers.Field, value: Any) -> str | None:
@@ -31,7 +36,13 @@ def _type_problem(field: serializers.Field, value: Any) -> str | None:
             return None if isinstance(value, str) else "Must be a string."
         return None
     if isinstance(field, _STRING_FIELDS):
-        return None if isinstance(value, str) else "Must be a string."
+        if not isinstance(value, str):
+            return "Must be a string."
+        if isinstance(field, serializers.UUIDField) and not UUID.match(value):
+            return "Must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)."
+        if isinstance(field, serializers.DateTimeField) and not DATE_TIME.match(value):
+            return "Must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z."
+        return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):
         for index, item in enumerate(value):
             problem = _type_problem(field.child, item)

@@ -7,6 +7,7 @@ an unknown ordering field, a page size out of range — is a 400 naming it, neve
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 from typing import Any
 
 import django_filters
@@ -42,6 +43,26 @@ class _CanonicalUUIDField(forms.UUIDField):
         return super().to_python(value)
 
 
+class _Rfc3339Field(forms.Field):
+    """An RFC 3339 date-time (the document's `format: date-time`), in UTC."""
+
+    def to_python(self, value):
+        from config.json_input import DATE_TIME
+
+        if value is None:
+            return None
+        if not DATE_TIME.match(value):
+            raise forms.ValidationError("Must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z.", code="invalid")
+        try:
+            return datetime.fromisoformat(value).astimezone(timezone.utc)
+        except (ValueError, OverflowError):
+            raise forms.ValidationError("Not a date-time that exists.", code="invalid") from None
+
+
+class DateTimeFilter(django_filters.IsoDateTimeFilter):
+    field_class = _Rfc3339Field
+
+
 class BooleanFilter(django_filters.BooleanFilter):
     field_class = _StrictBooleanField
 
@@ -57,6 +78,7 @@ class FilterSet(drf_filters.FilterSet):
         **drf_filters.FilterSet.FILTER_DEFAULTS,
         models.BooleanField: {"filter_class": BooleanFilter},
         models.UUIDField: {"filter_class": UUIDFilter},
+        models.DateTimeField: {"filter_class": DateTimeFilter},
     }
 
 

@@ -65,6 +65,34 @@ def errors(*codes: int | tuple[int, str]) -> dict[int, OpenApiResponse]:
     return found
 
 
+NO_NUL = "^[^\\u0000]*$"
+
+
+def exact_strings(result: dict[str, Any], **kwargs) -> dict[str, Any]:
+    """Postprocessing hook: say in patterns what the server accepts of a string.
+
+    Each `format: uuid` gets its canonical pattern: in OpenAPI 3.1 a `format` is an annotation a
+    validator may ignore (config/json_input.py, config/listing.py and the routes' ids accept that
+    form only). A free-text query parameter may hold no NUL (config/limits.py).
+    """
+    from config.json_input import UUID
+
+    stack: list[Any] = [result]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            if item.get("format") == "uuid" and "pattern" not in item:
+                item["pattern"] = UUID.pattern
+            if item.get("in") == "query" and isinstance(item.get("schema"), dict):
+                schema = item["schema"]
+                if schema.get("type") == "string" and not {"pattern", "enum", "format"} & set(schema):
+                    schema["pattern"] = NO_NUL
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return result
+
+
 class AutoSchema(SpectacularAutoSchema):
     """drf-spectacular's AutoSchema with Junction's error responses and without docstrings."""
 

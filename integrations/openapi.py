@@ -76,3 +76,18 @@ class IntegrationInputExtension(OpenApiSerializerExtension):
             "oneOf": [{"$ref": ref} for ref in mapping.values()],
             "discriminator": {"propertyName": "provider", "mapping": mapping},
         }
+
+
+class IntegrationUpdateExtension(OpenApiSerializerExtension):
+    """PATCH: the provider is the stored one, so `credentials` is any provider's fields, each optional."""
+
+    target_class = "integrations.serializers.IntegrationUpdateSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["properties"]["credentials"] = {
+            "anyOf": [credentials_schema(p.describe(), partial=True) for p in sorted(providers, key=lambda p: p.key)],
+            "description": "New values for some of the integration's provider's fields (merged over the stored "
+            "ones). Changing where the secrets go (a `destination` field) requires sending the secrets again.",
+        }
+        return schema

@@ -22,6 +22,15 @@ class InteractionInputSerializer(JsonTypedInput, serializers.Serializer):
         "Write-only: the representation keeps SPEC's fields; the admin shows it.",
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The configured maximum (not only the hard one), so that the OpenAPI document states it.
+        field = self.fields["deadline_seconds"]
+        self.fields["deadline_seconds"] = serializers.IntegerField(
+            min_value=1, max_value=settings.JUNCTION_MAX_SESSION_DEADLINE, required=False, allow_null=True,
+            help_text=field.help_text,
+        )
+
     def validate_deadline_seconds(self, value: int | None) -> int | None:
         limit = settings.JUNCTION_MAX_SESSION_DEADLINE
         if value is not None and value > limit:

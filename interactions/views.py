@@ -207,8 +207,8 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
 class SessionFilter(listing.FilterSet):
     interaction = listing.UUIDFilter(field_name="interaction_id")
     status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
-    created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    created_after = listing.DateTimeFilter(field_name="created_at", lookup_expr="gte")
+    created_before = listing.DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Session

@@ -32,6 +32,15 @@ class TaskTestSerializer(JsonTypedInput, serializers.Serializer):
         "JUNCTION_DEFAULT_TASK_TIMEOUT, at most JUNCTION_MAX_TASK_TIMEOUT).",
     )
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # The configured maximum, so that the OpenAPI document states it.
+        field = self.fields["timeout"]
+        self.fields["timeout"] = serializers.FloatField(
+            required=False, allow_null=True, min_value=0.1, max_value=settings.JUNCTION_MAX_TASK_TIMEOUT,
+            help_text=field.help_text,
+        )
+
     def validate_timeout(self, value: float | None) -> float | None:
         limit = settings.JUNCTION_MAX_TASK_TIMEOUT
         if value is not None and value > limit:

@@ -27,3 +27,27 @@ class BuilderJwt:
 
     def set(self, case, data, context):
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+# The fuzzed server runs no worker, so a run executes only pure tasks and makes no connection. The
+# task-type test endpoint runs a task in the server itself: keep the destinations it could be given
+# (an `http_request` URL, an SMTP host) on this machine, whatever the fuzzer invents.
+LOOPBACK_URL = "http://127.0.0.1:9/"
+
+
+def _keep_local(value):
+    if isinstance(value, dict):
+        return {
+            key: (LOOPBACK_URL if key == "url" and isinstance(item, str) and 0 < len(item) <= 2048
+                  else "127.0.0.1" if key == "host" and isinstance(item, str) and 0 < len(item) <= 4096 and "\x00" not in item
+                  else _keep_local(item))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_keep_local(item) for item in value]
+    return value
+
+
+@schemathesis.hook
+def map_body(context, body):
+    return _keep_local(body)
