@@ -52,7 +52,18 @@ def _type_problem(field: serializers.Field, value: Any) -> str | None:
 
 
 class JsonTypedInput:
-    """Mixin for input serializers: a value of the wrong JSON type is a 400 naming the field."""
+    """Mixin for input serializers: a value of the wrong JSON type is a 400 naming the field.
+
+    Strings are taken as sent: DRF would strip leading and trailing whitespace (Unicode's, which
+    no JSON Schema pattern states the same way) and then call a blank-looking string blank.
+    """
+
+    def get_fields(self):
+        fields = super().get_fields()  # type: ignore[misc]
+        for field in fields.values():
+            if isinstance(field, serializers.CharField):
+                field.trim_whitespace = False
+        return fields
 
     def to_internal_value(self, data):
         if isinstance(data, Mapping):

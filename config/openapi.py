@@ -109,6 +109,16 @@ class AutoSchema(SpectacularAutoSchema):
             schema["description"] = description
         return schema
 
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        # DRF's CharField refuses a NUL (ProhibitNullCharactersValidator): say so.
+        if (
+            direction == "request" and isinstance(field, serializers.CharField) and isinstance(schema, dict)
+            and schema.get("type") == "string" and not {"pattern", "enum", "format", "$ref"} & set(schema)
+        ):
+            schema["pattern"] = NO_NUL
+        return schema
+
     def _map_response_type_hint(self, method):
         schema = super()._map_response_type_hint(method)
         schema.pop("description", None)  # a SerializerMethodField's docstring; its help_text describes it
