@@ -1,0 +1,72 @@
+"""The OpenAPI document is the contract: Schemathesis fuzzes a live server against it (issue 9 item 6).
+
+A real uvicorn process (`config.asgi`) on the test PostgreSQL and Redis; Schemathesis with every
+check (`--checks all`) and every phase that applies (coverage, fuzzing, stateful), authenticated as
+a builder. Zero failures. Bounded: `--max-examples` and a fixed seed (JUNCTION_FUZZ_EXAMPLES and
+JUNCTION_FUZZ_SEED change them, e.g. a random seed to look further), a few minutes at most.
+
+The server runs no Celery worker: runs execute their pure tasks in the call and queue the rest,
+so nothing the fuzzer invents (an `http_request` URL, an SMTP host) is ever connected to; the
+task-type test endpoint runs in the server, and tests/schemathesis_hooks.py keeps its
+destinations on loopback. Runs on workers are the business of tests/interactions/.
+"""
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from accounts.services import token_pair
+from tests.asgi_server import AsgiServer
+from tests.conftest import make_integration, make_interaction, make_user
+
+ROOT = Path(__file__).resolve().parent.parent
+BLANKS = {
+    "shape": {"type": "transform", "body": {"data": None, "expression": "items[0]"}},
+    "reply": {"type": "response", "body": {"status_code": 200, "body": {"$ref": "shape"}},
+              "execute_after": {"shape": ["completed"]}},
+}
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_the_api_answers_as_its_openapi_document_says():
+    builder = make_user("fuzzer")
+    make_integration(builder, "twitter", name="fuzz-twitter")
+    make_interaction(builder, tasks=BLANKS, name="fuzz-active", active=True)
+    make_interaction(builder, name="fuzz-inactive")
+    server = AsgiServer(extra_env={
+        # Short task limits keep the task-type test endpoint quick whatever the fuzzer asks.
+        "JUNCTION_DEFAULT_TASK_TIMEOUT": "1", "JUNCTION_MAX_TASK_TIMEOUT": "2",
+        "JUNCTION_HARD_TIMEOUT_GRACE": "0.5", "JUNCTION_MAX_DELAY": "1",
+    }).start()
+    try:
+        env = {
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+            "PYTHONPATH": str(ROOT),
+            "JUNCTION_FUZZ_TOKEN": token_pair(user=builder)["access"],
+        }
+        result = subprocess.run(
+            [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ROOT / "tests/schemathesis.toml"),
+             "run", f"{server.base_url}/api/schema/",
+             "--checks", "all", "--phases", "coverage,fuzzing,stateful",
+             "--max-examples", os.environ.get("JUNCTION_FUZZ_EXAMPLES", "15"),
+             "--seed", os.environ.get("JUNCTION_FUZZ_SEED", "20261201"),
+             "--request-timeout", "30", "--workers", "1", "--no-color"],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        )
+    finally:
+        server.stop()
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-30000:]
+    selected = re.search(r"Selected: (\d+)/(\d+)", output)
+    tested = re.search(r"Tested: (\d+)", output)
+    assert selected and tested, output[-5000:]
+    # Every operation of the document was exercised, none left out.
+    assert int(tested.group(1)) == int(selected.group(1)) == int(selected.group(2)) >= 36, output[-5000:]
+    assert re.search(r"✅ Stateful", output), output[-5000:]
