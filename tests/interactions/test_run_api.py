@@ -203,11 +203,24 @@ def test_a_bad_blank_is_400_naming_task_and_field_and_creates_nothing(api, user,
 
 
 @pytest.mark.django_db
-def test_input_for_a_task_without_blanks_is_400_naming_the_task(api, user):
+def test_input_for_an_unknown_task_is_400_naming_it(api, user):
     interaction = make_interaction(user, tasks=BLANKS, active=True)
     response = run(api, interaction, {"shape": {"data": 1}, "nap": {"seconds": 0}, "ghost": {"x": 1}})
     assert response.status_code == 400
-    assert "ghost" in response.json()["details"]
+    error = response.json()
+    assert set(error["details"]) == {"ghost"}
+    assert error["details"]["ghost"] == ["Unknown task 'ghost': the interaction has no task of that name."]
+    assert "ghost" in error["message"]
+    assert Session.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_input_for_a_task_without_blanks_is_400_naming_it(api, user):
+    tasks = {**BLANKS, "fixed": {"type": "transform", "body": {"data": 1, "expression": "@"}}}
+    interaction = make_interaction(user, tasks=tasks, active=True)
+    response = run(api, interaction, {"shape": {"data": 1}, "nap": {"seconds": 0}, "fixed": {"data": 2}})
+    assert response.status_code == 400
+    assert response.json()["details"] == {"fixed": ["Task 'fixed' has no blank fields to fill in."]}
     assert Session.objects.count() == 0
 
 
@@ -239,6 +252,25 @@ def test_the_same_idempotency_key_with_another_body_is_422(api, user):
     assert error["code"] == "idempotency_conflict"
     assert set(error) == {"code", "message", "details"}
     assert Session.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_replayed_idempotent_call_says_it_was_replayed(api, user):
+    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    first = run(api, interaction, SHAPE_INPUT, HTTP_IDEMPOTENCY_KEY="order-3")
+    second = run(api, interaction, SHAPE_INPUT, HTTP_IDEMPOTENCY_KEY="order-3")
+    assert first.status_code == second.status_code == 202
+    assert "Idempotent-Replayed" not in first.headers
+    assert second.headers["Idempotent-Replayed"] == "true"
+    assert second.json()["id"] == first.json()["id"]
+    assert second.headers["Location"] == first.headers["Location"]
+
+
+@pytest.mark.django_db
+def test_a_call_without_a_key_is_never_a_replay(api, user):
+    interaction = make_interaction(user, tasks=SHAPE, active=True)
+    for _ in range(2):
+        assert "Idempotent-Replayed" not in run(api, interaction, SHAPE_INPUT).headers
 
 
 @pytest.mark.django_db
