@@ -34,8 +34,8 @@ def api_routes() -> list[tuple[str, str]]:
                 walk(pattern.url_patterns, prefix + str(pattern.pattern))
                 continue
             path = "/" + re.sub(r"\^|\$", "", prefix + str(pattern.pattern))
-            if not path.startswith("/api/"):
-                continue
+            if not path.startswith("/api/") or pattern.name is None:
+                continue  # unnamed: a route's slash-less twin (config/routing.py), the same view
             cls = getattr(pattern.callback, "cls", None)
             actions = getattr(pattern.callback, "actions", None)
             if actions:

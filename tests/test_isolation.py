@@ -87,7 +87,8 @@ def _api_routes() -> set[tuple[str, str]]:
                 continue
             actions = getattr(pattern.callback, "actions", None)
             path = prefix + str(pattern.pattern)
-            if actions and "(?P<pk>" in path:
+            # An unnamed route is a slash-less twin (config/routing.py): the same view.
+            if actions and "(?P<pk>" in path and pattern.name is not None:
                 cls = pattern.callback.cls
                 allowed = set(cls.http_method_names) - {"head", "options"}  # head mirrors get
                 path = "/" + re.sub(r"\^|\$|\(\?P<pk>[^)]*\)", lambda m: "{id}" if m.group().startswith("(") else "",
