@@ -7,8 +7,8 @@ an unknown ordering field, a page size out of range — is a 400 naming it, neve
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, ClassVar
 
 import django_filters
 from django import forms
@@ -18,7 +18,6 @@ from django_filters import rest_framework as drf_filters
 from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import PageNumberPagination
-
 
 UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
@@ -54,7 +53,7 @@ class _Rfc3339Field(forms.Field):
         if not DATE_TIME.match(value):
             raise forms.ValidationError("Must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z.", code="invalid")
         try:
-            return datetime.fromisoformat(value).astimezone(timezone.utc)
+            return datetime.fromisoformat(value).astimezone(UTC)
         except (ValueError, OverflowError):
             raise forms.ValidationError("Not a date-time that exists.", code="invalid") from None
 
@@ -74,7 +73,7 @@ class UUIDFilter(django_filters.UUIDFilter):
 class FilterSet(drf_filters.FilterSet):
     """django-filter's FilterSet whose booleans and UUIDs refuse what they cannot read (400)."""
 
-    FILTER_DEFAULTS = {
+    FILTER_DEFAULTS: ClassVar[dict] = {
         **drf_filters.FilterSet.FILTER_DEFAULTS,
         models.BooleanField: {"filter_class": BooleanFilter},
         models.UUIDField: {"filter_class": UUIDFilter},
@@ -143,9 +142,9 @@ class Ordering(OrderingFilter):
             terms = raw.split(",")
             unknown = [term for term in terms if term.removeprefix("-") not in fields]
             if unknown or not terms:
-                raise ValidationError({self.ordering_param: [
-                    f"Unknown field {unknown[0] if unknown else raw!r}; sort by: {', '.join(fields)} "
-                    "(prefix - for descending)."]})
+                message = (f"Unknown field {unknown[0] if unknown else raw!r}; sort by: {', '.join(fields)} "
+                           "(prefix - for descending).")
+                raise ValidationError({self.ordering_param: [message]})
         ordering = [("-" if term.startswith("-") else "") + fields.get(term.removeprefix("-"), term.removeprefix("-"))
                     for term in terms]
         return [*ordering, "pk"] if ordering else ordering  # a stable order across pages

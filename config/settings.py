@@ -297,7 +297,7 @@ if CORS_ALLOWED_ORIGINS:
                       "corsheaders.middleware.CorsMiddleware")
     CORS_URLS_REGEX = r"^/api/.*$"
     CORS_ALLOW_HEADERS = ("accept", "authorization", "content-type", "idempotency-key", "last-event-id", "prefer")
-    CORS_EXPOSE_HEADERS = ("Location", "Retry-After")
+    CORS_EXPOSE_HEADERS = ("Location", "Retry-After", "Idempotent-Replayed", "Preference-Applied")
 JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100, minimum=1, maximum=1000)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300, minimum=0, maximum=86400)
 JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10, minimum=0, maximum=100)

@@ -6,7 +6,7 @@ DRF's serializers use it through `REST_FRAMEWORK["DATETIME_FORMAT"]`; what is re
 """
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -15,4 +15,4 @@ def iso_timestamp(value: datetime | None) -> str | None:
     """Render an aware datetime in the API's format (None stays None)."""
     if value is None:
         return None
-    return value.astimezone(timezone.utc).strftime(FORMAT)
+    return value.astimezone(UTC).strftime(FORMAT)

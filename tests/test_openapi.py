@@ -184,10 +184,7 @@ def _docstrings() -> set[str]:
         for info in pkgutil.walk_packages(module.__path__, f"{package}."):
             if ".migrations" in info.name or ".management" in info.name:
                 continue
-            try:
-                loaded = importlib.import_module(info.name)
-            except Exception:  # noqa: BLE001 - modules that need a process of their own
-                continue
+            loaded = importlib.import_module(info.name)
             for _, obj in inspect.getmembers(loaded):
                 if inspect.isclass(obj) or inspect.isfunction(obj):
                     doc = inspect.getdoc(obj)
