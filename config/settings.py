@@ -183,7 +183,8 @@ SPECTACULAR_SETTINGS = {
     "OAS_VERSION": "3.1.0",
     # Each route is also answered without its trailing slash; the document shows it once.
     "PREPROCESSING_HOOKS": ["config.routing.openapi_canonical_paths"],
-    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.openapi.exact_strings"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "config.openapi.exact_strings",
+                            "config.openapi.resource_links"],
     # `{type: [..., "null"]}` rather than a separate `nullable` (what 3.1 means).
     "ENUM_ADD_EXPLICIT_BLANK_NULL_CHOICE": False,
 }

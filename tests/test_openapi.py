@@ -293,3 +293,12 @@ class TestOperations:
         parameter = next(p for p in schema["paths"]["/api/interactions/{id}/"]["get"]["parameters"] if p["name"] == "id")
         assert re.match(parameter["schema"]["pattern"], "3f2b8c1e-0a4d-4f5e-9b6a-1c2d3e4f5a6b")
         assert not re.match(parameter["schema"]["pattern"], "3f2b8c1e0a4d4f5e9b6a1c2d3e4f5a6b")
+
+
+@pytest.mark.django_db
+def test_creating_answers_link_to_the_operations_on_what_they_created(schema):
+    created = schema["paths"]["/api/interactions/"]["post"]["responses"]["201"]["links"]
+    assert {"interactions_run_create", "interactions_retrieve", "interactions_destroy"} <= set(created)
+    assert created["interactions_run_create"]["parameters"] == {"id": "$response.body#/id"}
+    ran = schema["paths"]["/api/interactions/{id}/run/"]["post"]["responses"]["202"]["links"]
+    assert {"sessions_retrieve", "sessions_cancel_create", "sessions_retry_create", "sessions_events_retrieve"} <= set(ran)
