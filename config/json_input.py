@@ -38,9 +38,9 @@ def _type_problem(field: serializers.Field, value: Any) -> str | None:
     if isinstance(field, _STRING_FIELDS):
         if not isinstance(value, str):
             return "Must be a string."
-        if isinstance(field, serializers.UUIDField) and not UUID.match(value):
+        if isinstance(field, serializers.UUIDField) and not UUID.fullmatch(value):
             return "Must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx)."
-        if isinstance(field, serializers.DateTimeField) and not DATE_TIME.match(value):
+        if isinstance(field, serializers.DateTimeField) and not DATE_TIME.fullmatch(value):
             return "Must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z."
         return None
     if isinstance(field, serializers.ListField) and isinstance(value, list):

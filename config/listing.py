@@ -37,7 +37,7 @@ class _CanonicalUUIDField(forms.UUIDField):
     """A UUID in its canonical form (Python also reads hex without dashes, braces, `urn:uuid:`)."""
 
     def to_python(self, value):
-        if value is not None and not UUID.match(str(value)):
+        if value is not None and not UUID.fullmatch(str(value)):
             raise forms.ValidationError("Must be a UUID (xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx).", code="invalid")
         return super().to_python(value)
 
@@ -50,7 +50,7 @@ class _Rfc3339Field(forms.Field):
 
         if value is None:
             return None
-        if not DATE_TIME.match(value):
+        if not DATE_TIME.fullmatch(value):
             raise forms.ValidationError("Must be an RFC 3339 date-time, e.g. 2026-12-01T10:00:00Z.", code="invalid")
         try:
             return datetime.fromisoformat(value).astimezone(UTC)
@@ -98,17 +98,26 @@ class Pagination(PageNumberPagination):
     """DRF's page-number pagination with a bounded, checked `page_size`."""
 
     page_size_query_param = "page_size"
+    last_page_strings = ()  # `page` is an integer, as documented
     page_size_query_description = "Results per page (default JUNCTION_PAGE_SIZE, at most JUNCTION_MAX_PAGE_SIZE)."
 
     @property
     def max_page_size(self) -> int:  # type: ignore[override]
         return settings.JUNCTION_MAX_PAGE_SIZE
 
+    def get_page_number(self, request, paginator) -> int:
+        raw = request.query_params.get(self.page_query_param)
+        if raw is None:
+            return 1
+        if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+            raise ValidationError({self.page_query_param: ["Must be an integer from 1."]})
+        return int(raw)
+
     def get_page_size(self, request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
             return self.page_size
-        if not raw.isdigit() or not 1 <= int(raw) <= self.max_page_size:
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError({self.page_size_query_param: [f"Must be an integer from 1 to {self.max_page_size}."]})
         return int(raw)
 
@@ -117,7 +126,7 @@ class Pagination(PageNumberPagination):
         for parameter in parameters:
             if parameter["name"] == self.page_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1}
-                parameter["description"] = "A page number (from 1); a page past the last one is 404."
+                parameter["description"] = "A page number (from 1; anything else is a 400); a page past the last one is 404."
             elif parameter["name"] == self.page_size_query_param:
                 parameter["schema"] = {"type": "integer", "minimum": 1, "maximum": self.max_page_size}
         return parameters

@@ -171,7 +171,13 @@ SIMPLE_JWT = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Junction API",
-    "DESCRIPTION": "Workflows as API endpoints.",
+    "DESCRIPTION": (
+        "Workflows as API endpoints. Conventions (docs/api.md): every error is `{code, message, details}` "
+        "and each operation lists the statuses it can answer; routes answer with or without their "
+        "trailing slash; paginated lists take `page`, `page_size`, `ordering` and `search`; timestamps "
+        "are ISO 8601 in UTC with microseconds and `Z`; values must have the JSON type shown; a replayed "
+        "idempotent run says so with `Idempotent-Replayed: true`."
+    ),
     "VERSION": "0.1.0",
     "SERVE_INCLUDE_SCHEMA": False,
     # Swagger UI assets come from drf-spectacular-sidecar: no CDN, works offline.

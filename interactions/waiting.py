@@ -27,6 +27,7 @@ from interactions import events, selectors
 from interactions.models import Session
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
+_NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$")
 _TERMINAL = {str(status) for status in Session.TERMINAL}
 
 
@@ -41,12 +42,10 @@ def requested_wait(prefer_header: str | None, query_value: str | None) -> float 
         match = _WAIT.search(prefer_header)
         raw = match.group(1) if match else None
     if raw is None and query_value is not None:
-        try:
-            raw = float(query_value)
-        except ValueError:
-            raw = math.nan
-        if not math.isfinite(raw):
+        # A JSON number, as documented (Python's float() also reads " 1", "1_0", "inf", "١").
+        if not _NUMBER.fullmatch(query_value) or not math.isfinite(float(query_value)):
             raise ValidationError({"wait": ["Must be a number of seconds."]})
+        raw = float(query_value)
     if raw is None:
         return None
     return max(0.0, min(float(raw), settings.JUNCTION_MAX_WAIT))

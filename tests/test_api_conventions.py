@@ -93,6 +93,19 @@ def test_page_size_sets_the_page_and_has_a_maximum(api, three, settings):
 
 
 @pytest.mark.django_db
+@pytest.mark.parametrize("page", ["", "0", "-1", "last", "one", "²", "١"])
+def test_a_page_that_is_not_a_number_from_1_is_400(api, three, page):
+    response = api.get(f"/api/interactions/?page={page}")
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["page"]
+
+
+@pytest.mark.django_db
+def test_a_page_past_the_last_is_404(api, three):
+    assert api.get("/api/interactions/?page=2").json()["code"] == "not_found"
+
+
+@pytest.mark.django_db
 def test_every_paginated_list_takes_ordering_search_and_page_size(api, user):
     interaction = make_interaction(user, tasks=PURE, active=True)
     api.post(f"/api/interactions/{interaction.id}/run/", {"shape": {"data": 1}}, format="json")
@@ -182,3 +195,16 @@ def test_the_endpoint_example_body_runs_as_shown(api, user, smtp_server, key):
     response = api.post(endpoint["url"], endpoint["body"], format="json")
     assert response.status_code in (200, 202), response.content
     assert Session.objects.get(pk=response.json()["id"]).input == endpoint["body"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("wait", ["", "abc", "inf", "nan", "١", " 1", "1_0", "1\n"])
+def test_a_wait_that_is_not_a_number_is_400_and_runs_nothing(api, user, wait):
+    from urllib.parse import quote
+
+    interaction = make_interaction(user, tasks=PURE, active=True)
+    response = api.post(f"/api/interactions/{interaction.id}/run/?wait={quote(wait)}", {"shape": {"data": 1}},
+                        format="json")
+    assert response.status_code == 400
+    assert list(response.json()["details"]) == ["wait"]
+    assert Session.objects.count() == 0
