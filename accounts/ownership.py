@@ -12,6 +12,7 @@ from __future__ import annotations
 from django.db.models import QuerySet
 
 from accounts.permissions import run_key
+from config.json_input import UUID
 
 
 class OwnedQuerysetMixin:
@@ -20,7 +21,7 @@ class OwnedQuerysetMixin:
     key_interaction_field: str | None = None
     # Ids are UUIDs in their canonical form: anything else is no route (404), as the OpenAPI
     # document's `format: uuid` says.
-    lookup_value_regex = "[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    lookup_value_regex = UUID.pattern.removeprefix("^").removesuffix("$")
 
     def owned_queryset(self, user) -> QuerySet:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -19,7 +19,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.filters import OrderingFilter, SearchFilter
 from rest_framework.pagination import PageNumberPagination
 
-UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+from config.json_input import DATE_TIME, UUID
 
 
 class _StrictBooleanField(forms.Field):
@@ -46,8 +46,6 @@ class _Rfc3339Field(forms.Field):
     """An RFC 3339 date-time (the document's `format: date-time`), in UTC."""
 
     def to_python(self, value):
-        from config.json_input import DATE_TIME
-
         if value is None:
             return None
         if not DATE_TIME.fullmatch(value):
