@@ -19,6 +19,8 @@ from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
 from rest_framework import permissions, serializers
 
+from config.json_input import UUID
+
 
 class ErrorSerializer(serializers.Serializer):
     """The one error shape (config/errors.py)."""
@@ -75,8 +77,6 @@ def exact_strings(result: dict[str, Any], **kwargs) -> dict[str, Any]:
     validator may ignore (config/json_input.py, config/listing.py and the routes' ids accept that
     form only). A free-text query parameter may hold no NUL (config/limits.py).
     """
-    from config.json_input import UUID
-
     stack: list[Any] = [result]
     while stack:
         item = stack.pop()
@@ -116,7 +116,7 @@ def resource_links(result: dict[str, Any], **kwargs) -> dict[str, Any]:
         for other, operations in paths.items():
             if not other.startswith(target):
                 continue
-            for other_method, operation in operations.items():
+            for operation in operations.values():
                 name = operation["operationId"]
                 links[name] = {"operationId": name, "parameters": {"id": "$response.body#/id"}}
     return result
