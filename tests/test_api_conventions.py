@@ -208,3 +208,11 @@ def test_a_wait_that_is_not_a_number_is_400_and_runs_nothing(api, user, wait):
     assert response.status_code == 400
     assert list(response.json()["details"]) == ["wait"]
     assert Session.objects.count() == 0
+
+
+@pytest.mark.django_db
+def test_versions_are_searched_by_their_definition(api, user):
+    interaction = make_interaction(user, tasks=PURE)
+    path = f"/api/interactions/{interaction.id}/versions/"
+    assert [v["version"] for v in api.get(f"{path}?search=transform").json()["results"]] == [1]
+    assert api.get(f"{path}?search=http_request").json()["results"] == []
