@@ -5,7 +5,7 @@ check (`--checks all`) and every phase that applies (coverage, fuzzing, stateful
 a builder. Zero failures. Bounded: `--max-examples` and a fixed seed (JUNCTION_FUZZ_EXAMPLES and
 JUNCTION_FUZZ_SEED change them, e.g. a random seed to look further), a few minutes at most.
 
-The server runs no Celery worker: runs execute their pure tasks in the call and queue the rest,
+The server has no Celery worker (the suite's shared pool stops consuming meanwhile): runs execute their pure tasks in the call and queue the rest,
 so nothing the fuzzer invents (an `http_request` URL, an SMTP host) is ever connected to; the
 task-type test endpoint runs in the server, and tests/schemathesis_hooks.py keeps its
 destinations on loopback. Runs on workers are the business of tests/interactions/.
@@ -32,9 +32,32 @@ BLANKS = {
 }
 
 
+@pytest.fixture
+def no_worker_consumes():
+    """No worker takes a task while the fuzzer runs, and what it queued is dropped afterwards.
+
+    In a whole-suite run the session-wide worker pool (tests/conftest.py `celery_workers`) may be
+    up on the same broker: it stops consuming for the duration, as `default_queue_unconsumed` does.
+    """
+    import redis
+    from django.conf import settings
+
+    from config.celery import app
+
+    queues = [queue.name for queue in settings.CELERY_TASK_QUEUES]
+    cancelled = [queue for queue in queues if app.control.cancel_consumer(queue, reply=True, timeout=1.0)]
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    try:
+        yield
+    finally:
+        broker.delete(*queues)
+        for queue in cancelled:
+            app.control.add_consumer(queue, reply=True, timeout=2.0)
+
+
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-def test_the_api_answers_as_its_openapi_document_says():
+def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
     builder = make_user("fuzzer")
     make_integration(builder, "twitter", name="fuzz-twitter")
     make_interaction(builder, tasks=BLANKS, name="fuzz-active", active=True)
