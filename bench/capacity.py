@@ -2,9 +2,10 @@
 
 Pure arithmetic, no I/O. `demand()` multiplies what one session costs (counted on this machine)
 by a session rate; `saturation()` divides each shared, not horizontally scalable resource's
-ceiling by that demand to say at what multiple of today's load it runs out. The ceilings are
-assumptions about production hardware, not measurements: `CEILINGS` lists each with its reason,
-and the doc prints them next to the results so a reader can redo the sums with their own.
+ceiling by that demand to say at what multiple of today's load it runs out: once with what this
+machine's Redis and PostgreSQL were measured to sustain (bench/ceilings.py), once with
+production ceilings that are assumptions, not measurements: `RESOURCES` lists each with its
+reason, and the doc prints them next to the results so a reader can redo the sums with their own.
 """
 from __future__ import annotations
 
@@ -31,32 +32,44 @@ class SessionCost:
 
 
 @dataclass(frozen=True)
-class Ceiling:
+class Resource:
+    """A component every host shares, the demand key that uses it, and its assumed production ceiling."""
     name: str
-    value: float
+    demand_key: str
     unit: str
+    production: float
     why: str
+    measured_key: str | None = None  # the key of this machine's measured ceiling (bench/ceilings.py), if any
 
 
-# Assumed, not measured: one production-sized instance of each shared component.
-CEILINGS = {
-    "redis_cores": Ceiling(
-        "Redis, one instance", 1.0, "core",
-        "Redis runs commands on one thread (io-threads only offload socket reads and writes), so an "
-        "instance tops out at one core's worth of commands, whatever the host has; keep it below ~70 % "
-        "for latency"),
-    "pg_commits": Ceiling(
-        "PostgreSQL primary, commits", 20_000.0, "commits/s",
-        "an order of magnitude for small write transactions with synchronous_commit=on on a large "
-        "NVMe-backed primary (group commit); measure yours with pgbench"),
-    "pg_cores": Ceiling(
-        "PostgreSQL primary, CPU", 32.0, "cores",
-        "a large single primary; every write goes to it (replicas take reads only)"),
-    "pg_connections": Ceiling(
-        "PostgreSQL connections", 100.0, "connections",
-        "PostgreSQL's default max_connections; each worker pool process and each of a web process's "
-        "JUNCTION_ASGI_THREADS (8) lanes holds one (CONN_MAX_AGE=60); a few hundred is the practical "
-        "most (each is a server process), so past it a pooler (PgBouncer) is needed, not a bigger number"),
+# In the order the doc discusses them. Production ceilings are assumptions, not measurements.
+RESOURCES = (
+    Resource("PostgreSQL connections, no pooler", "pg_connections", "connections", 100.0,
+             "PostgreSQL's default max_connections; each worker pool process and each of a web process's "
+             "JUNCTION_ASGI_THREADS (8) lanes holds one (CONN_MAX_AGE=60); a few hundred is the practical "
+             "most (each is a server process), so past it a pooler (PgBouncer) is needed, not a bigger number",
+             "pg_max_connections"),
+    Resource("Redis commands, one instance", "redis_commands_per_s", "commands/s", 100_000.0,
+             "Redis executes commands on one thread; small commands without pipelining reach about "
+             "100,000/s on one server core (redis-benchmark on dedicated hardware); keep below ~70 % for latency",
+             "redis_commands_per_s"),
+    Resource("Redis CPU, one instance", "redis_cores", "core", 1.0,
+             "one thread executes commands (io-threads only offload socket reads and writes). CPU per command "
+             "measured at low load overstates the cost at saturation, where Redis handles many commands per "
+             "wake-up: read this row as a pessimistic bound next to the commands row"),
+    Resource("PostgreSQL primary, commits", "pg_commits_per_s", "commits/s", 20_000.0,
+             "an order of magnitude for small write transactions on a large NVMe-backed primary with group "
+             "commit; only about a quarter of Junction's commits wait for the WAL flush (synchronous_commit per "
+             "statement, docs/execution.md), so this is conservative; measure yours with pgbench",
+             "pg_commits_per_s"),
+    Resource("PostgreSQL primary, CPU", "pg_cores", "cores", 32.0,
+             "a large single primary: every write goes to it (replicas take reads only); the per-session "
+             "figure is a floor (backends that came and went are missed)"),
+)
+MEASURED_HOW = {
+    "pg_max_connections": "`SHOW max_connections`",
+    "redis_commands_per_s": "redis-benchmark",
+    "pg_commits_per_s": "pgbench -N",
 }
 
 
@@ -87,16 +100,19 @@ def demand(cost: SessionCost, sessions_per_s: float, *, asgi_threads: float = 8.
     }
 
 
-def saturation(cost: SessionCost, today_per_s: float) -> list[dict[str, Any]]:
-    """For each shared resource: the multiple of today's load at which it reaches its ceiling."""
+def saturation(cost: SessionCost, today_per_s: float,
+               measured: dict[str, float | None] | None = None) -> list[dict[str, Any]]:
+    """For each shared resource: today's use and the multiple of today's load that reaches its
+    ceiling, on this machine (where measured) and in production (assumed); earliest first."""
     today = demand(cost, today_per_s)
+    measured = measured or {}
     out = []
-    for key, demand_key in (("redis_cores", "redis_cores"), ("pg_commits", "pg_commits_per_s"),
-                            ("pg_cores", "pg_cores"), ("pg_connections", "pg_connections")):
-        ceiling = CEILINGS[key]
-        used = today[demand_key]
-        out.append({"resource": ceiling.name, "ceiling": ceiling, "today": used,
-                    "multiple": ceiling.value / used if used > 0 else float("inf")})
+    for resource in RESOURCES:
+        used = today[resource.demand_key]
+        here = measured.get(resource.measured_key) if resource.measured_key else None
+        out.append({"resource": resource, "today": used, "here": here,
+                    "multiple_here": here / used if here and used > 0 else float("nan"),
+                    "multiple": resource.production / used if used > 0 else float("inf")})
     return sorted(out, key=lambda x: x["multiple"])
 
 
@@ -110,7 +126,7 @@ def _num(value: float) -> str:
     return f"{value:.2f}"
 
 
-def model_lines(cost: SessionCost, today_per_s: float) -> list[str]:
+def model_lines(cost: SessionCost, today_per_s: float, measured: dict[str, float | None] | None = None) -> list[str]:
     """Markdown: the demand table at each multiple and where each shared resource saturates."""
     rows = {k: demand(cost, today_per_s * k) for k in MULTIPLES}
     labels = (
@@ -131,11 +147,14 @@ def model_lines(cost: SessionCost, today_per_s: float) -> list[str]:
              "|---|" + "---:|" * len(MULTIPLES)]
     for key, label in labels:
         lines.append(f"| {label} | " + " | ".join(_num(rows[k][key]) for k in MULTIPLES) + " |")
-    lines += ["", "| shared resource | assumed ceiling | used today | runs out at |", "|---|---:|---:|---:|"]
-    for s in saturation(cost, today_per_s):
-        c = s["ceiling"]
-        lines.append(f"| {s['resource']} | {_num(c.value)} {c.unit} | {_num(s['today'])} | "
+    lines += ["", "| shared resource | today | ceiling on this machine (measured by) | runs out here at "
+              "| production ceiling (assumed) | runs out in production at |", "|---|---:|---:|---:|---:|---:|"]
+    for s in saturation(cost, today_per_s, measured):
+        r = s["resource"]
+        here = (f"{_num(s['here'])} ({MEASURED_HOW[r.measured_key]})" if s["here"] else "—")
+        lines.append(f"| {r.name} | {_num(s['today'])} {r.unit} | {here} | "
+                     f"{_num(s['multiple_here']) + '× today' if s['here'] else '—'} | {_num(r.production)} {r.unit} | "
                      f"{_num(s['multiple'])}× today |")
-    lines += ["", "Assumed ceilings (not measured here):", ""]
-    lines += [f"- {c.name}, {_num(c.value)} {c.unit}: {c.why}." for c in CEILINGS.values()]
+    lines += ["", "Production ceilings (assumed, not measured here):", ""]
+    lines += [f"- {r.name}, {_num(r.production)} {r.unit}: {r.why}." for r in RESOURCES]
     return lines

@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench import capacity, querycount, report  # noqa: E402
+from bench import capacity, ceilings, querycount, report  # noqa: E402
 from bench.clients import drive  # noqa: E402
 from bench.counters import (  # noqa: E402
     BackendCpu, PgStats, RedisStats, cpu_seconds, descendants, pg_database_stats, redis_commands, redis_cpu_seconds,
@@ -178,6 +178,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     env = stack_env(dict(kv.split("=", 1) for kv in args.env), querycount=True)
     print("preparing database and Redis …", flush=True)
     prepare_services(env)
+    if not args.no_ceilings:
+        print("measuring what Redis (redis-benchmark) and PostgreSQL (pgbench -N) sustain alone …", flush=True)
+        results["ceilings"] = ceilings.measure()
+        print(f"  {results['ceilings']}", flush=True)
     echo = EchoServer(args.http_processes)
     results["echo"] = {"processes": echo.processes, "ceiling_rps": echo.ceiling}
     try:
@@ -257,7 +261,7 @@ def section(results: dict[str, Any], argv: list[str]) -> str:
         best = max(points, key=lambda x: x["per_min"])
         lines += ["", f"Redis commands per session at {best['workers']} worker processes: "
                   + ", ".join(f"`{k}` {v:.1f}" for k, v in best["cost"]["redis_top"].items()) + "."]
-        lines += model_section(best)
+        lines += model_section(best, results.get("ceilings") or {})
     lines.append(MARKERS[1])
     return "\n".join(lines) + "\n"
 
@@ -268,7 +272,7 @@ def session_cost(point: dict[str, Any]) -> capacity.SessionCost:
                                    if field in c})
 
 
-def model_section(best: dict[str, Any]) -> list[str]:
+def model_section(best: dict[str, Any], measured: dict[str, float | None]) -> list[str]:
     today = best["per_min"] / 60
     return [
         "", "### The model at 10×, 100× and 1,000× (extrapolated)", "",
@@ -276,7 +280,7 @@ def model_section(best: dict[str, Any]) -> list[str]:
         f"({today:.1f}/s), everything on this one machine. Each column multiplies the measured "
         f"per-session costs of that point by the session rate (bench/capacity.py); nothing in the "
         f"columns past the first was run.", "",
-        *capacity.model_lines(session_cost(best), today),
+        *capacity.model_lines(session_cost(best), today, measured),
     ]
 
 
@@ -297,6 +301,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--web", metavar="COMMAND", help="the web server's command instead of the Procfile's `web:`")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
                         help="extra environment for the web server and workers (repeatable)")
+    parser.add_argument("--no-ceilings", action="store_true",
+                        help="skip measuring Redis and PostgreSQL alone (redis-benchmark, pgbench)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/scaling.md")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "scaling.json", help="raw results file")
     parser.add_argument("--from-json", type=Path, metavar="PATH",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.capacity import CEILINGS, SessionCost, demand, model_lines, saturation
+from bench.capacity import RESOURCES, SessionCost, demand, model_lines, saturation
 
 COST = SessionCost(pg_commits=11.0, pg_rows_written=18.0, sql_statements=10.0, redis_commands=54.0,
                    broker_messages=2.0, web_cpu_ms=17.0, worker_cpu_ms=14.0, pg_cpu_ms=8.0,
@@ -18,14 +18,17 @@ def test_demand_is_the_per_session_cost_times_the_rate():
     assert demand(COST, 1000.0)["broker_messages_per_s"] == pytest.approx(100 * at_10["broker_messages_per_s"])
 
 
-def test_saturation_is_the_ceiling_over_todays_use_first_one_first():
-    result = saturation(COST, 10.0)
-    redis = next(r for r in result if r["ceiling"] is CEILINGS["redis_cores"])
-    assert redis["multiple"] == pytest.approx(1.0 / 0.02)
+def test_saturation_divides_each_ceiling_by_todays_use_earliest_first():
+    result = saturation(COST, 10.0, {"redis_commands_per_s": 5400.0})
+    redis = next(r for r in result if r["resource"].demand_key == "redis_commands_per_s")
+    assert redis["today"] == pytest.approx(540.0)
+    assert redis["multiple_here"] == pytest.approx(10.0)
+    assert redis["multiple"] == pytest.approx(100_000 / 540)
     assert [r["multiple"] for r in result] == sorted(r["multiple"] for r in result)
 
 
 def test_model_lines_show_every_multiple_and_every_assumption():
-    text = "\n".join(model_lines(COST, 10.0))
+    text = "\n".join(model_lines(COST, 10.0, {"pg_commits_per_s": 1500.0}))
     assert "| 1,000× today" in text
-    assert all(c.why in text for c in CEILINGS.values())
+    assert "1,500 (pgbench -N)" in text
+    assert all(r.why in text for r in RESOURCES)
