@@ -32,7 +32,7 @@ pins() {
 # Die when a pin of a .in file is missing from its lock file: the .in changed after the last
 # ./scripts/lock (a new or moved package would otherwise be silently not installed).
 check_lock() {
-    local input output missing
+    local pair input output missing
     for pair in requirements.in:requirements.txt requirements.in:requirements-dev.txt \
         requirements-dev.in:requirements-dev.txt; do
         input="$JUNCTION_ROOT/${pair%%:*}" output="$JUNCTION_ROOT/${pair##*:}"
