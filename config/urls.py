@@ -21,5 +21,5 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
-handler404 = "config.errors.handler404"
-handler500 = "config.errors.handler500"
+handler404 = "config.api_errors.handler404"
+handler500 = "config.api_errors.handler500"

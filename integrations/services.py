@@ -5,10 +5,9 @@ from typing import Any
 
 from cryptography.fernet import InvalidToken
 from django.db import IntegrityError, transaction
-from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
-from config.errors import ApiError
+from config.errors import Conflict, InvalidInput
 from integrations.encryption import DecryptionError, decrypt_json, encrypt_json, rotate
 from integrations.models import Integration
 from integrations.providers import Provider, UnknownProvider, providers
@@ -20,7 +19,7 @@ def _provider(key: str) -> Provider:
     try:
         return providers.get(key)
     except UnknownProvider as exc:
-        raise ValidationError({"provider": [str(exc)]}) from None
+        raise InvalidInput(details={"provider": [str(exc)]}) from None
 
 
 def _split(provider: Provider, credentials: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -34,16 +33,16 @@ def _save(integration: Integration) -> Integration:
         with transaction.atomic():
             integration.save()
     except IntegrityError:
-        raise ValidationError({"name": ["You already have an integration with this name."]}) from None
+        raise InvalidInput(details={"name": ["You already have an integration with this name."]}) from None
     return integration
 
 
 def integration_create(*, user: User, name: str, provider: str, credentials: dict[str, Any]) -> Integration:
-    """Create an integration; raise ValidationError naming each bad credential field."""
+    """Create an integration; raise InvalidInput naming each bad credential field."""
     spec = _provider(provider)
     problems = spec.check_credentials(credentials)
     if problems:
-        raise ValidationError(problems)
+        raise InvalidInput(details=problems)
     public, secret = _split(spec, credentials)
     return _save(
         Integration(user=user, name=name, provider=provider, config=public,
@@ -61,7 +60,7 @@ def integration_update(
         spec = _provider(integration.provider)
         problems = spec.check_credentials(credentials, partial=True)
         if problems:
-            raise ValidationError(problems)
+            raise InvalidInput(details=problems)
         public, secret = _split(spec, credentials)
         _check_rebinding(integration, spec, public, secret)
         integration.config = {**integration.config, **public}
@@ -70,10 +69,10 @@ def integration_update(
                 stored = decrypt_json(integration.secrets_encrypted)
             except DecryptionError:
                 if set(secret) != spec.secret_fields:
-                    raise ApiError(
+                    raise Conflict(
                         "The stored secrets cannot be decrypted with the server's keys: "
                         "send every secret field again.",
-                        code="secrets_unreadable", status_code=409,
+                        code="secrets_unreadable",
                         details={f"credentials.{name}": ["Required to replace unreadable secrets."]
                                  for name in sorted(spec.secret_fields - set(secret))},
                     ) from None
@@ -89,7 +88,7 @@ def _check_rebinding(integration: Integration, spec: Provider, public: dict[str,
     host, port or TLS) with the old secrets kept would let whoever can edit the integration (a
     stolen session, a shared account) send them to a server of their choosing and read them
     there. So the secrets that are stored must come with the change; their new values may be the
-    old ones. Raises ApiError 400 `secrets_required` naming each missing field.
+    old ones. Raises InvalidInput `secrets_required` naming each missing field.
     """
     defaults = {f.name: f.default for f in spec.fields}
     moved = sorted(
@@ -104,7 +103,7 @@ def _check_rebinding(integration: Integration, spec: Provider, public: dict[str,
         stored = set(spec.secret_fields)  # unreadable: every one of them must be sent anyway
     missing = sorted((stored & spec.secret_fields) - set(secret))
     if missing:
-        raise ApiError(
+        raise InvalidInput(
             f"Changing {', '.join(moved)} changes where this integration's secrets are sent: "
             f"send {', '.join(missing)} again with the change.",
             code="secrets_required",

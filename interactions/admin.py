@@ -13,9 +13,8 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.forms.fields import InvalidJSONInput
 from django.utils.html import format_html
-from rest_framework.exceptions import ValidationError as ApiValidationError
 
-from config.errors import ApiError
+from config.errors import DomainError, InvalidInput
 from config.jsonsize import JsonTooDeep, loads_bounded
 from interactions import selectors, services, sessions
 from interactions.compiled import compiled_version
@@ -55,14 +54,6 @@ class DefinitionJSONField(forms.JSONField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
-def _messages(detail: Any) -> list[str]:
-    if isinstance(detail, dict):
-        return [m for value in detail.values() for m in _messages(value)]
-    if isinstance(detail, list):
-        return [m for value in detail for m in _messages(value)]
-    return [str(detail)]
-
-
 class InteractionAdminForm(forms.ModelForm):
     tasks = DefinitionJSONField(
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
@@ -89,10 +80,9 @@ class InteractionAdminForm(forms.ModelForm):
         if user is not None and "tasks" in cleaned:
             try:
                 services.definition_parse(user=user, tasks=cleaned["tasks"])
-            except ApiValidationError as exc:
-                detail = exc.detail if isinstance(exc.detail, dict) else {"tasks": exc.detail}
-                for path, problems in detail.items():
-                    for message in _messages(problems):
+            except InvalidInput as exc:
+                for path, problems in exc.details.items():
+                    for message in problems:
                         # Paths such as tasks.fetch.body.url name the task and the field.
                         self.add_error("tasks", f"{path}: {message}")
         return cleaned
@@ -257,11 +247,17 @@ class SessionAdmin(admin.ModelAdmin):
             try:
                 sessions.session_cancel(session=session)
                 done += 1
-            except ApiError as exc:
-                self.message_user(request, f"{session.id}: {exc.detail}", messages.WARNING)
+            except DomainError as exc:
+                self.message_user(request, f"{session.id}: {exc.message}", messages.WARNING)
         self.message_user(request, f"Cancelled {done} session(s).", messages.SUCCESS)
 
     @admin.action(description="Retry selected sessions (reusing completed outputs)")
     def retry(self, request, queryset) -> None:
-        started = [sessions.session_retry(session=session) for session in queryset]
-        self.message_user(request, f"Started {len(started)} retry session(s).", messages.SUCCESS)
+        started = 0
+        for session in queryset:
+            try:
+                sessions.session_retry(session=session)
+                started += 1
+            except DomainError as exc:  # inactive interaction, too many active sessions
+                self.message_user(request, f"{session.id}: {exc.message}", messages.WARNING)
+        self.message_user(request, f"Started {started} retry session(s).", messages.SUCCESS)

@@ -37,12 +37,13 @@ from django.db import DEFAULT_DB_ALIAS
 from django.core.serializers.json import DjangoJSONEncoder
 
 from interactions import events
-from interactions.models import Session, TaskRun
+from interactions.models import TaskRun
+from interactions.statuses import SESSION_TERMINAL
 
 logger = logging.getLogger(__name__)
 
 _PHASE = {TaskRun.Status.PENDING: 1, TaskRun.Status.RUNNING: 0}
-_TERMINAL = {str(status) for status in Session.TERMINAL}
+_TERMINAL = SESSION_TERMINAL
 
 
 def progress(task: dict[str, Any]) -> int:

@@ -41,12 +41,12 @@ from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.execution import Record, resolve_body, session_outcome
 from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
+from interactions.statuses import COMPLETED, FAILED, PENDING, RUNNING, SESSION_ACTIVE, TASK_UNFINISHED
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.registry import find_task_type
 from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
-COMPLETED, FAILED = "completed", "failed"
 
 
 class Duplicate(Exception):
@@ -311,7 +311,7 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
         if applied.unfinished == 0:
             _end(session, applied.rows)
             return
-        if applied.session_status not in runstore.ACTIVE or not (applied.claimed or applied.skipped):
+        if applied.session_status not in SESSION_ACTIVE or not (applied.claimed or applied.skipped):
             return
         records = {name: Record(row.status, row.output, row.error) for name, row in applied.rows.items()}
         results = []
@@ -390,7 +390,7 @@ def session_finish(*, session_id: UUID | str) -> str:
         for run in session.task_runs.values("name", "status", "output", "error", "attempts", "started_at",
                                             "finished_at", "lease_expires_at")
     }
-    if any(row.status in runstore.UNFINISHED for row in rows.values()):
+    if any(row.status in TASK_UNFINISHED for row in rows.values()):
         # A task is still being retried or taken over (or a resumed session's other canvas
         # runs): look again later. The session's deadline and the sweeper bound this.
         raise RetryLater(0.5)
@@ -411,7 +411,7 @@ def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, us
     from interactions.models import TaskRun
 
     expired = TaskRun.objects.filter(
-        session_id=session_id, name__in=list(compiled.fused), status=runstore.RUNNING, lease_expires_at__lte=now,
+        session_id=session_id, name__in=list(compiled.fused), status=RUNNING, lease_expires_at__lte=now,
     )
     poison = [
         Result(name, attempts, FAILED, error=(
@@ -420,9 +420,9 @@ def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, us
         .values_list("name", "attempts")
     ]
     expired.filter(attempts__lt=settings.JUNCTION_MAX_WORKER_LOSSES).update(
-        status=runstore.PENDING, lease_expires_at=None, updated_at=now)
+        status=PENDING, lease_expires_at=None, updated_at=now)
     pending = set(TaskRun.objects.filter(
-        session_id=session_id, name__in=list(compiled.fused), status=runstore.PENDING,
+        session_id=session_id, name__in=list(compiled.fused), status=PENDING,
     ).values_list("name", flat=True))
     parents = {pred for name in pending for pred in compiled.definition.tasks[name].execute_after}
     if parents or poison:

@@ -3,6 +3,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import TimeStampedModel
+from interactions.statuses import SESSION_TERMINAL, TASK_TERMINAL, SessionStatus, TaskStatus, choices
 
 # The hard maximum of JUNCTION_MAX_SESSION_DEADLINE (30 days): what an interaction may ever ask
 # for, whatever the setting. The setting (default one day) is checked by the API.
@@ -58,22 +59,15 @@ class InteractionVersion(TimeStampedModel):
 class Session(TimeStampedModel):
     """One call of an interaction: the version it runs, the caller's input, the outcome."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-        TIMED_OUT = "timed_out"
-
-    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
+    Status = SessionStatus
+    TERMINAL = SESSION_TERMINAL
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="sessions")
     # RESTRICT, not PROTECT: a version cannot be deleted from under its sessions, but deleting
     # the interaction (or its user) deletes both together (docs/execution.md, "Deleting").
     version = models.ForeignKey(InteractionVersion, on_delete=models.RESTRICT, related_name="sessions")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=choices(SessionStatus), default=SessionStatus.QUEUED)
     input = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
@@ -108,19 +102,12 @@ class Session(TimeStampedModel):
 class TaskRun(TimeStampedModel):
     """A task's record inside a session (not called `Task`: that is Celery's word)."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        SKIPPED = "skipped"
-        CANCELLED = "cancelled"
-
-    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+    Status = TaskStatus
+    TERMINAL = tuple(TASK_TERMINAL)
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="task_runs")
     name = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=choices(TaskStatus), default=TaskStatus.PENDING)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)

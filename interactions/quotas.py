@@ -14,27 +14,25 @@ not upset (docs/security.md).
 from __future__ import annotations
 
 from django.conf import settings
-from rest_framework.exceptions import Throttled
 
+from config.errors import RateLimited
 from interactions.models import Session
-
-ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
+from interactions.statuses import SESSION_ACTIVE
 # What a refused caller is told to wait: sessions end at their own pace, so this is a hint.
 RETRY_AFTER_SECONDS = 5
 
 
-class TooManyActiveSessions(Throttled):
-    default_code = "too_many_active_sessions"
+class TooManyActiveSessions(RateLimited):
+    code = "too_many_active_sessions"
 
 
 def check_session_quota(*, user) -> None:
     """Raise TooManyActiveSessions (429) when `user` already has the most active sessions allowed."""
     limit = settings.JUNCTION_MAX_ACTIVE_SESSIONS
-    active = Session.objects.filter(user=user, status__in=ACTIVE).values("pk")[: limit + 1].count()
+    active = Session.objects.filter(user=user, status__in=SESSION_ACTIVE).values("pk")[: limit + 1].count()
     if active >= limit:
         raise TooManyActiveSessions(
-            wait=RETRY_AFTER_SECONDS,
-            detail=f"You have {limit} sessions queued or running, the most allowed "
+            f"You have {limit} sessions queued or running, the most allowed "
             f"(JUNCTION_MAX_ACTIVE_SESSIONS): wait for some to finish.",
-            code="too_many_active_sessions",
+            retry_after=RETRY_AFTER_SECONDS,
         )

@@ -38,10 +38,10 @@ from config.jsonsize import BoundedJsonError, encode_bounded
 from interactions.models import InteractionVersion, Session, TaskRun
 from tasks_catalog.base import output_error
 
-RUNNING, PENDING, SKIPPED, FAILED = "running", "pending", "skipped", "failed"
-ACTIVE = ("queued", "running")
-UNFINISHED = ("pending", "running")
-TERMINAL = ("completed", "failed", "skipped", "cancelled")
+from interactions.statuses import CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SessionStatus
+from interactions.statuses import SESSION_ACTIVE as ACTIVE
+from interactions.statuses import TASK_TERMINAL as TERMINAL
+from interactions.statuses import TASK_UNFINISHED as UNFINISHED
 # A NUL character that JSON escaped (not an escaped backslash followed by "u0000"): jsonb
 # refuses it, and one refused value would fail the whole round trip.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -248,8 +248,8 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
                     status=RUNNING, attempts=own["attempts"] + 1, started_at=started, updated_at=now,
                     lease_expires_at=lease,
                 )
-        if session.status == "queued":
-            Session.objects.filter(pk=session_id, status="queued").update(status="running", started_at=now, updated_at=now)
+        if session.status == SessionStatus.QUEUED:
+            Session.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(status=SessionStatus.RUNNING, started_at=now, updated_at=now)
             session.refresh_from_db(fields=["status", "started_at"])
         rows = {
             run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
@@ -426,7 +426,7 @@ def give_back(*, session_id, name: str, attempt: int, error: str, now: datetime)
 def cancel_pending(*, session_id, name: str, now: datetime) -> None:
     """A task delivered after its session ended never starts."""
     TaskRun.objects.filter(session_id=session_id, name=name, status=PENDING).update(
-        status="cancelled", finished_at=now, updated_at=now,
+        status=CANCELLED, finished_at=now, updated_at=now,
     )
 
 

@@ -1,7 +1,8 @@
 from django.conf import settings
 from rest_framework import serializers
 
-from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion, Session, TaskRun
+from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion
+from interactions.statuses import SessionStatus, TaskStatus, choices
 
 
 class InteractionInputSerializer(serializers.Serializer):
@@ -72,7 +73,7 @@ class PlanSerializer(serializers.Serializer):
 
 
 class TaskRunSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=TaskRun.Status.choices)
+    status = serializers.ChoiceField(choices=choices(TaskStatus))
     output = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     attempts = serializers.IntegerField()
@@ -87,7 +88,7 @@ class SessionSerializer(serializers.Serializer):
     id = serializers.UUIDField()
     interaction = serializers.UUIDField()
     version = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=Session.Status.choices)
+    status = serializers.ChoiceField(choices=choices(SessionStatus))
     input = serializers.JSONField()
     result = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)

@@ -5,19 +5,20 @@ from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 
 from accounts.models import User
+from config.errors import InvalidInput
 from integrations.selectors import integration_providers
 from config.bounds import definition_limits
 from interactions.engine.definition import Definition, DefinitionInvalid, parse_definition
 from interactions.models import Interaction, InteractionVersion, Session
-from interactions.sessions import ACTIVE, session_end
+from interactions.sessions import session_end
+from interactions.statuses import SESSION_ACTIVE
 from tasks_catalog.registry import find_task_type
 
 
 def definition_parse(*, user: User, tasks: Any) -> Definition:
-    """Validate a definition for `user`; raise ValidationError with every problem named."""
+    """Validate a definition for `user`; raise InvalidInput with every problem named."""
     ids = set()
     if isinstance(tasks, dict):
         ids = {str(t["integration"]) for t in tasks.values() if isinstance(t, dict) and t.get("integration")}
@@ -29,7 +30,7 @@ def definition_parse(*, user: User, tasks: Any) -> Definition:
             limits=definition_limits(),
         )
     except DefinitionInvalid as exc:
-        raise ValidationError(exc.errors) from None
+        raise InvalidInput(details=exc.errors) from None
 
 
 UNCHANGED = object()  # for fields where None is a value
@@ -40,7 +41,7 @@ def _save(interaction: Interaction) -> None:
         with transaction.atomic():
             interaction.save()
     except IntegrityError:
-        raise ValidationError({"name": ["You already have an interaction with this name."]}) from None
+        raise InvalidInput(details={"name": ["You already have an interaction with this name."]}) from None
 
 
 def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> InteractionVersion:
@@ -110,7 +111,7 @@ def interaction_delete(*, interaction: Interaction) -> None:
     here) or finds the interaction gone (404).
     """
     locked = Interaction.objects.select_for_update().get(pk=interaction.pk)
-    active = Session.objects.select_for_update().filter(interaction=locked, status__in=ACTIVE)
+    active = Session.objects.select_for_update().filter(interaction=locked, status__in=SESSION_ACTIVE)
     now = timezone.now()
     for session in active:
         session_end(session=session, status=Session.Status.CANCELLED,

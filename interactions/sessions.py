@@ -20,17 +20,17 @@ from typing import Any
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from rest_framework import status
 
 from accounts.models import User
 from config import metrics, oplog
-from config.errors import ApiError, Conflict
+from config.errors import Conflict, InvalidInput, Unprocessable
 from interactions import executor, runstore
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
-from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
+from interactions.engine.execution import Record, session_outcome, settle
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from interactions.statuses import COMPLETED, FAILED, SESSION_ACTIVE, SKIPPED
 from tasks_catalog.base import TaskFailed
 from tasks_catalog.registry import find_task_type
 from interactions.quotas import check_session_quota
@@ -39,7 +39,6 @@ from tasks_catalog.expressions import shared_budget
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 IDEMPOTENCY_KEY_MAX = Session._meta.get_field("idempotency_key").max_length
-ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
 
 
 def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None) -> None:
@@ -66,9 +65,9 @@ def _existing_for_key(user: User, interaction: Interaction, key: str, digest: st
         ).first()
     )
     if found is not None and found.request_hash != digest:
-        raise ApiError(
+        raise Unprocessable(
             "This Idempotency-Key was used with a different request body.",
-            code="idempotency_conflict", status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_conflict",
             details={"Idempotency-Key": ["Already used with a different body."]},
         )
     return found
@@ -86,8 +85,9 @@ def session_start(
 ) -> tuple[Session, bool]:
     """Start a session of the interaction's current version; return it and whether it is new.
 
-    Raises Conflict (409) if the interaction is inactive, ApiError 400 naming `<task>.<field>`
-    for a bad input, 422 for an Idempotency-Key reused with another body. Nothing is written
+    Raises Conflict if the interaction is inactive, InvalidInput naming `<task>.<field>`
+    for a bad input, Unprocessable for an Idempotency-Key reused with another body,
+    TooManyActiveSessions past the user's active sessions. Nothing is written
     on a rejected call.
     """
     check_session_quota(user=user)
@@ -97,12 +97,10 @@ def session_start(
     compiled = compiled_version(version.id)  # cached per process: the definition's JSON is not read
     problems = check_input(compiled.definition.blanks, data)
     if problems:
-        raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
-                       code="validation_error", details=problems)
+        raise InvalidInput(details=problems)
     if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-        raise ApiError(f"The Idempotency-Key header is longer than {IDEMPOTENCY_KEY_MAX} characters.",
-                       code="validation_error",
-                       details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]})
+        raise InvalidInput(f"The Idempotency-Key header is longer than {IDEMPOTENCY_KEY_MAX} characters.",
+                           details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]})
     digest = request_hash(data) if idempotency_key else ""
     if idempotency_key:
         existing = _existing_for_key(user, interaction, idempotency_key, digest)
@@ -154,9 +152,9 @@ def _settle_at_call(
             compiled, name, caller_input=data, records=dict(known), user_id=user_id)
         size = len(encoded or "")
         if size > room:
-            status_, output, error, size = runstore.FAILED, None, runstore.session_too_large(), 0
+            status_, output, error, size = FAILED, None, runstore.session_too_large(), 0
         room -= size
-        if status_ == runstore.FAILED:
+        if status_ == FAILED:
             oplog.task_failed(session_id, name, compiled.definition.tasks[name].type, error, 1)
         settled[name] = _Settled(status_, output, error, size, 1, started, timezone.now())
         return Record(status_, output, error)
@@ -278,7 +276,7 @@ def _create(
 
 def session_end(*, session: Session, status: str, error: str, now: datetime) -> None:
     """End an active session as `status`; its unfinished tasks become `cancelled`."""
-    if Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
+    if Session.objects.filter(pk=session.pk, status__in=SESSION_ACTIVE).update(
         status=status, error=error, finished_at=now, updated_at=now
     ):
         transaction.on_commit(lambda: executor.count_end(session_id=session.pk, interaction_id=session.interaction_id,
@@ -294,10 +292,10 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
 def session_cancel(*, session: Session) -> Session:
     """Cancel a session: pending tasks never start, running ones are asked to stop.
 
-    Raises Conflict (409) if the session has already finished.
+    Raises Conflict if the session has already finished.
     """
     with transaction.atomic():
-        locked = Session.objects.select_for_update().filter(pk=session.pk, status__in=ACTIVE).first()
+        locked = Session.objects.select_for_update().filter(pk=session.pk, status__in=SESSION_ACTIVE).first()
         if locked is None:
             raise Conflict("The session has already finished.", code="session_finished")
         session_end(session=locked, status=Session.Status.CANCELLED, error="cancelled by the user",
@@ -310,7 +308,7 @@ def session_retry(*, session: Session) -> Session:
     """Start a new session of the same version and input that reuses completed outputs.
 
     Only the tasks that did not complete run again (the fused ones that can, right here).
-    Raises Conflict (409) if the interaction is not active, as a new run would.
+    Raises Conflict if the interaction is not active, as a new run would.
     """
     check_session_quota(user=session.user)
     if not session.interaction.is_active:

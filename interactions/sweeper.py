@@ -30,10 +30,11 @@ from interactions.compiled import compiled_version
 from interactions.models import Session, TaskRun
 from interactions import executor
 from interactions.dispatch import dispatch_plan, worker_plan
-from interactions.sessions import ACTIVE, session_end
+from interactions.sessions import session_end
+from interactions.statuses import SESSION_ACTIVE as ACTIVE
+from interactions.statuses import TASK_UNFINISHED
 
 logger = logging.getLogger(__name__)
-UNFINISHED = (TaskRun.Status.PENDING, TaskRun.Status.RUNNING)
 BATCH = 200
 
 
@@ -58,7 +59,7 @@ def session_resume(*, session: Session, now: datetime) -> None:
     Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
     executor.fused_resume(session_id=session.pk, compiled=compiled, caller_input=session.input,
                           user_id=session.user_id, now=now)
-    unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
+    unfinished = set(session.task_runs.filter(status__in=TASK_UNFINISHED).values_list("name", flat=True))
     if not unfinished:
         return  # the fused tasks ended it
     plan = worker_plan(compiled=compiled, unfinished=unfinished)

@@ -15,6 +15,7 @@ from accounts.throttling import PlanRateThrottle
 from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
 from interactions.models import Session
+from interactions.statuses import SessionStatus, choices
 from interactions.waiting import requested_wait, session_response
 from interactions.serializers import (
     EndpointSerializer,
@@ -130,7 +131,7 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
 
 class SessionFilter(filters.FilterSet):
     interaction = filters.UUIDFilter(field_name="interaction_id")
-    status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
+    status = filters.MultipleChoiceFilter(choices=choices(SessionStatus))
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
 

@@ -23,9 +23,10 @@ from rest_framework.response import Response
 
 from interactions import events, selectors
 from interactions.models import Session
+from interactions.statuses import SESSION_TERMINAL
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
-_TERMINAL = {str(status) for status in Session.TERMINAL}
+_TERMINAL = SESSION_TERMINAL
 
 
 def requested_wait(prefer_header: str | None, query_value: str | None) -> float | None:

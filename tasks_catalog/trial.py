@@ -7,9 +7,8 @@ from typing import Any
 
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
-from rest_framework import status
 
-from config.errors import UNAVAILABLE, ApiError
+from config.errors import UNAVAILABLE, InvalidInput, NotFound, Unavailable
 from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
 from tasks_catalog.base import TaskFailed, output_error
@@ -24,7 +23,7 @@ def task_type_try(
 ) -> dict[str, Any]:
     """Run the type once; return {status, output, error, duration_ms} (and `logs` for code).
 
-    Raises ApiError 404 for an unknown type and 400 naming `body.<field>` or `integration`
+    Raises NotFound for an unknown type and InvalidInput naming `body.<field>` or `integration`
     for input that could never run; the task's own failure is a `failed` result, not an error.
     The trial is under a run's limits: the task's `timeout` (default JUNCTION_DEFAULT_TASK_TIMEOUT,
     at most JUNCTION_MAX_TASK_TIMEOUT), which every task type honours, and the output limit
@@ -36,7 +35,7 @@ def task_type_try(
     try:
         task_type = task_types.get(type_key)
     except UnknownTaskType as exc:
-        raise ApiError(str(exc), code="not_found", status_code=status.HTTP_404_NOT_FOUND) from None
+        raise NotFound(str(exc)) from None
     problems = {f"body.{name}": found for name, found in task_type.check_body(body).items()}
     if task_type.provider:
         owned = Integration.objects.filter(pk=integration, user=user).first() if integration else None
@@ -47,8 +46,7 @@ def task_type_try(
     elif integration:
         problems["integration"] = [f"Task type {type_key!r} takes no integration."]
     if problems:
-        raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
-                       code="validation_error", details=problems)
+        raise InvalidInput(details=problems)
 
     concrete = {spec.name: body.get(spec.name, spec.default) for spec in task_type.fields}
     timeout = min(timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT, settings.JUNCTION_MAX_TASK_TIMEOUT)
@@ -66,7 +64,7 @@ def _trial_on_queue(*, queue: str, arguments: dict[str, Any], timeout: float) ->
     """Send the trial to the type's own queue (code runs on code workers, never in the API);
     wait for its answer up to the task's timeout (plus the hard grace a worker gets).
 
-    Raises ApiError 503 when the broker or the result backend cannot be reached. A trial no
+    Raises Unavailable when the broker or the result backend cannot be reached. A trial no
     worker answered in time is a failed result, and its message expires unrun.
     """
     from tasks_catalog.tasks import try_task
@@ -105,10 +103,9 @@ def _revoke(pending) -> None:
         pass  # it expires anyway
 
 
-def _unavailable(what: str, exc: BaseException) -> ApiError:
+def _unavailable(what: str, exc: BaseException) -> Unavailable:
     logger.warning("trial: %s is unavailable: %r", what, exc)
-    return ApiError(f"The task could not be tried: {what} is unavailable. Try again later.",
-                    code="service_unavailable", status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+    return Unavailable(f"The task could not be tried: {what} is unavailable. Try again later.")
 
 
 def trial_run(

@@ -5,7 +5,7 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.rate_limits import TaskTestThrottle
-from config.errors import ApiError
+from config.errors import NotFound
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
 
@@ -64,7 +64,7 @@ class TaskTypeViewSet(viewsets.ViewSet):
         try:
             return Response(task_types.get(type).describe())
         except UnknownTaskType as exc:
-            raise ApiError(str(exc), code="not_found", status_code=404) from None
+            raise NotFound(str(exc)) from None
 
     @extend_schema(request=TaskTestSerializer, responses={200: TaskTestResultSerializer, 429: OpenApiResponse(
         description="`throttled`: tries per user (JUNCTION_THROTTLE_TASK_TEST), with Retry-After.")})

@@ -22,12 +22,12 @@ from interactions.engine.references import (
     find_references,
     is_reference,
 )
+from interactions.statuses import EDGE_STATUSES
 from tasks_catalog.base import TaskType
 from tasks_catalog.fields import FieldSpec, check_value, type_ok
 from tasks_catalog.headers import header_problems
 
 TASK_KEYS = {"type", "integration", "body", "execute_after", "retries", "timeout"}
-EDGE_STATUSES = ("completed", "failed")
 STRING_TYPES = {"string", "expression", "string_or_list", "any"}
 
 

@@ -30,8 +30,8 @@ from tasks_catalog.expressions import (
     search,
 )
 
-COMPLETED, FAILED, SKIPPED, CANCELLED = "completed", "failed", "skipped", "cancelled"
-TERMINAL = frozenset({COMPLETED, FAILED, SKIPPED, CANCELLED})
+from interactions.statuses import CANCELLED, COMPLETED, FAILED, SKIPPED
+
 
 
 @dataclass(frozen=True)

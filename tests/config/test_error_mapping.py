@@ -1,4 +1,4 @@
-"""Every exception on a request path maps to the error shape with the right status (config/errors.py)."""
+"""Every exception on a request path maps to the error shape with the right status (config/api_errors.py)."""
 from __future__ import annotations
 
 import pytest
@@ -9,7 +9,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.models import User
-from config.errors import api_exception_handler
+from config.api_errors import api_exception_handler
 
 CASES = [
     (IntegrityError("duplicate key"), 409, "conflict"),
