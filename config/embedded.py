@@ -26,12 +26,13 @@ from celery.signals import worker_ready
 from django.conf import settings
 
 from config.celery import app as celery_app
+from config.queues import Queue
 
 logger = logging.getLogger(__name__)
 
 # Every queue Junction routes tasks to. A distributed worker started without -Q consumes all
 # queues it knows; the embedded worker must consume each of these explicitly.
-QUEUES: tuple[str, ...] = ("default", "code")
+QUEUES: tuple[str, ...] = tuple(str(queue) for queue in Queue)
 CONCURRENCY = 4
 READY_TIMEOUT = 30.0
 

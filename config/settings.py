@@ -13,11 +13,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+from kombu import Queue as KombuQueue
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from config.env import env_bool, env_float, env_int, env_list, env_rate, env_str, local_secret, token
+from config.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
@@ -198,10 +199,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # after every task, and each task pays a new PostgreSQL connection). config/celery.py still
 # drops a connection that is broken or older than CONN_MAX_AGE before and after each task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = str(Queue.DEFAULT)
 # Every Junction queue, so that `celery -A config worker` without -Q consumes them all; run
 # `-Q code` workers to give custom code dedicated machines.
-CELERY_TASK_QUEUES = (Queue("default"), Queue("code"))
+CELERY_TASK_QUEUES = tuple(KombuQueue(str(queue)) for queue in Queue)
 
 JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600, minimum=1, maximum=86400)
 JUNCTION_DEFAULT_TASK_TIMEOUT = env_float(
@@ -271,6 +272,9 @@ JUNCTION_THROTTLE_RETRY = env_rate("JUNCTION_THROTTLE_RETRY", "60/min")
 JUNCTION_THROTTLE_EVENTS = env_rate("JUNCTION_THROTTLE_EVENTS", "120/min")
 # Most sessions one user may have queued or running at once (429 past it, nothing created).
 JUNCTION_MAX_ACTIVE_SESSIONS = env_int("JUNCTION_MAX_ACTIVE_SESSIONS", 1000, minimum=1, maximum=1_000_000)
+# Most tasks of slow types (TaskType.slow: http_request, send_email, send_tweet, code) one user may
+# have running at once; more wait for a slot (docs/limits.md, interactions/slots.py).
+JUNCTION_MAX_SLOW_TASKS_PER_USER = env_int("JUNCTION_MAX_SLOW_TASKS_PER_USER", 64, minimum=1, maximum=100_000)
 # Reverse proxies in front of the API that append to X-Forwarded-For: the client address of the
 # throttles is the one they saw. 0: REMOTE_ADDR, and X-Forwarded-For (client-chosen) is ignored.
 REST_FRAMEWORK["NUM_PROXIES"] = env_int("JUNCTION_NUM_PROXIES", 0, minimum=0, maximum=10)

@@ -35,7 +35,7 @@ from integrations.models import Integration
 from integrations.providers import providers
 from integrations.redaction import redact, secret_forms
 from integrations.services import integration_credentials
-from interactions import claims, events, runstore, selectors
+from interactions import claims, events, runstore, selectors, slots
 from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.engine.execution import Record, resolve_body, session_outcome
@@ -47,6 +47,11 @@ from tasks_catalog.registry import find_task_type
 from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
+
+
+# A task waiting for one of its user's slow-task slots comes back after this many seconds (a
+# uniform pick, so that the waiting tasks of one user do not all come back at once).
+SLOT_RETRY = (0.5, 2.0)
 
 
 class Duplicate(Exception):
@@ -175,9 +180,11 @@ class _Session:
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, user_id: UUID | str | None = None) -> None:
     """Run task `name` of a session once and record it, with the fused tasks it makes ready.
 
+    A task of a slow type first takes one of its user's slots (`slots.take`; `user_id` comes
+    with the message): with none free it is not claimed and comes back later (RetryLater).
     Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
     when it must be delivered again later.
     """
@@ -193,6 +200,23 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
     spec = compiled.definition.tasks[name]
     task_type = find_task_type(spec.type)
     timeout = task_timeout(compiled, name)
+    slot = None
+    if task_type.slow and user_id is not None:  # (a message sent before user ids travelled: no slot)
+        slot = slots.take(user_id=user_id, lease_seconds=lease_seconds(timeout), label=f"{session_id}.{name}")
+        if slot is None:
+            runstore.mark_waiting(session_id=session_id, now=now, stall_seconds=settings.JUNCTION_STALL_SECONDS)
+            raise RetryLater(random.uniform(*SLOT_RETRY))
+    try:
+        _execute(session_id=session_id, name=name, compiled=compiled, task_type=task_type, timeout=timeout, now=now)
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
+             now: datetime) -> None:
+    """Claim task `name`, then run it (or not, as the verdict says) and record it."""
+    spec = compiled.definition.tasks[name]
     lease = now + timedelta(seconds=lease_seconds(timeout))
     snapshot = runstore.claim(
         session_id=session_id, name=name, names=sorted(compiled.needs[name] | {name}),

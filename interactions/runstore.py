@@ -27,7 +27,7 @@ import json
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -415,6 +415,18 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
 
 
 # --- the rest of a task's life ------------------------------------------------------------------
+
+def mark_waiting(*, session_id, now: datetime, stall_seconds: float) -> None:
+    """Note that a session's task is waiting for a slow-task slot (interactions/slots.py): the
+    session makes no progress meanwhile, but is not stalled, so the sweeper must not resume it.
+
+    Writes at most once per third of JUNCTION_STALL_SECONDS (a conditional UPDATE otherwise
+    changes nothing); the session's deadline still bounds the wait.
+    """
+    Session.objects.filter(
+        pk=session_id, status__in=ACTIVE, updated_at__lt=now - timedelta(seconds=stall_seconds / 3),
+    ).update(updated_at=now)
+
 
 def give_back(*, session_id, name: str, attempt: int, error: str, now: datetime) -> bool:
     """Return a claim for a retry: the next delivery claims the task again as attempt + 1."""

@@ -123,9 +123,9 @@ def session_data(session: Session) -> dict[str, Any]:
 
 
 def reply_tasks(*, version_id) -> list[str]:
-    """Names of the version's `response` tasks, in the order that picks the reply (by name)."""
+    """Names of the version's replying (`response`) tasks, in the order that picks the reply (by name)."""
     definition = compiled_version(version_id).definition
-    return [name for name in sorted(definition.tasks) if definition.tasks[name].type == "response"]
+    return [name for name in sorted(definition.tasks) if definition.tasks[name].replies]
 
 
 def reply_from_data(data: dict[str, Any], reply_names: list[str]) -> dict[str, Any] | None:

@@ -266,7 +266,7 @@ def _create(
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
-            countdowns=timers))
+            countdowns=timers, user_id=str(user.id)))
     else:
         transaction.on_commit(lambda: executor.count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,

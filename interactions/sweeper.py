@@ -64,7 +64,8 @@ def session_resume(*, session: Session, now: datetime) -> None:
         return  # the fused tasks ended it
     plan = worker_plan(compiled=compiled, unfinished=unfinished)
     transaction.on_commit(lambda: dispatch_plan(
-        session_id=str(session.pk), version_id=str(session.version_id), compiled=compiled, plan=plan))
+        session_id=str(session.pk), version_id=str(session.version_id), compiled=compiled, plan=plan,
+        user_id=str(session.user_id)))
 
 
 def sessions_sweep(*, now: datetime | None = None) -> SweepReport:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from config.queues import Queue
 from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, check_bounded
 from tasks_catalog.fields import FieldSpec, check_value
 
@@ -64,7 +65,7 @@ class TaskType:
     fields: tuple[FieldSpec, ...] = ()
     output_description: ClassVar[str] = ""
     output_schema: ClassVar[dict[str, Any]] = {}
-    queue: ClassVar[str] = "default"
+    queue: ClassVar[str] = Queue.DEFAULT
     # Capabilities the engine reads (never the type's key):
     # - `pure`: no I/O, no side effect, microseconds of work, the same output for the same body.
     #   The engine runs such a task where it becomes ready, fused into the step that made it
@@ -73,6 +74,13 @@ class TaskType:
     # - `timer`: the task only waits. Its step holds no worker while it waits: the claim is kept
     #   and the message is delivered again when `wait_seconds(body)` have passed.
     timer: ClassVar[bool] = False
+    # - `slow`: the task holds a worker process for up to its timeout doing I/O (a network call, a
+    #   sandbox). One user runs at most JUNCTION_MAX_SLOW_TASKS_PER_USER of them at once
+    #   (interactions/slots.py); the others wait for a slot without being claimed.
+    slow: ClassVar[bool] = False
+    # - `replies`: a completed task of this type is the HTTP answer of a waited run and the
+    #   session's result (`response`).
+    replies: ClassVar[bool] = False
 
     def wait_seconds(self, body: dict[str, Any]) -> float:
         """For a `timer` type: how long the task waits, from the moment it is claimed."""

@@ -44,6 +44,7 @@ ERROR_EXCERPT_CHARS = 300
 
 class HttpRequest(TaskType):
     key = "http_request"
+    slow = True
     name = "HTTP request"
     description = (
         "Send an HTTP request. A status outside ok_statuses fails the task. Private, loopback "

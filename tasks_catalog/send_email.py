@@ -66,6 +66,7 @@ def _pinned_backend(addresses: tuple[IPAddress, ...], **options) -> EmailBackend
 
 class SendEmail(TaskType):
     key = "send_email"
+    slow = True
     name = "Send e-mail"
     description = "Send an e-mail through an SMTP integration."
     provider = "smtp"

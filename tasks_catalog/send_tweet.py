@@ -22,6 +22,7 @@ TWEEPY_HOST = "https://api.twitter.com"
 
 class SendTweet(TaskType):
     key = "send_tweet"
+    slow = True
     name = "Send tweet"
     description = "Post a tweet with a Twitter/X integration (tweepy, OAuth 1.0a)."
     provider = "twitter"

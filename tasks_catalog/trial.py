@@ -8,14 +8,18 @@ from typing import Any
 from celery.exceptions import TimeoutError as CeleryTimeout
 from django.conf import settings
 
-from config.errors import UNAVAILABLE, InvalidInput, NotFound, Unavailable
+from config.errors import UNAVAILABLE, InvalidInput, NotFound, RateLimited, Unavailable
+from config.queues import Queue
 from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
-from tasks_catalog.base import TaskFailed, output_error
+from interactions import slots
+from tasks_catalog.base import TaskFailed, TaskType, output_error
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
+# What a trial refused for want of a slow-task slot is told to wait (a hint: tasks end at their pace).
+TRIAL_RETRY_AFTER = 2
 
 
 def task_type_try(
@@ -30,7 +34,8 @@ def task_type_try(
     (JUNCTION_MAX_OUTPUT_BYTES, measured while encoding: an output past it fails the trial
     as it would fail the task).
     Types on a queue of their own (`code`) run on a worker of that queue, not in the API
-    process; see `_trial_on_queue`.
+    process; see `_trial_on_queue`. A slow type takes one of the user's slow-task slots for the
+    trial (interactions/slots.py): RateLimited (429 `too_many_slow_tasks`) when none is free.
     """
     try:
         task_type = task_types.get(type_key)
@@ -53,11 +58,32 @@ def task_type_try(
     started = time.monotonic()
     arguments = dict(type_key=type_key, body=concrete, integration_id=str(integration) if integration else None,
                      user_id=str(user.id), timeout=timeout)
-    if task_type.queue == settings.CELERY_TASK_DEFAULT_QUEUE:
-        result = trial_run(**arguments)
-    else:
-        result = _trial_on_queue(queue=task_type.queue, arguments=arguments, timeout=timeout)
+    slot = _slot(task_type, user_id=user.id, timeout=timeout)
+    try:
+        if task_type.queue == Queue.DEFAULT:
+            result = trial_run(**arguments)
+        else:
+            result = _trial_on_queue(queue=task_type.queue, arguments=arguments, timeout=timeout)
+    finally:
+        if slot is not None:
+            slot.release()
     return {**result, "duration_ms": int((time.monotonic() - started) * 1000)}
+
+
+def _slot(task_type: TaskType, *, user_id: Any, timeout: float) -> slots.Slot | None:
+    """Take a slow-task slot for a trial of a slow type (a trial holds an API or a worker process
+    for up to its timeout, as the task would); raise RateLimited when the user's are all held."""
+    if not task_type.slow:
+        return None
+    hold = timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE + settings.JUNCTION_LEASE_GRACE
+    slot = slots.take(user_id=user_id, lease_seconds=hold, label=f"trial.{task_type.key}")
+    if slot is None:
+        limit = settings.JUNCTION_MAX_SLOW_TASKS_PER_USER
+        raise RateLimited(
+            f"You have {limit} slow tasks running, the most allowed (JUNCTION_MAX_SLOW_TASKS_PER_USER): "
+            f"try again when some have finished.", code="too_many_slow_tasks", retry_after=TRIAL_RETRY_AFTER,
+        )
+    return slot
 
 
 def _trial_on_queue(*, queue: str, arguments: dict[str, Any], timeout: float) -> dict[str, Any]:

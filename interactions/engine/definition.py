@@ -68,6 +68,7 @@ class TaskSpec:
     execute_after: dict[str, tuple[str, ...]] = field(default_factory=dict)
     retries: int = 0
     timeout: float | None = None
+    replies: bool = False  # its type's `TaskType.replies`: its output is the session's answer
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,7 @@ def parse_definition(
             name=name, type=str(type_key), body=body,
             integration=str(integration) if integration is not None else None,
             execute_after=execute_after, retries=retries if isinstance(retries, int) else 0,
-            timeout=timeout,
+            timeout=timeout, replies=kind is not None and kind.replies,
         )
 
     predecessors = {name: set(spec.execute_after) for name, spec in tasks.items()}
