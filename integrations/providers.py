@@ -1,74 +1,49 @@
 """Integration providers: the kinds of external account a task can use.
 
-To add a provider: subclass `Provider` with a stable `key`, a `name` and its `fields` (mark
-secrets with `secret=True`), and add it to `BUILTIN_PROVIDERS` (or register it from your app's
+To add a provider: subclass `Provider` with a stable `key`, a `name` and its `fields` (made with
+`credential()`: `FieldSpec`s, the one field vocabulary; mark secrets with `secret=True`), and add it to `BUILTIN_PROVIDERS` (or register it from your app's
 `AppConfig.ready()`). Secret fields are encrypted at rest and never returned by the API.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from config.registry import Registry, UnknownKey
+from tasks_catalog.fields import FieldSpec, validate
 
 
 # Longest credential string: tokens, keys, host names and passwords are far shorter.
 MAX_CREDENTIAL_LENGTH = 4096
 
 
-@dataclass(frozen=True)
-class ProviderField:
-    name: str
-    secret: bool = False
-    required: bool = True
-    type: str = "string"  # string, integer or boolean
-    default: Any = None
-    minimum: int | None = None  # integers
-    maximum: int | None = None
-    # Decides where the secrets are sent (a host, a port, TLS, a base URL): changing it requires
-    # sending the secrets again (integrations.services.integration_update).
-    destination: bool = False
+def credential(
+    name: str, *, secret: bool = False, required: bool = True, type: str = "string", default: Any = None,
+    minimum: int | None = None, maximum: int | None = None, destination: bool = False,
+) -> FieldSpec:
+    """A credential field: a `FieldSpec` (the one field vocabulary) with the credentials' rules.
 
-    def describe(self) -> dict[str, Any]:
-        described = {"name": self.name, "secret": self.secret, "required": self.required,
-                     "type": self.type, "default": self.default, "destination": self.destination}
-        if self.type == "string":
-            described["max_length"] = MAX_CREDENTIAL_LENGTH
-        for bound in ("minimum", "maximum"):
-            if getattr(self, bound) is not None:
-                described[bound] = getattr(self, bound)
-        return described
-
-    def problem(self, value: Any) -> str | None:
-        """Return what is wrong with a value of this field, or None."""
-        if self.type == "string":
-            if not isinstance(value, str):
-                return "Must be a string."
-            if value == "" and self.required:
-                return "This field may not be blank."
-            if len(value) > MAX_CREDENTIAL_LENGTH:
-                return f"Must be at most {MAX_CREDENTIAL_LENGTH} characters long."
-            if "\x00" in value:
-                return "Must not contain the NUL character."
-            return None
-        if self.type == "integer":
-            if not isinstance(value, int) or isinstance(value, bool):
-                return "Must be an integer."
-            if self.minimum is not None and value < self.minimum:
-                return f"Must be at least {self.minimum}."
-            if self.maximum is not None and value > self.maximum:
-                return f"Must be at most {self.maximum}."
-            return None
-        return None if isinstance(value, bool) else "Must be a boolean."
+    Strings are at most MAX_CREDENTIAL_LENGTH characters without NUL, and not empty when required.
+    `destination`: the field decides where the secrets are sent (a host, a port, TLS, a base URL),
+    so changing it requires sending the secrets again (integrations.services.integration_update).
+    """
+    is_string = type == "string"
+    return FieldSpec(
+        name, type, required=required, default=default, minimum=minimum, maximum=maximum,
+        max_length=MAX_CREDENTIAL_LENGTH if is_string else None, secret=secret, destination=destination,
+        allow_blank=not (is_string and required), allow_nul=not is_string,
+    )
 
 
 class Provider:
     key: ClassVar[str]
     name: ClassVar[str]
-    fields: ClassVar[tuple[ProviderField, ...]]
+    fields: ClassVar[tuple[FieldSpec, ...]]
 
     def describe(self) -> dict[str, Any]:
-        return {"provider": self.key, "name": self.name, "fields": [f.describe() for f in self.fields]}
+        return {
+            "provider": self.key, "name": self.name,
+            "fields": [{**f.describe(), "secret": f.secret, "destination": f.destination} for f in self.fields],
+        }
 
     @property
     def secret_fields(self) -> frozenset[str]:
@@ -93,30 +68,19 @@ class Provider:
         """
         if not isinstance(credentials, dict):
             return {"credentials": ["Must be an object."]}
-        problems: dict[str, list[str]] = {}
-        known = {f.name: f for f in self.fields}
-        for name in credentials:
-            if name not in known:
-                problems[f"credentials.{name}"] = [f"Unknown field for provider {self.key!r}."]
-        for spec in self.fields:
-            if spec.name not in credentials:
-                if spec.required and not partial:
-                    problems[f"credentials.{spec.name}"] = ["This field is required."]
-                continue
-            problem = spec.problem(credentials[spec.name])
-            if problem:
-                problems[f"credentials.{spec.name}"] = [problem]
-        return problems
+        # A null is a value here (and a wrong one), not a field left out.
+        return validate(self.fields, credentials, prefix="credentials.", partial=partial, null_is_missing=False,
+                        unknown=f"Unknown field for provider {self.key!r}.")
 
 
 class Twitter(Provider):
     key = "twitter"
     name = "Twitter / X"
     fields = (
-        ProviderField("consumer_key"),
-        ProviderField("consumer_secret", secret=True),
-        ProviderField("access_token"),
-        ProviderField("access_token_secret", secret=True),
+        credential("consumer_key"),
+        credential("consumer_secret", secret=True),
+        credential("access_token"),
+        credential("access_token_secret", secret=True),
     )
 
 
@@ -124,13 +88,13 @@ class Smtp(Provider):
     key = "smtp"
     name = "SMTP server"
     fields = (
-        ProviderField("host", destination=True),
-        ProviderField("port", type="integer", required=False, default=587, minimum=1, maximum=65535,
-                      destination=True),
-        ProviderField("username", required=False, default=""),
-        ProviderField("password", secret=True, required=False, default=""),
-        ProviderField("use_tls", type="boolean", required=False, default=True, destination=True),
-        ProviderField("from_email"),
+        credential("host", destination=True),
+        credential("port", type="integer", required=False, default=587, minimum=1, maximum=65535,
+                   destination=True),
+        credential("username", required=False, default=""),
+        credential("password", secret=True, required=False, default=""),
+        credential("use_tls", type="boolean", required=False, default=True, destination=True),
+        credential("from_email"),
     )
 
     def secret_values(self, credentials: dict[str, Any]) -> list[str]:

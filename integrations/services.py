@@ -84,7 +84,7 @@ def integration_update(
 def _check_rebinding(integration: Integration, spec: Provider, public: dict[str, Any], secret: dict[str, Any]) -> None:
     """Refuse to move stored secrets to a new destination unless they are sent again.
 
-    Changing a field that decides where the secrets go (`ProviderField.destination`: an SMTP
+    Changing a field that decides where the secrets go (`FieldSpec.destination`: an SMTP
     host, port or TLS) with the old secrets kept would let whoever can edit the integration (a
     stolen session, a shared account) send them to a server of their choosing and read them
     there. So the secrets that are stored must come with the change; their new values may be the

@@ -32,7 +32,7 @@ def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, 
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
         signature = run_task.si(session_id, name, version_id, user_id=user_id).set(
             task_id=task_message_id(session_id, name),
-            queue=find_task_type(spec.type).queue,
+            queue=str(find_task_type(spec.type).queue),
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
@@ -76,7 +76,7 @@ def dispatch_plan(
     from interactions.tasks import finish_session
 
     if plan is None:
-        canvas = finish_session.si(session_id).set(queue=Queue.DEFAULT)
+        canvas = finish_session.si(session_id).set(queue=str(Queue.DEFAULT))
     else:
         canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, countdowns or {}, user_id))
     try:

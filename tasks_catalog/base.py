@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 from config.queues import Queue
 from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, check_bounded
-from tasks_catalog.fields import FieldSpec, check_value
+from tasks_catalog.fields import FieldSpec, validate
 
 
 class TaskFailed(Exception):
@@ -89,19 +89,9 @@ class TaskType:
     def field(self, name: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.name == name), None)
 
-    def check_body(self, body: dict[str, Any]) -> dict[str, list[str]]:
-        """Return the problems of a concrete body per field name (empty when it can run)."""
-        problems: dict[str, list[str]] = {}
-        for name in body:
-            if self.field(name) is None:
-                problems[name] = [f"Unknown field for task type {self.key!r}."]
-        for spec in self.fields:
-            if body.get(spec.name) is None:
-                if spec.required:
-                    problems[spec.name] = ["This field is required."]
-            elif found := check_value(spec, body[spec.name]):
-                problems[spec.name] = found
-        return problems
+    def check_body(self, body: dict[str, Any], *, prefix: str = "") -> dict[str, list[str]]:
+        """Return the problems of a concrete body per `<prefix><field>` (empty when it can run)."""
+        return validate(self.fields, body, prefix=prefix, unknown=f"Unknown field for task type {self.key!r}.")
 
     def describe(self) -> dict[str, Any]:
         """Return the public description of the type (the catalog API's item)."""

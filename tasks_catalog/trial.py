@@ -41,7 +41,7 @@ def task_type_try(
         task_type = task_types.get(type_key)
     except UnknownTaskType as exc:
         raise NotFound(str(exc)) from None
-    problems = {f"body.{name}": found for name, found in task_type.check_body(body).items()}
+    problems = task_type.check_body(body, prefix="body.")
     if task_type.provider:
         owned = Integration.objects.filter(pk=integration, user=user).first() if integration else None
         if owned is None:
@@ -63,7 +63,7 @@ def task_type_try(
         if task_type.queue == Queue.DEFAULT:
             result = trial_run(**arguments)
         else:
-            result = _trial_on_queue(queue=task_type.queue, arguments=arguments, timeout=timeout)
+            result = _trial_on_queue(queue=str(task_type.queue), arguments=arguments, timeout=timeout)
     finally:
         if slot is not None:
             slot.release()
