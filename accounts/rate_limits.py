@@ -24,6 +24,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -111,9 +112,10 @@ def clear() -> int:
     """
     client = redis_client()
     if client is None:  # process memory (the embedded mode)
-        keys = [key for key in list(getattr(cache, "_cache", {})) if f":{KEY_PREFIX}:" in key]
+        local: dict[str, Any] = getattr(cache, "_cache", {})
+        keys = [key for key in list(local) if f":{KEY_PREFIX}:" in key]
         for key in keys:
-            cache._cache.pop(key, None)
+            local.pop(key, None)
         return len(keys)
     keys = list(client.scan_iter(match=cache.make_and_validate_key(f"{KEY_PREFIX}:*"), count=1000))
     if keys:

@@ -124,12 +124,13 @@ def token_logout(*, refresh: str, everywhere: bool = False) -> None:
     Raises InvalidInput naming `refresh` when it is not a valid refresh token.
     """
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt takes the encoded token; its stubs say Token
     except TokenError as exc:
         raise InvalidInput(details={"refresh": [str(exc)]}) from None
     token.blacklist()
     if everywhere:
-        user = User.objects.filter(pk=token.payload.get("user_id")).first()
+        user_id = token.payload.get("user_id")
+        user = User.objects.filter(pk=user_id).first() if user_id else None
         if user is not None:
             tokens_revoke(user=user)
 

@@ -154,15 +154,17 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         body = error_body("validation_error", summary(details), details)
     elif isinstance(exc, InvalidToken):
         body = error_body("token_not_valid", "The token is invalid or expired.")
-    else:
-        detail = exc.detail if isinstance(exc, exceptions.APIException) else str(exc)
-        code = exc.get_codes() if isinstance(exc, exceptions.APIException) else "error"
+    elif isinstance(exc, exceptions.APIException):
+        detail = exc.detail
+        code: Any = exc.get_codes()
         if isinstance(detail, dict):
             message = str(detail.get("detail", exc.default_detail))
             code = code.get("detail", exc.default_code) if isinstance(code, dict) else code
         else:
             message = str(detail)
-        body = error_body(code if isinstance(code, str) else exc.default_code, message)
+        body = error_body(code if isinstance(code, str) else str(exc.default_code), message)
+    else:  # DRF answers only its own exceptions (Http404 and PermissionDenied became those above)
+        body = error_body("error", str(exc))
     response.data = body
     return response
 

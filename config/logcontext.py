@@ -60,7 +60,7 @@ def current() -> dict[str, str]:
     """The context of this thread or task, as the fields a log line carries."""
     values = {name: var.get() for name, var in _VARS.items()}
     values["user_id"] = _user_id(_request.get())
-    return {name: values[name] for name in FIELDS if values.get(name) is not None}
+    return {name: str(values[name]) for name in FIELDS if values.get(name) is not None}
 
 
 class ContextFilter(logging.Filter):

@@ -118,6 +118,8 @@ def process_exited(pid: int | None = None) -> None:
 
 def _mark_dead_processes() -> None:
     """Drop the live gauges of processes of this host that died without saying so (SIGKILL)."""
+    if not MULTIPROC_DIR:
+        return
     pids = {int(m.group(1)) for path in glob.glob(os.path.join(MULTIPROC_DIR, "gauge_live*_*.db"))
             if (m := re.search(r"_(\d+)\.db$", path))}
     for pid in pids:

@@ -15,7 +15,7 @@ import codecs
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]  # not in the stubs
 from rest_framework.settings import api_settings
 from rest_framework.utils.json import strict_constant
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -29,7 +30,7 @@ EMBEDDED = CELERY_BROKER_URL.startswith("memory://")
 LOCAL_STATE_DIR = Path(env_str("JUNCTION_STATE_DIR", str(BASE_DIR / ".junction")))
 
 
-def _required_secret(name: str, make: callable) -> str:
+def _required_secret(name: str, make: Callable[[], str]) -> str:
     value = env_str(name)
     if value:
         return value
@@ -291,7 +292,7 @@ JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100, minimum=1, maximum=1000)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300, minimum=0, maximum=86400)
 JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10, minimum=0, maximum=100)
 JUNCTION_SSRF_ALLOWED_NETWORKS = env_list("JUNCTION_SSRF_ALLOWED_NETWORKS", [])
-JUNCTION_TWITTER_API_BASE = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
+JUNCTION_TWITTER_API_BASE: str = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
 JUNCTION_CODE_SANDBOX = env_str("JUNCTION_CODE_SANDBOX", "bwrap")
 if JUNCTION_CODE_SANDBOX not in {"bwrap", "off"}:
     raise ImproperlyConfigured("JUNCTION_CODE_SANDBOX must be 'bwrap' or 'off'")

@@ -1,10 +1,10 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from config import health, metrics
 
-api = [
+api: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.urls")),
     path("", include("tasks_catalog.urls")),
     path("", include("integrations.urls")),

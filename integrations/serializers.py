@@ -31,4 +31,5 @@ class IntegrationOutputSerializer(serializers.ModelSerializer):
 class ProviderSerializer(serializers.Serializer):
     provider = serializers.CharField()
     name = serializers.CharField()
-    fields = serializers.ListField(child=serializers.DictField())
+    # DRF pops declared fields from the class, so this does not shadow Serializer.fields.
+    fields = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]

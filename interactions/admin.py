@@ -70,7 +70,7 @@ class InteractionAdminForm(forms.ModelForm):
             self.initial.setdefault("tasks", self.instance.current_version.tasks)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or self.cleaned_data
         user = cleaned.get("user") or (self.instance.user if self.instance.user_id else None)
         name = cleaned.get("name")
         if user is not None and name:
@@ -94,8 +94,7 @@ class VersionInline(admin.TabularInline):
     model = InteractionVersion
     extra = 0
     can_delete = False
-    fields = ["number", "created_at", "definition"]
-    readonly_fields = fields
+    fields = readonly_fields = ("number", "created_at", "definition")
     ordering = ["-number"]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -119,7 +118,7 @@ class InteractionAdmin(admin.ModelAdmin):
     list_select_related = ["user", "current_version"]
     actions = ["activate", "deactivate"]
 
-    def get_fields(self, request, obj: Interaction | None = None) -> list[str]:
+    def get_fields(self, request, obj: Interaction | None = None):
         if obj is None:
             return ["user", "name", "description", "deadline_seconds", "tasks"]
         return ["user", "name", "description", "deadline_seconds", "is_active", "version", "graph", "plan",
@@ -197,8 +196,9 @@ class TaskRunInline(admin.TabularInline):
     model = TaskRun
     extra = 0
     can_delete = False
-    fields = ["name", "status", "attempts", "started_at", "finished_at", "duration_ms", "output_json", "error"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "name", "status", "attempts", "started_at", "finished_at", "duration_ms", "output_json", "error",
+    )
     ordering = ["created_at", "name"]
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -226,9 +226,10 @@ class SessionAdmin(admin.ModelAdmin):
     search_fields = ["id", "interaction__name", "user__username"]
     list_select_related = ["interaction", "version"]
     actions = ["cancel", "retry"]
-    fields = ["id", "user", "interaction", "version_number", "status", "input", "result", "error",
-              "created_at", "started_at", "finished_at", "deadline_at", "resumes", "retry_of"]
-    readonly_fields = fields
+    fields = readonly_fields = (
+        "id", "user", "interaction", "version_number", "status", "input", "result", "error",
+        "created_at", "started_at", "finished_at", "deadline_at", "resumes", "retry_of",
+    )
 
     def has_add_permission(self, request) -> bool:
         return False

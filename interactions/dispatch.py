@@ -13,7 +13,7 @@ from config.queues import Queue
 
 from interactions.compiled import CompiledVersion
 from interactions.engine.canvas import Plan, compile_plan, restrict, to_canvas
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, 
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
         signature = run_task.si(session_id, name, version_id, user_id=user_id).set(
             task_id=task_message_id(session_id, name),
-            queue=str(find_task_type(spec.type).queue),
+            queue=str(task_types.get(spec.type).queue),
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,

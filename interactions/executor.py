@@ -20,6 +20,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -43,7 +44,7 @@ from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
 from interactions.statuses import COMPLETED, FAILED, PENDING, RUNNING, SESSION_ACTIVE, TASK_UNFINISHED
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
@@ -121,6 +122,7 @@ def run_with_body(
     """
     _check(task_type, body)
     credentials: dict[str, Any] = {}
+    secrets: list[str] = []
     if integration_id:
         integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
         if integration is None:
@@ -132,9 +134,7 @@ def run_with_body(
                 f"the secrets of integration {integration.name!r} cannot be decrypted with the "
                 f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
             ) from None
-    secrets = []
-    if credentials:
-        secrets = secret_forms(credentials, providers.get(integration.provider))
+        secrets = secret_forms(credentials, providers.get(integration.provider)) if credentials else []
     return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
 
 
@@ -153,9 +153,11 @@ def run_pure(
     """Run a fused (pure) task in this process; return (status, output, encoded output, error)."""
     spec = compiled.definition.tasks[name]
     started = time.monotonic()
+    error: str | None
+    encoded: str | None
     try:
         body = resolve_task_body(compiled, name, caller_input, records)
-        output = run_with_body(task_type=find_task_type(spec.type), body=body, integration_id=None,
+        output = run_with_body(task_type=task_types.get(spec.type), body=body, integration_id=None,
                                user_id=user_id, timeout=task_timeout(compiled, name))
     except TaskFailed as failure:
         status, output, encoded, error = FAILED, None, None, str(failure)
@@ -198,7 +200,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
     except InteractionVersion.DoesNotExist:
         raise Duplicate from None  # the interaction was deleted with its sessions
     spec = compiled.definition.tasks[name]
-    task_type = find_task_type(spec.type)
+    task_type = task_types.get(spec.type)
     timeout = task_timeout(compiled, name)
     slot = None
     if task_type.slow and user_id is not None:  # (a message sent before user ids travelled: no slot)
@@ -308,7 +310,7 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
     return Result(name, attempt, COMPLETED, "{}")
 
 
-def advance(session: _Session, *, results: list[Result] = (), skips: list[str] = (), durable: bool = False,
+def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequence[str] = (), durable: bool = False,
             candidates_of: set[str] | None = None) -> None:
     """Record, then run the fused tasks that became ready, round trip by round trip.
 

@@ -28,6 +28,8 @@ import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from django.conf import settings
@@ -159,14 +161,16 @@ def insert_session(session: Session, runs: list[TaskRun]) -> None:
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
-    statements, params = [], []
-    for model, objs in ((Session, [session]), (TaskRun, runs)):
+    statements: list[str] = []
+    params: list[Any] = []
+    batches: tuple[tuple[type[Session] | type[TaskRun], list[Any]], ...] = ((Session, [session]), (TaskRun, runs))
+    for model, objs in batches:
         fields = model._meta.concrete_fields
         values = []
         for obj in objs:
             values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
             params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
         statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
     # Outside a transaction the statements are one implicit transaction of their own; inside
     # one (a caller's), a savepoint keeps a refused insert from breaking it.
@@ -264,8 +268,8 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
 # --- apply: record results, claim or skip what became ready -------------------------------------
 
 def apply(
-    *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
-    reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+    *, session_id, results: Sequence[Result] = (), skips: Sequence[str] = (), candidates: dict[str, str] | None = None,
+    reads: AbstractSet[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 

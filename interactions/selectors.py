@@ -29,6 +29,7 @@ def version_definition(*, version: InteractionVersion) -> Definition:
 
 def interaction_endpoint(*, interaction: Interaction, run_url: str) -> dict[str, Any]:
     """Describe how to call the interaction: example body, its JSON Schema and a curl line."""
+    assert interaction.current_version is not None  # every interaction is created with its version 1
     definition = version_definition(version=interaction.current_version)
     body = example_input(definition.blanks)
     headers = {"Authorization": "Bearer <access token> (or: Api-Key <key>)", "Content-Type": "application/json"}

@@ -1,7 +1,7 @@
 """Writes for interactions: create, update (a new version when the tasks change), activate."""
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -92,7 +92,7 @@ def interaction_update(
     if is_active is not None:
         interaction.is_active = is_active
     if deadline_seconds is not UNCHANGED:
-        interaction.deadline_seconds = deadline_seconds  # None: back to the server's default
+        interaction.deadline_seconds = cast("int | None", deadline_seconds)  # None: back to the server's default
     _save(interaction)
     return interaction
 

@@ -32,13 +32,13 @@ from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 from interactions.statuses import COMPLETED, FAILED, SESSION_ACTIVE, SKIPPED
 from tasks_catalog.base import TaskFailed
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 from interactions.quotas import check_session_quota
 from tasks_catalog.expressions import shared_budget
 
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-IDEMPOTENCY_KEY_MAX = Session._meta.get_field("idempotency_key").max_length
+IDEMPOTENCY_KEY_MAX: int = Session._meta.get_field("idempotency_key").max_length or 255
 
 
 def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None) -> None:
@@ -94,6 +94,8 @@ def session_start(
     if not interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = interaction.current_version
+    if version is None:  # every interaction is created with its version 1
+        raise Conflict("The interaction has no version to run.", code="interaction_inactive")
     compiled = compiled_version(version.id)  # cached per process: the definition's JSON is not read
     problems = check_input(compiled.definition.blanks, data)
     if problems:
@@ -185,7 +187,7 @@ def _timers_at_call(
     timers: dict[str, float] = {}
     for name in unfinished:
         spec = compiled.definition.tasks[name]
-        task_type = find_task_type(spec.type)
+        task_type = task_types.get(spec.type)
         if not task_type.timer or any(pred not in records for pred in spec.execute_after):
             continue  # (edges not satisfied would have been skipped by settle())
         try:
@@ -258,10 +260,13 @@ def _create(
             runs.append(TaskRun(session=session, name=name))
     runstore.insert_session(session, runs)  # one round trip, a synchronous commit
     # What the API renders needs no further query.
-    session._prefetched_objects_cache = {"task_runs": runs}
+    session._prefetched_objects_cache = {"task_runs": runs}  # type: ignore[attr-defined]  # Django's prefetch cache
     # Run now, or when the caller's transaction commits (never if it rolls back).
-    transaction.on_commit(lambda: (metrics.session_started(), oplog.session_started(
-        session.id, interaction.id, user.id, version=version.number)))
+    def started() -> None:
+        metrics.session_started()
+        oplog.session_started(session.id, interaction.id, user.id, version=version.number)
+
+    transaction.on_commit(started)
     if unfinished:
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(

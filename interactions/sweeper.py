@@ -79,21 +79,21 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
         )
         for session in overdue:
             oplog.session_timed_out(session.pk, interaction_id=session.interaction_id)
+            deadline = session.deadline_at.isoformat() if session.deadline_at else "unknown"
             session_end(session=session, status=Session.Status.TIMED_OUT,
-                        error=f"timed out: the session's deadline ({session.deadline_at.isoformat()}) passed",
+                        error=f"timed out: the session's deadline ({deadline}) passed",
                         now=now)
             report.timed_out += 1
 
     stalled_before = now - timedelta(seconds=settings.JUNCTION_STALL_SECONDS)
     live_claims = TaskRun.objects.filter(status=TaskRun.Status.RUNNING, lease_expires_at__gt=now)
     with transaction.atomic():
-        stalled = (
+        stalled = list(
             Session.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("version")
             .filter(status__in=ACTIVE, updated_at__lt=stalled_before)
             .exclude(Q(id__in=live_claims.values("session_id")))[:BATCH]
         )
-        stalled = list(stalled)
         depths = queue_depths() if stalled else {}
         backlog = None if depths is None else sum(depths.values())
         for session in stalled:

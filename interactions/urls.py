@@ -1,4 +1,4 @@
-from django.urls import URLPattern
+from django.urls import URLPattern, URLResolver
 from rest_framework.routers import SimpleRouter
 
 from interactions.views import InteractionViewSet, SessionViewSet
@@ -9,9 +9,9 @@ router.register("interactions", InteractionViewSet, basename="interaction")
 router.register("sessions", SessionViewSet, basename="session")
 
 
-def _waiting(pattern: URLPattern) -> URLPattern:
+def _waiting(pattern: URLPattern | URLResolver) -> URLPattern | URLResolver:
     """The run route, whose `Prefer: wait` is completed by the server (interactions/waiting.py)."""
-    if pattern.name != "interaction-run":
+    if not isinstance(pattern, URLPattern) or pattern.name != "interaction-run":
         return pattern
     return URLPattern(pattern.pattern, waiting_view(pattern.callback), pattern.default_args, pattern.name)
 

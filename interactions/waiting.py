@@ -69,9 +69,10 @@ def session_response(session: Session, wait: float | None) -> Response:
     if waited:
         headers["Preference-Applied"] = f"wait={wait:g}"
     reply_names = selectors.reply_tasks(version_id=session.version_id) if waited else []
-    if waited and wait > 0 and not session.is_finished:
+    if wait is not None and wait > 0 and not session.is_finished:
         response = Response(None, status=status.HTTP_202_ACCEPTED, headers=headers)
-        response.pending_wait = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        pending = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        response.pending_wait = pending  # type: ignore[attr-defined]  # read by waiting_view and config.asgi
         return response
     if not session.is_finished:
         session = selectors.session_by_id(session_id=session.pk)

@@ -273,7 +273,7 @@ def _result(
             + (f": {excerpt}" if excerpt else ""),
             transient=status >= 500 or status in TRANSIENT_STATUSES,
         )
-    headers = {}
+    headers: dict[str, Any] = {}
     for name, value in response.headers.items():
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value

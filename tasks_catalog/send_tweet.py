@@ -75,7 +75,7 @@ class ApiBaseSession(requests.Session):
         self.base = base.rstrip("/")
         self.timeout = timeout
 
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
+    def request(self, method, url, *args, **kwargs):
         if isinstance(url, str) and url.startswith(TWEEPY_HOST + "/"):
             url = self.base + url[len(TWEEPY_HOST):]
         kwargs.setdefault("timeout", self.timeout)

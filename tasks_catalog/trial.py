@@ -56,7 +56,7 @@ def task_type_try(
     concrete = {spec.name: body.get(spec.name, spec.default) for spec in task_type.fields}
     timeout = min(timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT, settings.JUNCTION_MAX_TASK_TIMEOUT)
     started = time.monotonic()
-    arguments = dict(type_key=type_key, body=concrete, integration_id=str(integration) if integration else None,
+    arguments: dict[str, Any] = dict(type_key=type_key, body=concrete, integration_id=str(integration) if integration else None,
                      user_id=str(user.id), timeout=timeout)
     slot = _slot(task_type, user_id=user.id, timeout=timeout)
     try:

@@ -17,7 +17,8 @@ class TaskTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     provider = serializers.CharField(allow_null=True)
-    fields = serializers.ListField(child=serializers.DictField())
+    # DRF pops declared fields from the class, so this does not shadow Serializer.fields.
+    fields = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
     output = serializers.DictField()
 
 
@@ -49,7 +50,7 @@ class TaskTestResultSerializer(serializers.Serializer):
     )
 
 
-class TaskTypeViewSet(viewsets.ViewSet):  
+class TaskTypeViewSet(viewsets.ViewSet):
     """The task catalog: every task type with its fields and output (read-only)."""
 
     lookup_field = "type"

@@ -69,7 +69,7 @@ TWITTER_CREDENTIALS = {
     "access_token": "at-public",
     "access_token_secret": "ats-very-secret-2",
 }
-SMTP_CREDENTIALS = {
+SMTP_CREDENTIALS: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 2525,
     "username": "mailer",
