@@ -13,6 +13,7 @@ from config.queues import Queue
 from config.jsonsize import BoundedJsonError, encode_bounded
 from integrations.models import Integration
 from interactions import slots
+from interactions.statuses import COMPLETED, FAILED
 from tasks_catalog.base import TaskFailed, TaskType, output_error
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.sandbox import capturing_logs
@@ -109,14 +110,14 @@ def _trial_on_queue(*, queue: str, arguments: dict[str, Any], timeout: float) ->
         answer = pending.get(timeout=wait, disable_sync_subtasks=False, propagate=True)
     except CeleryTimeout:
         _revoke(pending)
-        return {"status": "failed", "output": None,
+        return {"status": FAILED, "output": None,
                 "error": f"no worker consuming the {queue!r} queue answered within {wait:g} s; the trial was "
                          f"dropped (is a worker running with -Q {queue}, and are they all busy?)"}
     except UNAVAILABLE as exc:
         raise _unavailable("the result backend", exc) from None
     except Exception as exc:  # the worker's task raised: a bug, reported as the trial's failure
         logger.error("trial on queue %s raised: %r", queue, exc)
-        return {"status": "failed", "output": None, "error": f"the trial failed on the worker: {type(exc).__name__}"}
+        return {"status": FAILED, "output": None, "error": f"the trial failed on the worker: {type(exc).__name__}"}
     pending.forget()
     return answer
 
@@ -159,9 +160,9 @@ def _outcome(*, type_key: str, body: dict[str, Any], integration_id: str | None,
         # otherwise expand while rendering, past any limit. Within the limit, rendering it
         # again costs at most the limit.
         encode_bounded(output, settings.JUNCTION_MAX_OUTPUT_BYTES, max_depth=settings.JUNCTION_MAX_JSON_DEPTH)
-        result = {"status": "completed", "output": output, "error": None}
+        result = {"status": COMPLETED, "output": output, "error": None}
     except TaskFailed as failure:
-        result = {"status": "failed", "output": None, "error": str(failure)}
+        result = {"status": FAILED, "output": None, "error": str(failure)}
     except BoundedJsonError as exc:
-        result = {"status": "failed", "output": None, "error": output_error(exc)}
+        result = {"status": FAILED, "output": None, "error": output_error(exc)}
     return result

@@ -6,6 +6,7 @@ from rest_framework.response import Response
 
 from accounts.rate_limits import TaskTestThrottle
 from config.errors import NotFound
+from interactions.statuses import COMPLETED, FAILED
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
 
@@ -39,7 +40,7 @@ class TaskTestSerializer(serializers.Serializer):
 
 
 class TaskTestResultSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["completed", "failed"])
+    status = serializers.ChoiceField(choices=[str(COMPLETED), str(FAILED)])  # what a trial ends as
     output = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField()
