@@ -2,6 +2,8 @@
 
 A step is one task that needs a worker, plus the fused (pure) tasks it makes ready:
 
+0. a task of a slow type takes one of its user's slots (`slots.take`), or comes back later
+   unclaimed when its user has none free;
 1. claim the task (`runstore.claim`, one round trip) and read the verdict (`claims.decide`);
 2. run it — a `timer` task (delay) instead keeps its claim and comes back when due;
 3. record it (`runstore.apply`, one round trip), which also claims the fused tasks whose
@@ -62,7 +64,8 @@ class Duplicate(Exception):
 @dataclass(frozen=True)
 class RetryLater(Exception):
     """Deliver this task again after `countdown` s (a transient failure with retries left, a
-    predecessor not yet ended, a claim held by a delivery that may still be alive, a timer)."""
+    predecessor not yet ended, a claim held by a delivery that may still be alive, a timer, no
+    free slow-task slot)."""
 
     countdown: float
 
