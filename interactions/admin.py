@@ -202,12 +202,13 @@ class InteractionAdmin(admin.ModelAdmin):
 
 
 class TaskRunInline(admin.TabularInline):
-    """A session's tasks: status, output, error and timing, read-only."""
+    """A session's tasks: status, where they ran, output, error and timing, read-only."""
 
     model = TaskRun
     extra = 0
     can_delete = False
-    fields = ["name", "status", "attempts", "started_at", "finished_at", "duration_ms", "output_json", "error"]
+    fields = ["name", "status", "attempts", "worker", "started_at", "finished_at", "duration_ms", "output_json",
+              "error"]
     readonly_fields = fields
     ordering = ["created_at", "name"]
 

@@ -14,8 +14,10 @@ No exception of a task type escapes: failures are results, so a chord never brea
 """
 from __future__ import annotations
 
+import functools
 import logging
 import random
+import socket
 import time
 import traceback
 from dataclasses import dataclass
@@ -64,6 +66,17 @@ class RetryLater(Exception):
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: up to 1, 2, 4 … seconds (capped at 60)."""
     return random.uniform(0, min(60.0, 2.0 ** (attempt - 1)))
+
+
+@functools.cache
+def call_worker() -> str:
+    """The `worker` recorded for tasks run outside a Celery worker: `api@<hostname>`.
+
+    That is the process that took the call (the fused tasks a new session runs at once), or one
+    that called the executor directly (the embedded mode's sweeper thread, tests). A Celery
+    task passes its worker's node name instead (`self.request.hostname`, e.g. `celery@host-b`).
+    """
+    return f"api@{socket.gethostname()}"
 
 
 def lease_seconds(timeout: float) -> float:
@@ -172,16 +185,19 @@ class _Session:
     compiled: CompiledVersion
     input: Any
     user_id: Any
+    worker: str  # recorded on the fused tasks this step claims
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, worker: str | None = None) -> None:
     """Run task `name` of a session once and record it, with the fused tasks it makes ready.
 
-    Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
-    when it must be delivered again later.
+    `worker` (default `call_worker()`) is recorded as where the task and those fused tasks
+    ran. Raises Duplicate when the task has already ended (the caller fires nothing),
+    RetryLater when it must be delivered again later.
     """
     now = now or timezone.now()
+    worker = worker or call_worker()
     if version_id is None:  # a message sent before version ids travelled with it
         version_id = Session.objects.filter(pk=session_id).values_list("version_id", flat=True).first()
         if version_id is None:
@@ -197,7 +213,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
     snapshot = runstore.claim(
         session_id=session_id, name=name, names=sorted(compiled.needs[name] | {name}),
         accepts=compiled.accepts[name], now=now, lease=lease,
-        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
+        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer, worker=worker,
     )
     if snapshot.session_status is None:
         raise Duplicate  # the session was deleted
@@ -205,7 +221,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         snapshot, name=name, accepts=spec.execute_after, lease=lease, now=now,
         max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
     )
-    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id)
+    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id, worker)
     verdict = decision.verdict
     if verdict is Verdict.SESSION_ENDED:
         runstore.cancel_pending(session_id=session_id, name=name, now=now)
@@ -279,9 +295,10 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
     remaining = claims.timer_due(started_at=own.started_at, seconds=min(wanted, timeout), now=now)
     if remaining > 0:
         raise RetryLater(remaining)
+    # The claim may be another delivery's (or the call's): the worker that ends the wait is named.
     if wanted > timeout:
-        return Result(name, attempt, FAILED, error=f"timed out after {timeout:g} s")
-    return Result(name, attempt, COMPLETED, "{}")
+        return Result(name, attempt, FAILED, error=f"timed out after {timeout:g} s", worker=session.worker)
+    return Result(name, attempt, COMPLETED, "{}", worker=session.worker)
 
 
 def advance(session: _Session, *, results: list[Result] = (), skips: list[str] = (), durable: bool = False,
@@ -304,7 +321,7 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
-            durable=durable,
+            durable=durable, worker=session.worker,
         )
         _announce(session.id, applied.rows,
                   [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
@@ -327,7 +344,8 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
 
 def _task_data(row: runstore.Row) -> dict[str, Any]:
     return selectors.task_data(status=row.status, output=row.output, error=row.error, attempts=row.attempts,
-                               started_at=row.started_at, finished_at=row.finished_at, logs=row.logs)
+                               started_at=row.started_at, finished_at=row.finished_at, logs=row.logs,
+                               worker=row.worker)
 
 
 def _announce(session_id, rows: dict[str, runstore.Row], names: list[str]) -> None:
@@ -386,22 +404,23 @@ def session_finish(*, session_id: UUID | str) -> str:
     compiled = compiled_version(session.version_id)
     rows = {
         run["name"]: runstore.Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                                  run["finished_at"], run["lease_expires_at"])
+                                  run["finished_at"], run["lease_expires_at"], run["logs"], run["worker"])
         for run in session.task_runs.values("name", "status", "output", "error", "attempts", "started_at",
-                                            "finished_at", "lease_expires_at")
+                                            "finished_at", "lease_expires_at", "logs", "worker")
     }
     if any(row.status in runstore.UNFINISHED for row in rows.values()):
         # A task is still being retried or taken over (or a resumed session's other canvas
         # runs): look again later. The session's deadline and the sweeper bound this.
         raise RetryLater(0.5)
-    status = _end(_Session(session.id, compiled, session.input, session.user_id), rows)
+    status = _end(_Session(session.id, compiled, session.input, session.user_id, call_worker()), rows)
     if status is None:
         return Session.objects.values_list("status", flat=True).get(pk=session_id)
     return status
 
 
-def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, user_id, now: datetime) -> None:
-    """Run the fused tasks of a resumed session that are ready but were never run.
+def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, user_id, now: datetime,
+                 worker: str | None = None) -> None:
+    """Run the fused tasks of a resumed session that are ready but were never run (on `worker`).
 
     A worker that died between recording a task and running the fused tasks it made ready
     leaves them pending (or claimed, with a lease that runs out): nothing else would run them,
@@ -426,5 +445,5 @@ def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, us
     ).values_list("name", flat=True))
     parents = {pred for name in pending for pred in compiled.definition.tasks[name].execute_after}
     if parents or poison:
-        advance(_Session(session_id, compiled, caller_input, user_id), results=poison,
+        advance(_Session(session_id, compiled, caller_input, user_id, worker or call_worker()), results=poison,
                 candidates_of=parents | {result.name for result in poison})

@@ -4,6 +4,8 @@ from django.db import models
 
 from accounts.models import TimeStampedModel
 
+# TaskRun.worker: a Celery node name (`name@hostname`); longer ones are cut (runstore.worker_name).
+WORKER_MAX_LENGTH = 255
 # The hard maximum of JUNCTION_MAX_SESSION_DEADLINE (30 days): what an interaction may ever ask
 # for, whatever the setting. The setting (default one day) is checked by the API.
 MAX_SESSION_DEADLINE = 30 * 86400
@@ -134,6 +136,11 @@ class TaskRun(TimeStampedModel):
     # A database default, so that rows inserted with raw SQL (interactions/runstore.py) need not
     # name it.
     logs = models.TextField(blank=True, default="", db_default="")
+    # Where the task ran (docs/multi-host.md): the Celery node name of the worker holding its
+    # claim (`celery@host-b`; a take-over replaces it, a delay names the worker that ended it),
+    # or `api@<hostname>` for a task run by the process that took the call. Empty: never ran.
+    # Written by the statement that claims the task (interactions/runstore.py).
+    worker = models.CharField(max_length=WORKER_MAX_LENGTH, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["session", "created_at", "name"]

@@ -5,8 +5,9 @@ operation is one multi-statement string — one network round trip, one implicit
 each statement with its own snapshot — so a worker task costs exactly two round trips:
 
 - `claim`: take the task if it is pending (or its claimant's lease ran out) *and* every
-  predecessor ended in a status its edge accepts *and* the session is still active; mark a
-  queued session running; read back the session and the records the task needs.
+  predecessor ended in a status its edge accepts *and* the session is still active, naming the
+  worker that took it (`TaskRun.worker`); mark a queued session running; read back the session
+  and the records the task needs.
 - `apply`: lock the session row (this serialises the records of one session, so of two tasks
   ending at once the second sees the first), store results (each only if its claim still
   holds) with the session's size and progress clock, then claim or skip the fused tasks that
@@ -35,7 +36,7 @@ from django.db import DataError, connection, transaction
 from django.db.models import F
 
 from config.jsonsize import BoundedJsonError, encode_bounded
-from interactions.models import InteractionVersion, Session, TaskRun
+from interactions.models import WORKER_MAX_LENGTH, InteractionVersion, Session, TaskRun
 from tasks_catalog.base import output_error
 
 RUNNING, PENDING, SKIPPED, FAILED = "running", "pending", "skipped", "failed"
@@ -59,6 +60,7 @@ class Row:
     finished_at: datetime | None = None
     lease_expires_at: datetime | None = None
     logs: str = ""
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,7 @@ class Result:
     output: str | None = None  # encoded JSON
     error: str | None = None
     logs: str = ""  # what a code task printed (tasks_catalog.sandbox.capturing_logs)
+    worker: str | None = None  # replaces the claimant's name (a timer ended by another delivery)
 
 
 @dataclass(frozen=True)
@@ -133,17 +136,24 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _rows(found: dict[str, list] | None) -> dict[str, Row]:
-    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease, logs)`."""
+    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease, logs, worker)`."""
     return {
-        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease), logs)
-        for name, (status, output, error, attempts, started, finished, lease, logs) in (found or {}).items()
+        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease), logs, worker)
+        for name, (status, output, error, attempts, started, finished, lease, logs, worker) in (found or {}).items()
     }
 
 
 _ROW_JSON = (
     "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at, "
-    "r.logs)"
+    "r.logs, r.worker)"
 )
+_ROW_FIELDS = ("status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at", "logs",
+               "worker")
+
+
+def worker_name(worker: str) -> str:
+    """A worker's name as stored: cut to the column's length (a host name may be longer)."""
+    return worker[:WORKER_MAX_LENGTH]
 
 
 # --- a new session ----------------------------------------------------------------------------
@@ -183,6 +193,7 @@ _CLAIM_SQL = f"""
 SET LOCAL synchronous_commit TO OFF;
 UPDATE interactions_taskrun AS t
    SET status = 'running', attempts = t.attempts + 1, updated_at = %(now)s, lease_expires_at = %(lease)s,
+       worker = %(worker)s,
        -- never before a predecessor ended (`now` was taken before this round trip)
        started_at = GREATEST(%(now)s, (SELECT max(p.finished_at) FROM interactions_taskrun p
                                         WHERE p.session_id = %(sid)s AND %(accepts)s::jsonb ? p.name))
@@ -205,20 +216,21 @@ SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
 
 def claim(
     *, session_id, name: str, names: list[str], accepts: str, now: datetime, lease: datetime,
-    max_losses: int, timer: bool,
+    max_losses: int, timer: bool, worker: str,
 ) -> Snapshot:
-    """Try to claim task `name`; return what the claim saw (`rows` holds `names`, own included).
+    """Try to claim task `name` for `worker`; return what the claim saw (`rows` holds `names`, own included).
 
-    The task is claimed when its row shows `running` with `lease` as its lease. A `timer`
-    task is never taken over: any delivery may end it once it is due.
+    The task is claimed when its row shows `running` with `lease` as its lease (and `worker`
+    as its worker). A `timer` task is never taken over: any delivery may end it once it is due.
     """
+    worker = worker_name(worker)
     if not _postgres():
         return _orm_claim(session_id=session_id, name=name, names=names, accepts=json.loads(accepts), now=now,
-                          lease=lease, max_losses=max_losses, timer=timer)
+                          lease=lease, max_losses=max_losses, timer=timer, worker=worker)
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, {
             "sid": session_id, "name": name, "names": names, "accepts": accepts, "now": now, "lease": lease,
-            "max_losses": max_losses, "timer": timer,
+            "max_losses": max_losses, "timer": timer, "worker": worker,
         })
         found = cursor.fetchone()
     if found is None:
@@ -227,7 +239,7 @@ def claim(
     return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
 
 
-def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer) -> Snapshot:
+def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer, worker) -> Snapshot:
     with transaction.atomic():
         session = Session.objects.filter(pk=session_id).first()
         if session is None:
@@ -246,18 +258,13 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
             if own and (own["status"] == PENDING or takeover):
                 runs.filter(name=name, status=own["status"], attempts=own["attempts"]).update(
                     status=RUNNING, attempts=own["attempts"] + 1, started_at=started, updated_at=now,
-                    lease_expires_at=lease,
+                    lease_expires_at=lease, worker=worker,
                 )
         if session.status == "queued":
             Session.objects.filter(pk=session_id, status="queued").update(status="running", started_at=now, updated_at=now)
             session.refresh_from_db(fields=["status", "started_at"])
-        rows = {
-            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"], run["logs"])
-            for run in runs.filter(name__in=names).values(
-                "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at",
-                "logs")
-        }
+        rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS))
+                for run in runs.filter(name__in=names).values("name", *_ROW_FIELDS)}
     return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
 
 
@@ -266,11 +273,13 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
 def apply(
     *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
     reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+    worker: str = "",
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 
     `candidates` maps a fused task to its accepts JSON ({predecessor: [statuses]}); a candidate
-    whose predecessors all ended is claimed (`lease`) when they satisfy its edges, else skipped.
+    whose predecessors all ended is claimed (`lease`, for `worker`) when they satisfy its edges,
+    else skipped.
     A result is stored only while its task is `running` under that attempt (a cancel or a
     take-over that came first wins); one that would push the session past
     JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
@@ -278,21 +287,23 @@ def apply(
     """
     candidates = candidates or {}
     names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
+    worker = worker_name(worker)
     if not _postgres():
         return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
-                          now=now, lease=lease)
+                          now=now, lease=lease, worker=worker)
     try:
-        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable)
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker)
     except DataError as exc:
         # A value jsonb refuses that `encode_output` did not foresee: store the failures instead.
         reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
-        failed = [Result(r.name, r.attempt, FAILED, None, reason) if r.output else r for r in results]
-        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable)
+        failed = [Result(r.name, r.attempt, FAILED, None, reason, worker=r.worker) if r.output else r
+                  for r in results]
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker)
 
 
-def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable) -> Applied:
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker) -> Applied:
     params: dict[str, Any] = {
-        "sid": session_id, "now": now, "lease": lease, "names": names,
+        "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
         "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
         "cands": list(candidates), "accepts": json.dumps({k: json.loads(v) for k, v in candidates.items()}),
     }
@@ -304,6 +315,7 @@ def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable
     for i, result in enumerate(results):
         params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
                        f"o{i}": result.output, f"e{i}": result.error, f"l{i}": result.logs,
+                       f"w{i}": worker_name(result.worker) if result.worker else None,
                        f"z{i}": len(result.output or "") + len(result.logs)})
         sql.append(f"""
 WITH grown AS (
@@ -314,6 +326,7 @@ UPDATE interactions_taskrun SET
        output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
        error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
        logs = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(l{i})s ELSE '' END,
+       worker = COALESCE(%(w{i})s, worker),
        finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
  WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
     if skips:
@@ -344,6 +357,7 @@ changed AS (
          started_at = CASE WHEN e.ready THEN e.at END,
          finished_at = CASE WHEN e.ready THEN NULL ELSE e.at END,
          lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
+         worker = CASE WHEN e.ready THEN %(worker)s ELSE t.worker END,
          updated_at = %(now)s
     FROM ended e WHERE t.id = e.id AND e.ended
   RETURNING t.name, {_ROW_JSON.replace("r.", "t.")} AS row, t.status),
@@ -366,7 +380,7 @@ SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n F
     return Applied(session_status, found, unfinished, claimed, skipped)
 
 
-def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> Applied:
+def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, worker) -> Applied:
     claimed: dict[str, int] = {}
     skipped: list[str] = []
     with transaction.atomic():
@@ -383,6 +397,7 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
             runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).update(
                 status=status, output=json.loads(output) if output else None, error=error, logs=logs,
                 finished_at=now, updated_at=now, lease_expires_at=None,
+                **({"worker": worker_name(result.worker)} if result.worker else {}),
             )
         if skips:
             runs.filter(name__in=list(skips), status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now)
@@ -398,19 +413,14 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
                 if all(statuses[pred] in accepted for pred, accepted in wanted.items()):
                     if runs.filter(name=name, status=PENDING).update(
                         status=RUNNING, attempts=F("attempts") + 1, started_at=at, updated_at=now,
-                        lease_expires_at=lease,
+                        lease_expires_at=lease, worker=worker,
                     ):
                         claimed[name] = runs.get(name=name).attempts
                 elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=at, updated_at=now):
                     skipped.append(name)
         unfinished = runs.filter(status__in=UNFINISHED).count()
         wanted = runs if unfinished == 0 else runs.filter(name__in=names)
-        rows = {
-            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"], run["logs"])
-            for run in wanted.values("name", "status", "output", "error", "attempts", "started_at",
-                                     "finished_at", "lease_expires_at", "logs")
-        }
+        rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS)) for run in wanted.values("name", *_ROW_FIELDS)}
     return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
 
 

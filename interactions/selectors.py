@@ -68,8 +68,13 @@ def _iso(value) -> str | None:
     return value.isoformat() if value else None
 
 
-def task_data(*, status, output, error, attempts, started_at, finished_at, logs: str = "") -> dict[str, Any]:
-    """Render one task's record as the API shows it (SPEC §2.6), plus `logs` when the task printed."""
+def task_data(*, status, output, error, attempts, started_at, finished_at, logs: str = "",
+              worker: str = "") -> dict[str, Any]:
+    """Render one task's record as the API shows it (SPEC §2.6), plus `logs` when the task printed.
+
+    `worker`: where it ran (the Celery node name, or `api@<host>` for the process that took the
+    call; docs/multi-host.md), null while it never ran.
+    """
     data = {
         "status": status,
         "output": output,
@@ -78,6 +83,7 @@ def task_data(*, status, output, error, attempts, started_at, finished_at, logs:
         "started_at": _iso(started_at),
         "finished_at": _iso(finished_at),
         "duration_ms": _ms(started_at, finished_at),
+        "worker": worker or None,
     }
     if logs:
         data["logs"] = logs
@@ -87,7 +93,7 @@ def task_data(*, status, output, error, attempts, started_at, finished_at, logs:
 def task_run_data(run: TaskRun) -> dict[str, Any]:
     return {"name": run.name, **task_data(
         status=run.status, output=run.output, error=run.error, attempts=run.attempts,
-        started_at=run.started_at, finished_at=run.finished_at, logs=run.logs,
+        started_at=run.started_at, finished_at=run.finished_at, logs=run.logs, worker=run.worker,
     )}
 
 

@@ -79,6 +79,11 @@ class TaskRunSerializer(serializers.Serializer):
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
+    worker = serializers.CharField(
+        allow_null=True,
+        help_text="Where the task ran: the Celery worker's node name (e.g. celery@host-b), or api@<host> "
+        "for a task run by the process that took the call; null while it never ran.",
+    )
 
 
 class SessionSerializer(serializers.Serializer):

@@ -246,15 +246,17 @@ def _create(
         if name in done:
             old = done[name]
             runs.append(TaskRun(session=session, name=name, status=COMPLETED, output=old.output,
-                                attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at))
-        elif name in settled:
+                                attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at,
+                                worker=old.worker))
+        elif name in settled:  # ran here: the process that took the call is its worker
             task = settled[name]
             runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
                                 error=task.error, attempts=task.attempts, started_at=task.started_at,
-                                finished_at=task.finished_at))
+                                finished_at=task.finished_at,
+                                worker=executor.call_worker() if task.status != SKIPPED else ""))
         elif name in timers:  # claimed here: its message comes when it is due
             runs.append(TaskRun(session=session, name=name, status=TaskRun.Status.RUNNING, attempts=1,
-                                started_at=now, lease_expires_at=now + timedelta(
+                                started_at=now, worker=executor.call_worker(), lease_expires_at=now + timedelta(
                                     seconds=executor.lease_seconds(executor.task_timeout(compiled, name)))))
         else:
             runs.append(TaskRun(session=session, name=name))

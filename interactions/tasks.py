@@ -24,7 +24,8 @@ def run_task(self, session_id: str, name: str, version_id: str | None = None, ou
     """Run one step of a session. `outages` counts this message's database-outage retries only:
     waits for predecessors, leases and timers are not outages and have no cap here."""
     try:
-        executor.task_execute(session_id=session_id, name=name, version_id=version_id)
+        executor.task_execute(session_id=session_id, name=name, version_id=version_id,
+                              worker=self.request.hostname)
     except executor.Duplicate:
         raise Ignore() from None
     except executor.RetryLater as later:
@@ -55,9 +56,9 @@ def finish_session(self, session_id: str) -> str:
         raise self.retry(countdown=executor.backoff(self.request.retries + 1)) from None
 
 
-@shared_task(name="junction.sweep", ignore_result=True)
-def sweep() -> None:
-    report = sweeper.sessions_sweep()
+@shared_task(name="junction.sweep", bind=True, ignore_result=True)
+def sweep(self) -> None:
+    report = sweeper.sessions_sweep(worker=self.request.hostname)
     if report.total:
         logger.info("sweeper: %s", report)
 
