@@ -9,10 +9,11 @@ addresses are reachable only from inside them and cannot clash with the machine'
 Processes are started *inside* a host (`Lab.spawn`): the child enters the host's network
 namespace before it executes, optionally gets a UTS namespace with the host's name as its
 hostname (so `celery@%h` and `socket.gethostname()` say `host-b`), and optionally drops to
-another user (`postgres`). Each is a process group of its own, dies with the test process
-(PR_SET_PDEATHSIG) and is stopped by `Lab.close()`, which then deletes the namespaces — also
-when the test failed. Namespaces left by a test process that was killed outright (no
-`close()`) are deleted by the next `Lab` (`sweep_stale`).
+another user (`postgres`). Each is a process group of its own, is signalled when the test
+process dies (PR_SET_PDEATHSIG, the signal each process stops best with) and is stopped by
+`Lab.close()`, which then deletes the namespaces and the lab's work directory — also when the
+test failed. What a test process killed outright left behind (no `close()`: namespaces, a
+process stuck in one, the work directory) is removed by the next `Lab` (`sweep_stale`).
 
 `Lab.thread(host)` is a thread that lives in a host's network namespace: what it connects to
 or listens on is inside the lab (the test's HTTP client, its database checks, a fake service).
@@ -29,6 +30,7 @@ import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -40,7 +42,9 @@ CLONE_NEWNET = 0x40000000
 CLONE_NEWUTS = 0x04000000
 PR_SET_PDEATHSIG = 1
 NETNS_DIR = Path("/run/netns")
-PREFIX = "jnlab"  # namespaces are named jnlab<pid>-<host>: <pid> is the test process that made them
+# Namespaces are named jnlab<pid>-<host>, the work directory /tmp/jnlab<pid>-…: <pid> is the
+# test process that made them.
+PREFIX = "jnlab"
 _NAME = re.compile(rf"^{PREFIX}(\d+)-")
 T = TypeVar("T")
 
@@ -95,20 +99,35 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def _stale(name: str) -> bool:
+    found = _NAME.match(name)
+    return bool(found) and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1)))
+
+
 def sweep_stale() -> list[str]:
-    """Delete the namespaces of lab test processes that no longer run; return their names."""
-    listed = _ip("netns", "list", check=False).stdout.split("\n")
+    """Remove what lab test processes that no longer run left behind; return the namespaces.
+
+    A process still inside one of their namespaces was started by such a test (a worker stuck
+    on a host that was unplugged): it is killed first.
+    """
     stale = []
-    for line in listed:
+    for line in _ip("netns", "list", check=False).stdout.splitlines():
         name = line.split(" ", 1)[0]
-        found = _NAME.match(name)
-        if found and int(found.group(1)) != os.getpid() and not _alive(int(found.group(1))):
+        if _stale(name):
+            for pid in _ip("netns", "pids", name, check=False).stdout.split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
             _ip("netns", "del", name, check=False)
             stale.append(name)
+    for entry in Path(tempfile.gettempdir()).glob(f"{PREFIX}*-*"):
+        if entry.is_dir() and _stale(entry.name):
+            shutil.rmtree(entry, ignore_errors=True)
     return stale
 
 
-def _preexec(netns: Path, hostname: str | None, user: tuple[int, int] | None) -> Callable[[], None]:
+def _preexec(
+    netns: Path, hostname: str | None, user: tuple[int, int] | None, death_signal: int,
+) -> Callable[[], None]:
     """What the child does between fork and exec: enter the host, take its name, drop to `user`."""
 
     def enter() -> None:
@@ -122,9 +141,9 @@ def _preexec(netns: Path, hostname: str | None, user: tuple[int, int] | None) ->
             os.setgroups([])
             os.setgid(gid)
             os.setuid(uid)
-        # Last: a change of credentials clears it. The kernel sends SIGTERM when the test
-        # process (the thread that forked, the main thread) dies, however it dies.
-        _check(_libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM), "prctl(PR_SET_PDEATHSIG)")
+        # Last: a change of credentials clears it. The kernel sends it when the test process
+        # (the thread that forked, the main thread) dies, however it dies.
+        _check(_libc.prctl(PR_SET_PDEATHSIG, death_signal), "prctl(PR_SET_PDEATHSIG)")
 
     return enter
 
@@ -151,12 +170,15 @@ class Lab:
     log_dir: Path = Path("/tmp/junction-lab")
     hosts: dict[str, Host] = field(default_factory=dict)
     processes: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+    workdir: Path = Path()  # for the processes' files (a database cluster); deleted by close()
     _threads: list[ThreadPoolExecutor] = field(default_factory=list)
     _switch: str = ""
 
     def __post_init__(self) -> None:
         sweep_stale()
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+        self.workdir.chmod(0o755)  # a process run as another user (postgres) reaches its directory
         self._switch = f"{PREFIX}{os.getpid()}-switch"
         _ip("netns", "add", self._switch)
         _ip("-n", self._switch, "link", "add", "br0", "type", "bridge")
@@ -190,11 +212,13 @@ class Lab:
 
     def spawn(
         self, host: Host, argv: list[str], *, env: dict[str, str], label: str, cwd: Path | None = None,
-        hostname: bool = False, user: str | None = None,
+        hostname: bool = False, user: str | None = None, death_signal: int = signal.SIGTERM,
     ) -> subprocess.Popen:
         """Start `argv` inside `host` (its own process group), output to `<log_dir>/<label>.log`.
 
-        `hostname`: a UTS namespace of its own named after the host; `user`: run as that user.
+        `hostname`: a UTS namespace of its own named after the host; `user`: run as that user;
+        `death_signal`: what it gets if the test process dies (SIGKILL for a process whose clean
+        stop could wait forever, such as a worker on an unplugged host).
         """
         ids = None
         if user:
@@ -208,7 +232,7 @@ class Lab:
             process = subprocess.Popen(
                 argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,
-                preexec_fn=_preexec(host.path, host.name if hostname else None, ids),  # noqa: PLW1509
+                preexec_fn=_preexec(host.path, host.name if hostname else None, ids, death_signal),  # noqa: PLW1509
             )
         self.processes.append((label, process))
         return process
@@ -238,10 +262,11 @@ class Lab:
         return HostThread(pool)
 
     def close(self) -> None:
-        """Stop every process (TERM, then KILL after a grace) and delete every namespace."""
+        """Stop every process (TERM, then KILL after a grace); delete the namespaces and workdir."""
         for _, process in reversed(self.processes):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
         deadline = time.monotonic() + 10
         for _, process in reversed(self.processes):
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -255,6 +280,7 @@ class Lab:
         if self._switch:
             _ip("netns", "del", self._switch, check=False)
         self.hosts.clear()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def stop(process: subprocess.Popen) -> None:

@@ -25,8 +25,8 @@ import os
 import pwd
 import shlex
 import shutil
+import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -256,7 +256,7 @@ def _start_database(fleet: Fleet, tmp: Path) -> None:
         # locks for hours (PostgreSQL would otherwise wait for TCP to give up on it).
         "-c", "idle_in_transaction_session_timeout=5s",
         "-c", "tcp_keepalives_idle=2", "-c", "tcp_keepalives_interval=1", "-c", "tcp_keepalives_count=3",
-    ], env=env, user="postgres", label="postgres")
+    ], env=env, user="postgres", label="postgres", death_signal=signal.SIGINT)  # SIGINT: a fast shutdown
     lab.spawn(db, ["redis-server", "--bind", db.address, "--port", str(REDIS_PORT), "--save", "",
                    "--appendonly", "no", "--dir", str(tmp), "--protected-mode", "no"],
               env=env, label="redis")
@@ -286,15 +286,17 @@ def _start_junction(fleet: Fleet, tmp: Path) -> None:
     lab.spawn(web, _procfile_argv("beat", env, "--schedule", str(tmp / "beat-schedule")), env=env, cwd=ROOT,
               hostname=True, label="beat")
     for name in WORKERS:
+        # SIGKILL if this process dies: a warm shutdown of the unplugged host's worker would wait
+        # for tasks stuck on the network (its pool processes die with it, billiard's pdeathsig).
         lab.spawn(lab.hosts[name], _procfile_argv("worker", env, "--concurrency", "2", "--without-mingle",
                                                   "--without-gossip"),
-                  env=env, cwd=ROOT, hostname=True, label=f"worker-{name}")
+                  env=env, cwd=ROOT, hostname=True, label=f"worker-{name}", death_signal=signal.SIGKILL)
     wait_for(lambda: fleet.client.call(requests.get, f"{fleet.api}/readyz", timeout=5).status_code == 200,
              "the API to be ready", timeout=90)
 
     # A worker logs "<node name> ready." once it consumes from the broker on the db host.
     for name in WORKERS:
-        wait_for(lambda: f"celery@{name} ready." in lab.tail(f"worker-{name}", lines=200),
+        wait_for(lambda name=name: f"celery@{name} ready." in lab.tail(f"worker-{name}", lines=200),
                  f"celery@{name} to be ready", timeout=90)
 
 
@@ -305,9 +307,8 @@ def fleet():
         pytest.skip(f"no network-namespace fleet: {reason}")
     log_dir = Path(os.environ.get("JUNCTION_TEST_LOG_DIR", "/tmp/junction-test-workers")) / f"fleet-{os.getpid()}"
     sys.stderr.write(f"fleet logs: {log_dir}\n")  # shown with a failure's captured setup output
-    tmp = Path(tempfile.mkdtemp(prefix="junction-fleet-"))
-    tmp.chmod(0o755)  # postgres must reach its data directory inside
     lab = netns.Lab(log_dir=log_dir)
+    tmp = lab.workdir
     try:
         for name, number in HOSTS.items():
             lab.add_host(name, number)
@@ -332,7 +333,6 @@ def fleet():
             service.server_close()
     finally:
         lab.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # --- the sessions ------------------------------------------------------------------------------
