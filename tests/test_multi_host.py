@@ -397,8 +397,9 @@ def test_parallel_branches_run_on_different_hosts_and_the_api_names_them(fleet):
         workers = {name: task["worker"] for name, task in session["tasks"].items()}
         assert set(workers.values()) <= {f"celery@{name}" for name in WORKERS}, workers
         # The join is fused: it ran in the step that recorded the last branch, on that host.
-        last = max((f"b{i}" for i in range(1, branches + 1)), key=lambda b: session["tasks"][b]["finished_at"])
-        assert workers["join"] == workers[last]
+        # (Which one was last is decided by the session's row lock, not by `finished_at`: that
+        # is taken before the round trip, so two branches ending together may show either.)
+        assert workers["join"] in {workers[f"b{i}"] for i in range(1, branches + 1)}
         for i in range(1, branches + 1):
             # The column is what the network saw: the branch's call came from that host.
             callers = fleet.service.callers(f"{run}-b{i}")
@@ -441,7 +442,7 @@ def test_a_host_cut_off_mid_run_loses_nothing(fleet):
         return {(run, name) for run, name in running_on_cut_host()
                 if cut_host.address in fleet.service.callers(f"{run}-{name}")}
 
-    wait_for(calling_from_cut_host, "host-b to be running a task", timeout=60, interval=0.05)
+    mid_call = wait_for(calling_from_cut_host, "host-b to be running a task", timeout=60, interval=0.05)
     fleet.lab.unplug(cut_host)
     cut_at = datetime.now(UTC)
     time.sleep(0.5)  # a record host-b sent just before the cut has landed by now
@@ -458,7 +459,11 @@ def test_a_host_cut_off_mid_run_loses_nothing(fleet):
         assert task["status"] == "completed" and task["attempts"] >= 2, task
         assert task["worker"] in {"celery@host-a", "celery@host-c"}, task
         callers = [host_of(fleet, address) for address in fleet.service.callers(f"{run}-{name}")]
-        assert callers[0] == "host-b" and f"celery@{callers[-1]}" == task["worker"], callers
+        assert f"celery@{callers[-1]}" == task["worker"], callers
+        # host-b's own call, if it got out before the cut, came first; none came after.
+        assert "host-b" not in callers[1:], callers
+        if (run, name) in mid_call:
+            assert callers[0] == "host-b", callers
     # Nothing host-b did after the cut was recorded: every record it holds predates the cut.
     for session in by_run.values():
         for name, task in session["tasks"].items():
