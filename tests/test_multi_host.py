@@ -337,7 +337,7 @@ def fleet():
 
 # --- the sessions ------------------------------------------------------------------------------
 
-def fan_out(fleet: Fleet, branches: int, seconds: float, timeout: float) -> dict:
+def fan_out(fleet: Fleet, branches: int, timeout: float) -> dict:
     """`branches` parallel calls of the slow service (the caller gives each a tag), then a join."""
     url = f"http://{fleet.addresses['db']}:{SERVICE_PORT}/work"
     tasks: dict[str, Any] = {
@@ -368,8 +368,8 @@ def assert_recorded_once(fleet: Fleet, session: dict, branches: int, run: str) -
     tasks = session["tasks"]
     assert tasks["join"]["output"] == [f"{run}-b{i}" for i in range(1, branches + 1)]
     assert tasks["join"]["attempts"] == 1
-    last_branch = max(tasks[f"b{i}"]["finished_at"] for i in range(1, branches + 1))
-    assert tasks["join"]["started_at"] >= last_branch
+    last_branch = max(datetime.fromisoformat(tasks[f"b{i}"]["finished_at"]) for i in range(1, branches + 1))
+    assert datetime.fromisoformat(tasks["join"]["started_at"]) >= last_branch
     ((size, data, outputs, records),) = fleet.query(
         "SELECT s.size_bytes, s.input, json_agg(r.output) FILTER (WHERE r.output IS NOT NULL), count(r.id) "
         "  FROM interactions_session s JOIN interactions_taskrun r ON r.session_id = s.id "
@@ -384,7 +384,7 @@ def assert_recorded_once(fleet: Fleet, session: dict, branches: int, run: str) -
 
 def test_parallel_branches_run_on_different_hosts_and_the_api_names_them(fleet):
     branches, seconds = 4, 1.0
-    interaction = fleet.interaction("spread", fan_out(fleet, branches, seconds, timeout=5))
+    interaction = fleet.interaction("spread", fan_out(fleet, branches, timeout=5))
     runs = {f"spread{n}": None for n in range(3)}
     for run in runs:
         runs[run] = fleet.run(interaction, run_input(run, branches, seconds))
@@ -408,7 +408,6 @@ def test_parallel_branches_run_on_different_hosts_and_the_api_names_them(fleet):
     # Four 1 s branches at once, and a host runs at most two (prefork × 2, prefetch 1): the
     # first session's branches ran on at least two hosts.
     assert max(len(hosts) for hosts in hosts_per_session.values()) >= 2, hosts_per_session
-    assert len(set().union(*hosts_per_session.values())) >= 2, hosts_per_session
 
 
 def test_the_tasks_a_call_runs_itself_name_the_api_host(fleet):
@@ -423,7 +422,7 @@ def test_the_tasks_a_call_runs_itself_name_the_api_host(fleet):
 
 def test_a_host_cut_off_mid_run_loses_nothing(fleet):
     branches, seconds, timeout = 4, 2.0, 4
-    interaction = fleet.interaction("cut", fan_out(fleet, branches, seconds, timeout=timeout))
+    interaction = fleet.interaction("cut", fan_out(fleet, branches, timeout=timeout))
     runs = {f"cut{n}": None for n in range(4)}
     for run in runs:
         runs[run] = fleet.run(interaction, run_input(run, branches, seconds))
