@@ -67,7 +67,10 @@ def enter_netns(path: str | Path) -> None:
 
 
 def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check, timeout=30)
+    done = subprocess.run(["ip", *args], capture_output=True, text=True, timeout=30, check=False)
+    if check and done.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(args)}: {done.stderr.strip()}")
+    return done
 
 
 def unavailable() -> str | None:
@@ -180,9 +183,13 @@ class Lab:
         self.workdir = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
         self.workdir.chmod(0o755)  # a process run as another user (postgres) reaches its directory
         self._switch = f"{PREFIX}{os.getpid()}-switch"
-        _ip("netns", "add", self._switch)
-        _ip("-n", self._switch, "link", "add", "br0", "type", "bridge")
-        _ip("-n", self._switch, "link", "set", "br0", "up")
+        try:
+            _ip("netns", "add", self._switch)
+            _ip("-n", self._switch, "link", "add", "br0", "type", "bridge")
+            _ip("-n", self._switch, "link", "set", "br0", "up")
+        except BaseException:
+            self.close()
+            raise
 
     def add_host(self, name: str, number: int) -> Host:
         """Add host `name` at <subnet>.<number>, plugged into the switch (and its loopback up)."""
