@@ -269,6 +269,10 @@ JUNCTION_THROTTLE_REGISTER = env_rate("JUNCTION_THROTTLE_REGISTER", "20/hour")
 JUNCTION_THROTTLE_TASK_TEST = env_rate("JUNCTION_THROTTLE_TASK_TEST", "60/min")
 JUNCTION_THROTTLE_RETRY = env_rate("JUNCTION_THROTTLE_RETRY", "60/min")
 JUNCTION_THROTTLE_EVENTS = env_rate("JUNCTION_THROTTLE_EVENTS", "120/min")
+# Anonymous calls of public interactions per client address (docs/end-users.md).
+JUNCTION_THROTTLE_PUBLIC_RUN = env_rate("JUNCTION_THROTTLE_PUBLIC_RUN", "60/min")
+# How long an invitation to an app's sign-up stays valid.
+JUNCTION_INVITATION_DAYS = env_int("JUNCTION_INVITATION_DAYS", 7, minimum=1, maximum=365)
 # Most sessions one user may have queued or running at once (429 past it, nothing created).
 JUNCTION_MAX_ACTIVE_SESSIONS = env_int("JUNCTION_MAX_ACTIVE_SESSIONS", 1000, minimum=1, maximum=1_000_000)
 # Reverse proxies in front of the API that append to X-Forwarded-For: the client address of the

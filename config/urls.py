@@ -6,6 +6,7 @@ from config import health, metrics
 
 api = [
     path("auth/", include("accounts.urls")),
+    path("", include("accounts.app_urls")),
     path("", include("tasks_catalog.urls")),
     path("", include("integrations.urls")),
     path("", include("interactions.urls")),

@@ -23,7 +23,8 @@ class IntegrationAdminForm(forms.ModelForm):
 
     def clean_name(self) -> str:
         name = self.cleaned_data["name"]
-        taken = Integration.objects.filter(user_id=self.instance.user_id, name=name).exclude(pk=self.instance.pk)
+        taken = Integration.objects.filter(user_id=self.instance.user_id, end_user_id=self.instance.end_user_id,
+                                           name=name).exclude(pk=self.instance.pk)
         if taken.exists():
             raise forms.ValidationError("This user already has an integration with this name.")
         return name
@@ -32,12 +33,12 @@ class IntegrationAdminForm(forms.ModelForm):
 @admin.register(Integration)
 class IntegrationAdmin(admin.ModelAdmin):
     form = IntegrationAdminForm
-    list_display = ["name", "provider", "user", "created_at", "updated_at"]
-    list_filter = ["provider"]
-    search_fields = ["name", "user__username"]
-    list_select_related = ["user"]
-    fields = ["name", "provider", "user", "credentials", "created_at", "updated_at"]
-    readonly_fields = ["provider", "user", "credentials", "created_at", "updated_at"]
+    list_display = ["name", "provider", "user", "end_user", "created_at", "updated_at"]
+    list_filter = ["provider", ("end_user", admin.EmptyFieldListFilter)]
+    search_fields = ["name", "user__username", "end_user__email"]
+    list_select_related = ["user", "end_user"]
+    fields = ["name", "provider", "user", "end_user", "credentials", "created_at", "updated_at"]
+    readonly_fields = ["provider", "user", "end_user", "credentials", "created_at", "updated_at"]
 
     def has_add_permission(self, request) -> bool:
         return False  # credentials are entered through the API, where the provider validates them

@@ -7,7 +7,13 @@ from integrations.models import Integration
 
 
 def integration_list(*, user: User) -> QuerySet[Integration]:
-    return Integration.objects.filter(user=user)
+    """The builder's own integrations (their end users' accounts are not theirs to use)."""
+    return Integration.objects.filter(user=user, end_user__isnull=True)
+
+
+def end_user_integration_list(*, end_user) -> QuerySet[Integration]:
+    """The accounts an end user connected (docs/end-users.md)."""
+    return Integration.objects.filter(end_user=end_user)
 
 
 def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:
@@ -19,7 +25,7 @@ def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:
     valid = {str(pk) for pk in ids if _is_uuid(pk)}
     return {
         str(pk): provider
-        for pk, provider in Integration.objects.filter(user=user, id__in=valid).values_list("id", "provider")
+        for pk, provider in Integration.objects.filter(user=user, end_user__isnull=True, id__in=valid).values_list("id", "provider")
     }
 
 

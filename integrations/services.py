@@ -38,15 +38,23 @@ def _save(integration: Integration) -> Integration:
     return integration
 
 
-def integration_create(*, user: User, name: str, provider: str, credentials: dict[str, Any]) -> Integration:
-    """Create an integration; raise ValidationError naming each bad credential field."""
+def integration_create(
+    *, user: User, name: str, provider: str, credentials: dict[str, Any], end_user=None,
+) -> Integration:
+    """Create an integration; raise ValidationError naming each bad credential field.
+
+    With `end_user` it is that end user's own account (`user` must be their app's owner):
+    tasks of their sessions that name no integration use it (docs/end-users.md).
+    """
+    if end_user is not None and end_user.app.owner_id != user.pk:
+        raise ValueError("an end user's integration belongs to their app's owner")
     spec = _provider(provider)
     problems = spec.check_credentials(credentials)
     if problems:
         raise ValidationError(problems)
     public, secret = _split(spec, credentials)
     return _save(
-        Integration(user=user, name=name, provider=provider, config=public,
+        Integration(user=user, end_user=end_user, name=name, provider=provider, config=public,
                     secrets_encrypted=encrypt_json(secret))
     )
 

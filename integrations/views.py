@@ -1,8 +1,9 @@
 from drf_spectacular.utils import extend_schema
-from rest_framework import status, viewsets
+from rest_framework import mixins, status, viewsets
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
 from accounts.ownership import OwnedQuerysetMixin
 from integrations import selectors, services
 from integrations.providers import providers
@@ -51,3 +52,24 @@ class IntegrationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
 
     def perform_destroy(self, instance):
         services.integration_delete(integration=instance)
+
+
+class EndUserIntegrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                                viewsets.GenericViewSet):
+    """An end user's own connected accounts (`/api/apps/{slug}/integrations/`): list, disconnect.
+
+    Another end user's or the builder's integration is 404.
+    """
+
+    serializer_class = IntegrationOutputSerializer
+    filterset_fields = ["provider"]
+    authentication_classes = [EndUserJWTAuthentication]
+    permission_classes = [IsEndUserOfApp]
+
+    def get_queryset(self):
+        return selectors.end_user_integration_list(end_user=self.request.user)
+
+    @extend_schema(description="Disconnect: delete the integration (its secrets with it).")
+    def destroy(self, request, slug=None, pk=None):
+        services.integration_delete(integration=self.get_object())
+        return Response(status=status.HTTP_204_NO_CONTENT)

@@ -88,7 +88,7 @@ class InteractionAdminForm(forms.ModelForm):
                 self.add_error("name", "This user already has an interaction with this name.")
         if user is not None and "tasks" in cleaned:
             try:
-                services.definition_parse(user=user, tasks=cleaned["tasks"])
+                services.definition_parse(user=user, tasks=cleaned["tasks"], access=self.instance.access)
             except ApiValidationError as exc:
                 detail = exc.detail if isinstance(exc.detail, dict) else {"tasks": exc.detail}
                 for path, problems in detail.items():
@@ -123,8 +123,8 @@ class VersionInline(admin.TabularInline):
 class InteractionAdmin(admin.ModelAdmin):
     form = InteractionAdminForm
     inlines = [VersionInline]
-    list_display = ["name", "user", "is_active", "version", "updated_at"]
-    list_filter = ["is_active"]
+    list_display = ["name", "user", "is_active", "version", "app", "access", "updated_at"]
+    list_filter = ["is_active", "access"]
     search_fields = ["name", "description", "user__username"]
     list_select_related = ["user", "current_version"]
     actions = ["activate", "deactivate"]
@@ -132,13 +132,15 @@ class InteractionAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj: Interaction | None = None) -> list[str]:
         if obj is None:
             return ["user", "name", "description", "deadline_seconds", "tasks"]
-        return ["user", "name", "description", "deadline_seconds", "is_active", "version", "graph", "plan",
-                "tasks", "created_at", "updated_at"]
+        return ["user", "name", "description", "deadline_seconds", "is_active", "app", "access", "allowed_groups",
+                "version", "graph", "plan", "tasks", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request, obj: Interaction | None = None) -> list[str]:
         if obj is None:
             return []
-        return ["user", "is_active", "version", "graph", "plan", "created_at", "updated_at"]
+        # Who may run it is set through the API (PATCH app, access, allowed_groups): shown here.
+        return ["user", "is_active", "app", "access", "allowed_groups", "version", "graph", "plan", "created_at",
+                "updated_at"]
 
     @admin.display(description="Celery plan")
     def plan(self, obj: Interaction) -> str:
@@ -231,12 +233,12 @@ class SessionAdmin(admin.ModelAdmin):
     """Sessions are records: read-only here, with cancel and retry actions."""
 
     inlines = [TaskRunInline]
-    list_display = ["id", "interaction", "version_number", "status", "created_at", "finished_at"]
-    list_filter = ["status"]
-    search_fields = ["id", "interaction__name", "user__username"]
-    list_select_related = ["interaction", "version"]
+    list_display = ["id", "interaction", "end_user", "version_number", "status", "created_at", "finished_at"]
+    list_filter = ["status", ("end_user", admin.EmptyFieldListFilter), "end_user__app"]
+    search_fields = ["id", "interaction__name", "user__username", "end_user__email"]
+    list_select_related = ["interaction", "version", "end_user"]
     actions = ["cancel", "retry"]
-    fields = ["id", "user", "interaction", "version_number", "status", "input", "result", "error",
+    fields = ["id", "user", "end_user", "interaction", "version_number", "status", "input", "result", "error",
               "created_at", "started_at", "finished_at", "deadline_at", "resumes", "retry_of"]
     readonly_fields = fields
 

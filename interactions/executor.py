@@ -106,8 +106,37 @@ def _check(task_type: TaskType, body: dict[str, Any]) -> None:
         raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
 
 
+def _integration(task_type: TaskType, integration_id: str | None, user_id, end_user_id) -> Integration | None:
+    """The integration a task uses (one query), or None for a type that takes none.
+
+    A definition's own integration is the builder's (never an end user's). A task that needs
+    one and names none uses the calling end user's integration of the type's provider (the
+    newest, when they connected several): docs/end-users.md. Raises TaskFailed saying which
+    account to connect when there is none.
+    """
+    if integration_id:
+        integration = Integration.objects.filter(pk=integration_id, user_id=user_id, end_user__isnull=True).first()
+        if integration is None:
+            raise TaskFailed(f"integration {integration_id} no longer exists")
+        return integration
+    if task_type.provider is None:
+        return None
+    if end_user_id is None:
+        raise TaskFailed(
+            f"this task uses the caller's own {task_type.provider} account, and this call was not made by an end "
+            f"user: call the interaction with an end user's token, after they connect a {task_type.provider} account"
+        )
+    integration = (Integration.objects.filter(end_user_id=end_user_id, provider=task_type.provider)
+                   .order_by("-created_at").first())
+    if integration is None:
+        raise TaskFailed(f"connect a {task_type.provider} account: the calling end user has no "
+                         f"{task_type.provider} integration (POST /api/apps/{{slug}}/connect/{{provider_app_id}}/)")
+    return integration
+
+
 def run_with_body(
-    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float
+    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float,
+    end_user_id=None,
 ) -> Any:
     """Check a concrete body, load the integration's credentials, run the task type.
 
@@ -116,10 +145,8 @@ def run_with_body(
     """
     _check(task_type, body)
     credentials: dict[str, Any] = {}
-    if integration_id:
-        integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
-        if integration is None:
-            raise TaskFailed(f"integration {integration_id} no longer exists")
+    integration = _integration(task_type, integration_id, user_id, end_user_id)
+    if integration is not None:
         try:
             credentials = integration_credentials(integration=integration)
         except DecryptionError:
@@ -172,6 +199,7 @@ class _Session:
     compiled: CompiledVersion
     input: Any
     user_id: Any
+    end_user_id: Any = None
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
@@ -205,7 +233,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         snapshot, name=name, accepts=spec.execute_after, lease=lease, now=now,
         max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
     )
-    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id)
+    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id, snapshot.end_user_id)
     verdict = decision.verdict
     if verdict is Verdict.SESSION_ENDED:
         runstore.cancel_pending(session_id=session_id, name=name, now=now)
@@ -246,7 +274,7 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
             body = resolve_task_body(session.compiled, name, session.input, records)
             output = run_with_body(
                 task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
-                timeout=task_timeout(session.compiled, name),
+                timeout=task_timeout(session.compiled, name), end_user_id=session.end_user_id,
             )
     except TaskFailed as failure:
         if failure.transient and attempt <= spec.retries:
@@ -361,7 +389,8 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
     count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
               status=outcome.status, error=error, now=now)
     data = selectors.session_data_from(
-        id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
+        id=session.id, interaction_id=finished.interaction_id, end_user_id=finished.end_user_id,
+        version=finished.version, status=outcome.status,
         input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,
         started_at=finished.started_at, finished_at=now,
         tasks={name: _task_data(rows[name]) for name in compiled.definition.tasks if name in rows},

@@ -11,9 +11,24 @@ MAX_SESSION_DEADLINE = 30 * 86400
 
 class Interaction(TimeStampedModel):
     """A user's workflow. Its definition lives in immutable versions; the id (and so the
-    endpoint URL) never changes."""
+    endpoint URL) never changes.
+
+    `app`, `access` and `allowed_groups` say who may run it (docs/end-users.md). They are
+    settings, like `is_active`: changing them makes no new version and applies to the next call.
+    """
+
+    class Access(models.TextChoices):
+        OWNER = "owner", "Owner: only the builder (JWT or API key)"
+        END_USERS = "end_users", "End users: the app's end users (of the allowed groups)"
+        PUBLIC = "public", "Public: anyone, without credentials (rate-limited per address)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interactions")
+    app = models.ForeignKey("accounts.App", on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="interactions")
+    access = models.CharField(max_length=16, choices=Access.choices, default=Access.OWNER)
+    allowed_groups = models.JSONField(
+        default=list, blank=True, help_text="Group names of the app admitted when access is end_users; empty: all.",
+    )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=False)
@@ -29,7 +44,9 @@ class Interaction(TimeStampedModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "name"], name="interaction_name_unique_per_user")
+            models.UniqueConstraint(fields=["user", "name"], name="interaction_name_unique_per_user"),
+            models.CheckConstraint(condition=models.Q(access="owner") | models.Q(app__isnull=False),
+                                   name="interaction_open_access_needs_app"),
         ]
 
     def __str__(self) -> str:
@@ -69,6 +86,10 @@ class Session(TimeStampedModel):
     TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
+    # The end user who called (null: the builder, or an anonymous call of a public interaction).
+    # SET_NULL: the builder's history outlives a deleted end user.
+    end_user = models.ForeignKey("accounts.EndUser", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="sessions")
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="sessions")
     # RESTRICT, not PROTECT: a version cannot be deleted from under its sessions, but deleting
     # the interaction (or its user) deletes both together (docs/execution.md, "Deleting").
@@ -91,12 +112,19 @@ class Session(TimeStampedModel):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["end_user", "-created_at"]),
         ]
+        # An Idempotency-Key belongs to its caller: the builder, or one end user.
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "interaction", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
+                condition=models.Q(idempotency_key__isnull=False, end_user__isnull=True),
                 name="session_idempotency_key_unique",
+            ),
+            models.UniqueConstraint(
+                fields=["end_user", "interaction", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False, end_user__isnull=False),
+                name="session_end_user_idempotency_key_unique",
             ),
         ]
 

@@ -71,6 +71,7 @@ class Snapshot:
     version_id: Any = None
     started_at: datetime | None = None
     rows: dict[str, Row] = field(default_factory=dict)
+    end_user_id: Any = None  # the calling end user: whose integrations the tasks use
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,7 @@ class Finished:
     input: Any
     created_at: datetime
     started_at: datetime | None
+    end_user_id: Any = None
 
 
 def encode_output(output: Any) -> tuple[str | None, str | None]:
@@ -196,7 +198,7 @@ UPDATE interactions_taskrun AS t
          WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
 UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
  WHERE id = %(sid)s AND status = 'queued';
-SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
+SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at, s.end_user_id,
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
          WHERE r.session_id = %(sid)s AND r.name = ANY(%(names)s))::text
   FROM interactions_session s WHERE s.id = %(sid)s
@@ -223,8 +225,9 @@ def claim(
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
-    status, raw_input, user_id, version_id, started_at, rows = found
-    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
+    status, raw_input, user_id, version_id, started_at, end_user_id, rows = found
+    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")),
+                    end_user_id)
 
 
 def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer) -> Snapshot:
@@ -258,7 +261,8 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
                 "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at",
                 "logs")
         }
-    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
+    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows,
+                    session.end_user_id)
 
 
 # --- apply: record results, claim or skip what became ready -------------------------------------
@@ -437,7 +441,7 @@ UPDATE interactions_session s
        updated_at = %(now)s
   FROM interactions_interactionversion v
  WHERE s.id = %(sid)s AND s.status IN ('queued', 'running') AND v.id = s.version_id
-RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at
+RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at, s.end_user_id
 """
 
 
@@ -455,8 +459,8 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             found = cursor.fetchone()
         if found is None:
             return None
-        interaction_id, version, raw_input, created_at, started_at = found
-        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at)
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = found
+        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at, end_user_id)
     with transaction.atomic():
         if not Session.objects.filter(pk=session_id, status__in=ACTIVE).update(
             status=status, result=result, error=error, finished_at=now, updated_at=now,
@@ -464,4 +468,5 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             return None
         session = Session.objects.get(pk=session_id)
         number = InteractionVersion.objects.values_list("number", flat=True).get(pk=session.version_id)
-    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at)
+    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at,
+                    session.end_user_id)

@@ -7,7 +7,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
-from accounts.models import User
+from accounts.models import App, AppGroup, User
 from integrations.selectors import integration_providers
 from config.bounds import definition_limits
 from interactions.engine.definition import Definition, DefinitionInvalid, parse_definition
@@ -16,8 +16,12 @@ from interactions.sessions import ACTIVE, session_end
 from tasks_catalog.registry import find_task_type
 
 
-def definition_parse(*, user: User, tasks: Any) -> Definition:
-    """Validate a definition for `user`; raise ValidationError with every problem named."""
+def definition_parse(*, user: User, tasks: Any, access: str = Interaction.Access.OWNER) -> Definition:
+    """Validate a definition for `user`; raise ValidationError with every problem named.
+
+    When `access` is not `owner`, a task may leave its integration out (the calling end user's
+    own is used at run time, docs/end-users.md).
+    """
     ids = set()
     if isinstance(tasks, dict):
         ids = {str(t["integration"]) for t in tasks.values() if isinstance(t, dict) and t.get("integration")}
@@ -27,12 +31,36 @@ def definition_parse(*, user: User, tasks: Any) -> Definition:
             task_type=find_task_type,
             integrations=integration_providers(user=user, ids=ids) if ids else {},
             limits=definition_limits(),
+            caller_integrations=access != Interaction.Access.OWNER,
         )
     except DefinitionInvalid as exc:
         raise ValidationError(exc.errors) from None
 
 
 UNCHANGED = object()  # for fields where None is a value
+
+
+def _access(*, user: User, app: Any, access: str, allowed_groups: list[str]) -> App | None:
+    """Check who may run an interaction; return the app (None for none).
+
+    `app` is an App or an app id of the user's; `access` other than `owner` needs an app;
+    `allowed_groups` must be groups of the app. Raises ValidationError naming the field.
+    """
+    found = None
+    if app is not None:
+        found = app if isinstance(app, App) else App.objects.filter(owner=user, pk=app).first()
+        if found is None or found.owner_id != user.pk:
+            raise ValidationError({"app": [f"Unknown app {app}."]})
+    if access != Interaction.Access.OWNER and found is None:
+        raise ValidationError({"access": [f"Access {access!r} needs an app: set `app` (its end users log in there)."]})
+    if allowed_groups:
+        if found is None:
+            raise ValidationError({"allowed_groups": ["Groups need an app."]})
+        known = set(AppGroup.objects.filter(app=found).values_list("name", flat=True))
+        unknown = [name for name in allowed_groups if name not in known]
+        if unknown:
+            raise ValidationError({"allowed_groups": [f"Unknown group {name!r} of app {found.slug!r}." for name in unknown]})
+    return found
 
 
 def _save(interaction: Interaction) -> None:
@@ -52,11 +80,15 @@ def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> Interaction
 
 @transaction.atomic
 def interaction_create(
-    *, user: User, name: str, tasks: Any, description: str = "", deadline_seconds: int | None = None
+    *, user: User, name: str, tasks: Any, description: str = "", deadline_seconds: int | None = None,
+    app: Any = None, access: str = Interaction.Access.OWNER, allowed_groups: list[str] | None = None,
 ) -> Interaction:
     """Create an interaction and its version 1 (inactive until activated)."""
-    definition_parse(user=user, tasks=tasks)
-    interaction = Interaction(user=user, name=name, description=description, deadline_seconds=deadline_seconds)
+    allowed_groups = list(dict.fromkeys(allowed_groups or []))
+    found = _access(user=user, app=app, access=access, allowed_groups=allowed_groups)
+    definition_parse(user=user, tasks=tasks, access=access)
+    interaction = Interaction(user=user, name=name, description=description, deadline_seconds=deadline_seconds,
+                              app=found, access=access, allowed_groups=allowed_groups)
     _save(interaction)
     _add_version(interaction, tasks)
     interaction.save(update_fields=["current_version", "updated_at"])
@@ -72,16 +104,33 @@ def interaction_update(
     tasks: Any = None,
     is_active: bool | None = None,
     deadline_seconds: int | None | object = UNCHANGED,
+    app: Any = UNCHANGED,
+    access: str | None = None,
+    allowed_groups: list[str] | None = None,
 ) -> Interaction:
-    """Change an interaction; a change to `tasks` adds a new version, other fields do not.
+    """Change an interaction; a change to `tasks` adds a new version, other fields do not
+    (`app`, `access`, `allowed_groups` are settings, like `is_active`).
 
-    Locks the interaction row so that concurrent edits number their versions in turn.
+    Locks the interaction row so that concurrent edits number their versions in turn. A
+    change of access is refused (400) when the current tasks would not be valid under it
+    (e.g. back to `owner` while a task leaves its integration out).
     """
     interaction = (
         Interaction.objects.select_for_update(of=("self",)).select_related("current_version").get(pk=interaction.pk)
     )
+    who = (app, access, allowed_groups)
+    if who != (UNCHANGED, None, None):
+        interaction.access = access if access is not None else interaction.access
+        if allowed_groups is not None:
+            interaction.allowed_groups = list(dict.fromkeys(allowed_groups))
+        interaction.app = _access(
+            user=interaction.user, app=interaction.app_id if app is UNCHANGED else app,
+            access=interaction.access, allowed_groups=interaction.allowed_groups,
+        )
+    if tasks is not None or access is not None:
+        checked = tasks if tasks is not None else interaction.current_version.tasks
+        definition_parse(user=interaction.user, tasks=checked, access=interaction.access)
     if tasks is not None:
-        definition_parse(user=interaction.user, tasks=tasks)
         if interaction.current_version is None or interaction.current_version.tasks != tasks:
             _add_version(interaction, tasks)
     if name is not None:
