@@ -9,9 +9,9 @@ Use on any view an end user calls under `/api/apps/{slug}/…`:
 the same query), `request.auth` the validated access token. The URL's `slug` must be the
 app of the token: another app's token is 401, as is a builder's token or API key.
 
-The run route takes builders and end users alike: it puts `CallerEndUserAuthentication`
-before the builder's classes; it only looks at tokens of the end-user type and leaves every
-other credential to the builder's authentication, so a builder's call costs no extra query.
+The run route takes builders and end users alike: it puts `EndUserJWTAuthentication` before
+the builder's classes; it only looks at tokens of the end-user type and leaves every other
+credential to the builder's authentication, so a builder's call costs no extra query.
 """
 from __future__ import annotations
 
@@ -63,23 +63,12 @@ def end_user_from_token(raw: str) -> tuple[EndUser, EndUserAccessToken]:
 
 
 class EndUserJWTAuthentication(authentication.BaseAuthentication):
-    """`Authorization: Bearer <end user's access token>`; any other bearer token is 401."""
+    """`Authorization: Bearer <end user's access token>`; other credentials are not its business.
 
-    def authenticate(self, request):
-        raw = _bearer(request)
-        if raw is None:
-            return None
-        return end_user_from_token(raw)
-
-    def authenticate_header(self, request) -> str:
-        return f'{BEARER} realm="api"'
-
-
-class CallerEndUserAuthentication(EndUserJWTAuthentication):
-    """An end user's access token, or nothing: other credentials go to the next class.
-
-    Only the token's unverified type is read to decide (no signature check, no query); a
-    token of the end-user type is then fully verified.
+    Only the token's unverified type is read to decide (no signature check, no query): a
+    token of the end-user type is then fully verified; anything else is left to the next
+    authentication class (on the run route, the builder's) or, where there is none, refused
+    by `IsEndUserOfApp` (401).
     """
 
     def authenticate(self, request):
@@ -87,6 +76,9 @@ class CallerEndUserAuthentication(EndUserJWTAuthentication):
         if raw is None or unverified_type(raw) != ACCESS_TYPE:
             return None
         return end_user_from_token(raw)
+
+    def authenticate_header(self, request) -> str:
+        return f'{BEARER} realm="api"'
 
 
 def is_end_user(request) -> bool:

@@ -14,7 +14,7 @@ from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import BasePermission
 
 from accounts.authentication import ApiKeyAuthentication, RevocableJWTAuthentication
-from accounts.enduser_auth import CallerEndUserAuthentication, EndUserJWTAuthentication, IsEndUserOfApp, is_end_user
+from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp, is_end_user
 from accounts.ownership import OwnedQuerysetMixin
 from accounts.permissions import ApiKeyScope
 from accounts.rate_limits import EventsThrottle, RetryThrottle, public_run_check
@@ -47,7 +47,7 @@ class RunCallerPermission(BasePermission):
 
 # The run route's authentication: an end user's token, else the builder's JWT or API key (an
 # end user's token is recognised without a query, so a builder's call costs what it did).
-RUN_AUTHENTICATION = [CallerEndUserAuthentication, RevocableJWTAuthentication, ApiKeyAuthentication]
+RUN_AUTHENTICATION = [EndUserJWTAuthentication, RevocableJWTAuthentication, ApiKeyAuthentication]
 OPEN_TO_END_USERS = (Interaction.Access.END_USERS, Interaction.Access.PUBLIC)
 
 

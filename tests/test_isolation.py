@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import pytest
 from django.urls import get_resolver
 
+from accounts import app_services
 from accounts import services as account_services
-from accounts.models import ApiKey
+from accounts.models import ApiKey, App
 from integrations.models import Integration
 from interactions.models import Interaction, Session
 from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
@@ -22,6 +23,7 @@ class Objects:
     integration: Integration
     api_key: ApiKey
     session: Session
+    app: App
 
 
 def objects_of(user) -> Objects:
@@ -32,7 +34,8 @@ def objects_of(user) -> Objects:
         status=Session.Status.COMPLETED, input={},
     )
     api_key = account_services.api_key_create(user=user, name="shared-name").api_key
-    return Objects(interaction=interaction, integration=integration, api_key=api_key, session=session)
+    app = app_services.app_create(owner=user, name="shared-name", slug=f"app-of-{user.username}")
+    return Objects(interaction=interaction, integration=integration, api_key=api_key, session=session, app=app)
 
 
 @pytest.fixture
@@ -67,12 +70,16 @@ OBJECT_ROUTES = [
     ("post", "/api/sessions/{id}/cancel/", "session", None),
     ("post", "/api/sessions/{id}/retry/", "session", None),
     ("get", "/api/sessions/{id}/events/", "session", None),
+    ("get", "/api/apps/{id}/", "app", None),
+    ("patch", "/api/apps/{id}/", "app", {"name": "stolen", "signup": "open"}),
+    ("delete", "/api/apps/{id}/", "app", None),
 ]
 LIST_ROUTES = {
     "interaction": "/api/interactions/",
     "integration": "/api/integrations/",
     "api_key": "/api/auth/api-keys/",
     "session": "/api/sessions/",
+    "app": "/api/apps/",
 }
 
 
@@ -129,6 +136,8 @@ def test_another_users_object_is_404(api, theirs, method, path, kind, body):
     assert integration.name == "shared-name" and integration.config["consumer_key"] == "ck-public"
     assert ApiKey.objects.get(id=theirs.api_key.id).revoked_at is None
     assert Session.objects.get(id=theirs.session.id).status == Session.Status.COMPLETED
+    app = App.objects.get(id=theirs.app.id)
+    assert app.name == "shared-name" and app.signup == App.Signup.INVITE
 
 
 @pytest.mark.django_db
