@@ -138,6 +138,9 @@ class _Anonymous(APIView):
     authentication_classes: list = []
     permission_classes = [permissions.AllowAny]
 
+    def get_authenticate_header(self, request) -> str:
+        return 'Bearer realm="api"'  # as simplejwt's views: bad credentials are 401, not 403
+
 
 class EndUserRegisterView(_Anonymous):
     @extend_schema(

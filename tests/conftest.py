@@ -198,3 +198,44 @@ def finished(api, session_id: str, seconds: float = 20) -> dict:
             return session
         time.sleep(0.1)
     raise AssertionError(f"session {session_id} did not finish within {seconds} s: {session}")
+
+
+# --- Apps and end users (docs/end-users.md) ---------------------------------------------------
+
+def make_app(owner: User, slug: str | None = None, **options: Any):
+    from accounts import app_services
+
+    return app_services.app_create(owner=owner, name=options.pop("name", "App"),
+                                   slug=slug or f"app-{next(_counter)}", **{"signup": "open", **options})
+
+
+def make_end_user(app, email: str | None = None, group: str | None = None, password: str = PASSWORD):
+    """An end user of `app` (registered through the service whatever the app's sign-up policy)."""
+    from accounts import app_services
+    from accounts.models import App
+
+    signup = app.signup
+    app.signup = App.Signup.OPEN
+    try:
+        end_user = app_services.end_user_register(app=app, email=email or f"eu{next(_counter)}@example.com",
+                                                  password=password)
+    finally:
+        app.signup = signup
+    if group is not None:
+        end_user = app_services.end_user_update(end_user=end_user, group=group)
+    return end_user
+
+
+def end_user_tokens(end_user, password: str = PASSWORD) -> dict:
+    """Log the end user in through their app's route; return {access, refresh}."""
+    response = APIClient().post(f"/api/apps/{end_user.app.slug}/auth/login/",
+                                {"email": end_user.email, "password": password}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def end_user_client(end_user, password: str = PASSWORD) -> APIClient:
+    """An APIClient that sends the end user's real access token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {end_user_tokens(end_user, password)['access']}")
+    return client
