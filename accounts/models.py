@@ -148,6 +148,7 @@ class EndUser(TimeStampedModel):
     # What DRF and Django expect of `request.user` (an end user is never a builder).
     is_authenticated = True
     is_anonymous = False
+    is_end_user = True
     is_staff = False
     is_superuser = False
 

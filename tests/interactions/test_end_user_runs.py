@@ -315,3 +315,15 @@ class TestEndpoint:
         body = api.get(f"/api/interactions/{make_interaction(user).id}/endpoint/").json()
         assert body["access"] == "owner" and body["authentication"]["scheme"] == "builder"
         assert "Api-Key" in body["curl"]
+
+
+def test_log_lines_name_the_owner_and_the_end_user(shop):
+    """An end user's request logs `user_id` as the app's owner (whose data it is) and `end_user_id`."""
+    from types import SimpleNamespace
+
+    from accounts.models import EndUser
+    from config import logcontext
+
+    end_user = EndUser.objects.select_related("app").get(pk=make_end_user(shop).pk)
+    request = SimpleNamespace(user=end_user)
+    assert logcontext._caller(request) == (str(shop.owner_id), str(end_user.id))
