@@ -2,16 +2,14 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, renderers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.response import Response
-
-from django.http import Http404
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import BasePermission
+from rest_framework.response import Response
 
 from accounts.authentication import ApiKeyAuthentication, RevocableJWTAuthentication
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp, is_end_user
@@ -20,10 +18,9 @@ from accounts.permissions import ApiKeyScope
 from accounts.rate_limits import EventsThrottle, RetryThrottle, public_run_check
 from accounts.throttling import PlanRateThrottle, plan_rate_check
 from config.errors import ApiError
-from interactions.models import Interaction
 from interactions import event_stream, selectors, services, sessions
 from interactions.compiled import compiled_version
-from interactions.models import Session
+from interactions.models import Interaction, Session
 from interactions.waiting import requested_wait, session_response
 from interactions.serializers import (
     EndpointSerializer,
