@@ -323,6 +323,28 @@ BUILDER_ROUTES = [("get", "/api/auth/me/"), ("get", "/api/interactions/"), ("pos
 END_USER_ROUTES = [("get", "auth/me/"), ("post", "auth/password/"), ("get", "sessions/"), ("get", "integrations/")]
 
 
+def _builder_routes():
+    from tests.accounts.test_api_key_scopes import CREDENTIAL_FREE
+    from tests.test_hostile_input import ROUTES
+
+    return [(method, path) for method, path in ROUTES
+            if path not in CREDENTIAL_FREE and "<slug:slug>" not in path and not path.endswith("/run/")]
+
+
+@pytest.mark.parametrize("method,path", _builder_routes())
+def test_an_end_users_token_is_401_on_every_builder_route(user, method, path):
+    """Every route but the credential-free ones, the end users' own and the run route (which
+    decides by the interaction's access: tests/interactions/test_end_user_runs.py)."""
+    from tests.test_hostile_input import concrete, route_objects
+
+    objects = route_objects(user)
+    client = end_user_client(make_end_user(objects["app"]))
+    response = getattr(client, method)(concrete(path, objects), {"name": "x"}, format="json",
+                                       HTTP_ACCEPT="application/json")
+    assert response.status_code == 401, (method, path, response.status_code)
+    assert set(response.json()) == {"code", "message", "details"}
+
+
 class TestIsolation:
     @pytest.mark.parametrize("method,path", BUILDER_ROUTES)
     def test_an_end_users_token_is_401_on_builder_routes(self, shop, method, path):
