@@ -103,6 +103,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that costs no round trip (config/pgbackend/base.py).
+    DATABASES["default"]["ENGINE"] = "config.pgbackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded mode has an API thread and worker threads writing to one file.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -334,6 +337,9 @@ _EVENTS_DEFAULT = CELERY_RESULT_BACKEND if CELERY_RESULT_BACKEND.startswith(("re
 JUNCTION_EVENTS_URL = env_str("JUNCTION_EVENTS_URL", _EVENTS_DEFAULT)
 # How long a session's end stays readable after it was published (closes the subscribe race).
 JUNCTION_EVENTS_TTL = env_float("JUNCTION_EVENTS_TTL", 120)
+# How long an API process may keep a user, API key or interaction it read for a run call
+# (config/hotcache.py: changes are announced at once; this bounds a missed announcement). 0: off.
+JUNCTION_HOT_CACHE_SECONDS = env_float("JUNCTION_HOT_CACHE_SECONDS", 30, minimum=0, maximum=3600)
 # `/events`: a keep-alive comment this often, a re-read of the database this often (a safety
 # net under lossy pub/sub), and this often while no task event has been pushed yet.
 JUNCTION_SSE_KEEPALIVE_SECONDS = env_float("JUNCTION_SSE_KEEPALIVE_SECONDS", 15)

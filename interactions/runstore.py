@@ -148,18 +148,99 @@ _ROW_JSON = (
 
 # --- a new session ----------------------------------------------------------------------------
 
-def insert_session(session: Session, runs: list[TaskRun]) -> None:
+# Guards before a new session's inserts. Each aborts the round trip's implicit transaction
+# (nothing is written) with a failed cast whose marker tells that refusal apart from any other
+# failure; the cast's operand depends on the row (a constant one would fail at planning).
+_QUOTA_MARKER = "too_many_active_sessions"
+_QUOTA_GUARD = f"""SELECT CASE WHEN n >= %s THEN ('{_QUOTA_MARKER} ' || n)::int END FROM (SELECT count(*) AS n FROM (
+    SELECT 1 FROM interactions_session WHERE user_id = %s AND status IN ('queued', 'running') LIMIT %s) AS a) AS c"""
+_STALE_MARKER = "stale_read"
+_FRESHNESS_GUARD = f"""SELECT CASE WHEN n = 0 THEN ('{_STALE_MARKER} ' || n)::int END FROM (SELECT count(*) AS n
+  FROM accounts_user u JOIN interactions_interaction i ON i.user_id = u.id
+ WHERE u.id = %s AND u.is_active AND u.token_version = %s AND u.plan = %s
+   AND i.id = %s AND i.is_active AND i.current_version_id = %s AND i.deadline_seconds IS NOT DISTINCT FROM %s
+   AND (%s::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM accounts_apikey k WHERE k.id = %s::uuid AND k.user_id = u.id AND k.revoked_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > %s)))) AS c"""
+
+
+class TooManyActive(Exception):
+    """The user already has the most active sessions allowed: nothing was written."""
+
+
+class StaleRead(Exception):
+    """What the call read from a cache is no longer true: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a run call took from the process's caches (config/hotcache.py), checked in the round
+    trip that writes its session: the caller (user, and API key if any) is still allowed in and
+    the interaction is still active with the same current version and deadline."""
+
+    user_id: Any
+    token_version: int
+    plan: str
+    interaction_id: Any
+    version_id: Any
+    deadline_seconds: int | None
+    api_key_id: Any | None = None
+
+    def params(self) -> list[Any]:
+        from django.utils import timezone
+
+        key = str(self.api_key_id) if self.api_key_id is not None else None
+        return [self.user_id, self.token_version, self.plan, self.interaction_id, self.version_id,
+                self.deadline_seconds, key, key, timezone.now()]
+
+    def holds(self) -> bool:
+        """The same check through the ORM (other databases)."""
+        from django.db.models import Q
+        from django.utils import timezone
+
+        from accounts.models import ApiKey
+        from interactions.models import Interaction
+
+        if not Interaction.objects.filter(
+            pk=self.interaction_id, is_active=True, current_version_id=self.version_id,
+            deadline_seconds=self.deadline_seconds, user_id=self.user_id, user__is_active=True,
+            user__token_version=self.token_version, user__plan=self.plan,
+        ).exists():
+            return False
+        return self.api_key_id is None or ApiKey.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
+            pk=self.api_key_id, user_id=self.user_id, revoked_at__isnull=True,
+        ).exists()
+
+
+def insert_session(
+    session: Session, runs: list[TaskRun], *, active_limit: int, expected: Expected | None = None,
+) -> None:
     """Write a new session and its task records together (one round trip on PostgreSQL).
 
+    In the same round trip, before writing: raises StaleRead if `expected` (what the call read
+    from caches) no longer holds, and TooManyActive if the session's user already has
+    `active_limit` queued or running sessions — nothing is written then. The limit is not a
+    lock: calls of one user at the same instant may each see room (interactions/quotas.py).
     Synchronous commit (the server's default): a session is never lost once the caller has its
     id. Raises IntegrityError as `Model.save` would (e.g. an idempotency key taken meanwhile).
     """
     if not _postgres():
         with transaction.atomic():
+            if expected is not None and not expected.holds():
+                raise StaleRead()
+            active = Session.objects.filter(user_id=session.user_id, status__in=ACTIVE).values("pk")
+            if active[:active_limit].count() >= active_limit:
+                raise TooManyActive()
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
     statements, params = [], []
+    if expected is not None:
+        statements.append(_FRESHNESS_GUARD)
+        params.extend(expected.params())
+    statements.append(_QUOTA_GUARD)
+    params.extend([active_limit, session.user_id, active_limit])
     for model, objs in ((Session, [session]), (TaskRun, runs)):
         fields = model._meta.concrete_fields
         values = []
@@ -170,9 +251,16 @@ def insert_session(session: Session, runs: list[TaskRun]) -> None:
         statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
     # Outside a transaction the statements are one implicit transaction of their own; inside
     # one (a caller's), a savepoint keeps a refused insert from breaking it.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        with connection.cursor() as cursor:
-            cursor.execute(";\n".join(statements), params)
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(";\n".join(statements), params)
+    except DataError as error:
+        if _STALE_MARKER in str(error):
+            raise StaleRead() from None
+        if _QUOTA_MARKER in str(error):
+            raise TooManyActive() from None
+        raise
     for obj in (session, *runs):
         obj._state.adding, obj._state.db = False, connection.alias
 
