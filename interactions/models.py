@@ -52,7 +52,9 @@ class InteractionVersion(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.interaction_id} v{self.number}"
+        # The interaction is loaded by every page that lists versions (inlines set it, the
+        # admin selects it), so naming it costs no query there.
+        return f"{self.interaction.name} v{self.number}"
 
 
 class Session(TimeStampedModel):
@@ -100,6 +102,11 @@ class Session(TimeStampedModel):
             ),
         ]
 
+    def __str__(self) -> str:
+        # The id's first block is what people quote (it is how the API names a session); the
+        # interaction's name needs `interaction` loaded (the admin's lists select it).
+        return f"{self.interaction.name} · {str(self.pk)[:8]} ({self.status})"
+
     @property
     def is_finished(self) -> bool:
         return self.status in self.TERMINAL
@@ -140,3 +147,6 @@ class TaskRun(TimeStampedModel):
         constraints = [
             models.UniqueConstraint(fields=["session", "name"], name="task_run_unique_per_session"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"
