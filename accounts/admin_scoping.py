@@ -1,4 +1,5 @@
-"""Owner scoping for the admin: a builder reaches only their own objects, a superuser all.
+"""Builders in the admin: owner scoping (their own objects only; a superuser sees all) and
+the access a builder is given (`builder_admin_grant`, `manage.py grant_admin`).
 
 The admin counterpart of `accounts.ownership` (the API's mixin). A ModelAdmin that lists
 users' objects inherits `OwnerScopedAdmin` and names the path to the owner in `owner_field`;
@@ -40,3 +41,33 @@ class OwnerScopedAdmin(admin.ModelAdmin):
     def owner_for(self, request: HttpRequest, chosen: Any = None) -> Any:
         """The owner of a new object: the chosen user for a superuser, else the builder."""
         return chosen if sees_everything(request) and chosen is not None else request.user
+
+
+# What a builder may do in the admin: their interactions (and so their sessions' cancel and
+# retry), integrations and API keys. Not users, not deleting keys (a key is revoked: the row
+# stays for audits), not task runs beyond reading them on a session's page.
+BUILDER_GROUP = "builders"
+BUILDER_PERMISSIONS = {
+    "interactions": ["view_interaction", "add_interaction", "change_interaction", "delete_interaction",
+                     "view_session", "change_session", "view_taskrun"],
+    "integrations": ["view_integration", "add_integration", "change_integration", "delete_integration"],
+    "accounts": ["view_apikey", "add_apikey", "change_apikey"],
+}
+
+
+def builder_admin_grant(*, user: Any) -> None:
+    """Let `user` into the admin as a builder: staff, in the `builders` group, which holds
+    BUILDER_PERMISSIONS (created or brought up to date here). Owner scoping does the rest."""
+    from django.contrib.auth.models import Group, Permission
+    from django.db import transaction
+    from django.db.models import Q
+
+    with transaction.atomic():
+        group, _ = Group.objects.get_or_create(name=BUILDER_GROUP)
+        wanted = Q(pk__in=[])
+        for app_label, codenames in BUILDER_PERMISSIONS.items():
+            wanted |= Q(content_type__app_label=app_label, codename__in=codenames)
+        group.permissions.set(Permission.objects.filter(wanted))
+        user.is_staff = True
+        user.save(update_fields=["is_staff", "updated_at"])
+        user.groups.add(group)
