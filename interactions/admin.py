@@ -469,7 +469,7 @@ class SessionAdmin(OwnerScopedAdmin):
     list_display = ["short_id", "interaction", "version_number", "status_badge", "started", "duration", "user"]
     list_display_links = ["short_id"]
     list_filter = [InteractionListFilter, "status", ("created_at", admin.DateFieldListFilter)]
-    search_fields = ["=id", "interaction__name", "user__username"]
+    search_fields = ["interaction__name", "user__username"]  # and ids, by prefix: get_search_results
     list_select_related = ["interaction", "version", "user"]
     # A count of every session on each page is a full scan of a table that only grows.
     show_full_result_count = False
@@ -484,6 +484,21 @@ class SessionAdmin(OwnerScopedAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
+
+    def get_search_results(self, request, queryset, search_term):
+        """Also find sessions by the start of their id, as the list shows it (`0cd95879`).
+
+        A prefix is a range of UUIDs, so the primary key's index answers it.
+        """
+        found, duplicates = super().get_search_results(request, queryset, search_term)
+        prefix = search_term.strip().replace("-", "").lower()
+        if not 4 <= len(prefix) <= 32 or any(c not in "0123456789abcdef" for c in prefix):
+            return found, duplicates
+        by_id = queryset.filter(id__gte=uuid.UUID(prefix.ljust(32, "0")))
+        after = int(prefix, 16) + 1
+        if after < 16 ** len(prefix):
+            by_id = by_id.filter(id__lt=uuid.UUID(f"{after:0{len(prefix)}x}".ljust(32, "0")))
+        return found | by_id, duplicates
 
     def has_operate_permission(self, request, obj=None) -> bool:
         """Cancel and retry: the model's change permission, whatever the request method."""

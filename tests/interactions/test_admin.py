@@ -312,3 +312,15 @@ def test_a_builder_needs_the_change_permission_to_operate(builder, db):
     assert "admin-session-retry" not in page
     assert client.post(f"{SESSIONS}{session_of_viewer.pk}/retry/").status_code == 403
     assert not Session.objects.filter(retry_of__in=[session, session_of_viewer]).exists()
+
+
+def test_sessions_are_found_by_the_start_of_their_id(superuser_client, user):
+    sessions = [recorded_session(user) for _ in range(3)]
+    target = sessions[0]
+    for term in (str(target.pk)[:8], str(target.pk), str(target.pk)[:13].upper()):
+        html = superuser_client.get(SESSIONS, {"q": term}).content.decode()
+        assert str(target.pk)[:8] in html, term
+        assert all(str(other.pk)[:8] not in html for other in sessions[1:] if not str(other.pk).startswith(term)), term
+    by_name = superuser_client.get(SESSIONS, {"q": target.interaction.name}).content.decode()
+    assert rows(by_name) == 1
+    assert rows(superuser_client.get(SESSIONS, {"q": "zzzz-not-found"}).content.decode()) == 0
