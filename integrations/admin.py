@@ -187,7 +187,7 @@ class IntegrationAdmin(OwnerScopedAdmin):
         context = {
             **self.admin_site.each_context(request),
             "title": title,
-            "subtitle": None,
+            "subtitle": f"{provider.name}, owned by {integration.user.username}" if integration else None,
             "adminform": admin_form,
             "object_id": integration.pk if integration else None,
             "original": integration,

@@ -485,6 +485,11 @@ class SessionAdmin(OwnerScopedAdmin):
     def has_change_permission(self, request, obj=None) -> bool:
         return request.method in ("GET", "HEAD") and super().has_change_permission(request, obj)
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        # The page names the session after its interaction and shows its version number. (The
+        # list's own select_related is skipped once the queryset has one: hence all of it here.)
+        return super().get_queryset(request).select_related(*self.list_select_related)
+
     def get_search_results(self, request, queryset, search_term):
         """Also find sessions by the start of their id, as the list shows it (`0cd95879`).
 

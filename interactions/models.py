@@ -52,9 +52,11 @@ class InteractionVersion(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        # The interaction is loaded by every page that lists versions (inlines set it, the
-        # admin selects it), so naming it costs no query there.
-        return f"{self.interaction.name} v{self.number}"
+        # Named after the interaction only when it is loaded: a name never costs a query (a
+        # delete confirmation lists every version and session of an interaction).
+        if InteractionVersion.interaction.is_cached(self):
+            return f"{self.interaction.name} v{self.number}"
+        return f"v{self.number}"
 
 
 class Session(TimeStampedModel):
@@ -103,9 +105,12 @@ class Session(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        # The id's first block is what people quote (it is how the API names a session); the
-        # interaction's name needs `interaction` loaded (the admin's lists select it).
-        return f"{self.interaction.name} · {str(self.pk)[:8]} ({self.status})"
+        # The id's first block is what people quote. The interaction's name only when it is
+        # loaded (the admin's lists select it): a name never costs a query.
+        short = f"{str(self.pk)[:8]} ({self.status})"
+        if Session.interaction.is_cached(self):
+            return f"{self.interaction.name} · {short}"
+        return f"session {short}"
 
     @property
     def is_finished(self) -> bool:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from interactions import services
-from interactions.models import Interaction, Session, TaskRun
+from interactions.models import Interaction, InteractionVersion, Session, TaskRun
 from tests.admin_helpers import (  # noqa: F401 (fixtures)
     builder,
     builder_client,
@@ -121,13 +121,18 @@ def test_session_page_shows_task_runs_to_the_millisecond(superuser_client, user)
     assert f"{session.interaction.name} · {str(session.pk)[:8]} (completed)" in html  # the title
 
 
-def test_readable_names_for_every_interactions_model(user):
+def test_readable_names_for_every_interactions_model(user, django_assert_num_queries):
     session = recorded_session(user)
-    run = session.task_runs.get(name="shape")
-    version = session.version
-    assert str(run) == "shape (completed)"
-    assert str(version) == f"{session.interaction.name} v1"
-    assert str(session).startswith(f"{session.interaction.name} · ")
+    short = f"{str(session.pk)[:8]} (completed)"
+    with django_assert_num_queries(0):  # a name never costs a query
+        assert str(session) == f"session {short}"
+    loaded = Session.objects.select_related("interaction", "version__interaction").get(pk=session.pk)
+    run = loaded.task_runs.get(name="shape")
+    with django_assert_num_queries(0):
+        assert str(loaded) == f"{loaded.interaction.name} · {short}"
+        assert str(loaded.version) == f"{loaded.interaction.name} v1"
+        assert str(run) == "shape (completed)"
+    assert str(InteractionVersion.objects.get(pk=session.version_id)) == "v1"
 
 
 def test_cancel_button_cancels_through_the_session_service(superuser_client, user):
