@@ -135,7 +135,8 @@ class ApiKeyAdmin(OwnerScopedAdmin):
         if not self.has_add_permission(request):
             raise PermissionDenied
         owner = None if sees_everything(request) else request.user
-        form = ApiKeyForm(request.POST if request.method == "POST" else None, owner=owner)
+        form = ApiKeyForm(request.POST if request.method == "POST" else None, owner=owner,
+                          initial={"user": request.user.pk})
         if request.method == "POST" and form.is_valid():
             data = form.cleaned_data
             chosen = data["interactions"]

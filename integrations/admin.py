@@ -78,10 +78,11 @@ class IntegrationForm(forms.Form):
         if integration is not None:
             stored = {f.name: f.default for f in provider.fields}
             stored.update(integration.config)  # never the secrets: they stay encrypted
-            kwargs.setdefault("initial", {
+            kwargs["initial"] = {
                 "name": integration.name,
                 **{CREDENTIAL_PREFIX + f.name: stored.get(f.name) for f in provider.fields if not f.secret},
-            })
+                **(kwargs.get("initial") or {}),
+            }
         super().__init__(*args, **kwargs)
         if choose_owner:
             self.fields["user"] = forms.ModelChoiceField(User.objects.order_by("username"), label="Owner")
@@ -174,14 +175,15 @@ class IntegrationAdmin(OwnerScopedAdmin):
         """Render and save the add or change form through the integration services."""
         choose_owner = integration is None and sees_everything(request)
         form = IntegrationForm(request.POST if request.method == "POST" else None, provider=provider,
-                               integration=integration, choose_owner=choose_owner)
+                               integration=integration, choose_owner=choose_owner,
+                               initial={"user": request.user.pk} if choose_owner else None)
         if request.method == "POST" and form.is_valid():
             saved = self._save(request, form, provider, integration)
             if saved is not None:
                 return self._after_save(request, saved, added=integration is None)
-        fields = list(form.fields)
-        fieldsets = [(None, {"fields": [f for f in fields if not f.startswith(CREDENTIAL_PREFIX)]}),
-                     (f"{provider.name} credentials", {"fields": [f for f in fields if f.startswith(CREDENTIAL_PREFIX)]})]
+        credentials = [f for f in form.fields if f.startswith(CREDENTIAL_PREFIX)]
+        fieldsets = [(None, {"fields": [f for f in form.fields if f not in credentials]}),
+                     (f"{provider.name} credentials", {"fields": credentials})]
         admin_form = helpers.AdminForm(form, fieldsets, {}, model_admin=self)
         title = f"Add {provider.name} integration" if integration is None else f"Change {integration}"
         context = {

@@ -392,7 +392,8 @@ class InteractionAdmin(OwnerScopedAdmin):
                      "tasks": ", ".join(sorted(v.tasks or {}))}
                     for v in versions
                 ],
-                "junction_sessions_url": f"{reverse('admin:interactions_session_changelist')}?interaction={interaction.pk}",
+                "junction_sessions_url":
+                    f"{reverse('admin:interactions_session_changelist')}?interaction={interaction.pk}",
                 "junction_can_change": self.has_change_permission(request, interaction),
             }
         return super().change_view(request, object_id, form_url, extra_context)
@@ -636,5 +637,9 @@ class SessionAdmin(OwnerScopedAdmin):
                 **(extra_context or {}),
                 "junction_can_operate": self.has_operate_permission(request, session),
                 "junction_is_finished": session.is_finished,
+                # A record: nothing to save (cancel and retry are the buttons above).
+                "show_save": False,
+                "show_save_and_continue": False,
+                "show_save_and_add_another": False,
             }
         return super().change_view(request, object_id, form_url, extra_context)

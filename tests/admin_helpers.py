@@ -1,6 +1,6 @@
 """Admin test helpers: logged-in clients for a superuser and for builders, and query counting.
 
-Import the fixtures into a test module (`from tests.admin_helpers import superuser_client  # noqa`).
+The fixtures are a plugin of tests/conftest.py: every test module can ask for them.
 """
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from django.test.utils import CaptureQueriesContext
 
 from accounts.admin_scoping import builder_admin_grant
 from accounts.models import User
-from tests.conftest import make_user
 
 
 def logged_in(user: User) -> Client:
@@ -29,6 +28,8 @@ def superuser_client(db) -> Client:
 
 def make_builder(username: str | None = None) -> User:
     """A user let into the admin as a builder, as `manage.py grant_admin` does."""
+    from tests.conftest import make_user  # conftest loads this module as a plugin
+
     user = make_user(username)
     builder_admin_grant(user=user)
     return User.objects.get(pk=user.pk)  # fresh: no cached permissions

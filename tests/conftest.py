@@ -11,6 +11,9 @@ from accounts.models import User
 from integrations import services as integration_services
 from interactions import services as interaction_services
 
+# The admin's fixtures (superuser_client, builder, builder_client).
+pytest_plugins = ["tests.admin_helpers"]
+
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
 

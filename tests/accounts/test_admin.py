@@ -11,7 +11,7 @@ from rest_framework.test import APIClient
 
 from accounts.models import ApiKey, User
 from accounts.services import api_key_create, hash_api_key
-from tests.admin_helpers import builder, builder_client, query_count, superuser_client  # noqa: F401 (fixtures)
+from tests.admin_helpers import query_count
 from tests.conftest import PASSWORD, make_interaction, make_user
 
 KEYS = "/admin/accounts/apikey/"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from integrations.models import Integration
 from integrations.services import integration_credentials
-from tests.admin_helpers import builder, builder_client, query_count, superuser_client  # noqa: F401 (fixtures)
+from tests.admin_helpers import query_count
 from tests.conftest import SMTP_CREDENTIALS, TWITTER_CREDENTIALS, make_integration, make_user
 
 INTEGRATIONS = "/admin/integrations/integration/"

@@ -9,14 +9,7 @@ import pytest
 
 from interactions import services
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
-from tests.admin_helpers import (  # noqa: F401 (fixtures)
-    builder,
-    builder_client,
-    logged_in,
-    make_builder,
-    query_count,
-    superuser_client,
-)
+from tests.admin_helpers import logged_in, make_builder, query_count
 from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction, make_user
 
 STARTED = datetime(2026, 1, 2, 3, 4, 5, 678_000, tzinfo=UTC)
@@ -76,8 +69,8 @@ def test_session_list_filters_by_interaction_status_and_date(superuser_client, u
     by_status = superuser_client.get(SESSIONS, {"status__exact": "failed"}).content.decode()
     assert str(b.pk)[:8] in by_status and str(a.pk)[:8] not in by_status
 
-    by_date = superuser_client.get(
-        SESSIONS, {"created_at__gte": "2026-01-02 00:00:00+00:00", "created_at__lt": "2026-01-03 00:00:00+00:00"}).content.decode()
+    day = {"created_at__gte": "2026-01-02 00:00:00+00:00", "created_at__lt": "2026-01-03 00:00:00+00:00"}
+    by_date = superuser_client.get(SESSIONS, day).content.decode()
     assert str(a.pk)[:8] in by_date and str(b.pk)[:8] not in by_date
 
     nonsense = superuser_client.get(SESSIONS, {"interaction": "not-an-id"})
@@ -225,7 +218,7 @@ def test_versions_are_listed_on_the_interaction_page(superuser_client, user):
     for number in (1, 2, 3):
         assert f'data-testid="admin-version-{number}"' in page
     assert "v3 (current)" in page
-    assert f"versions/diff/?from=2&amp;to=3" in page
+    assert "versions/diff/?from=2&amp;to=3" in page
 
 
 def test_diff_between_any_two_versions(superuser_client, user):
