@@ -294,6 +294,11 @@ class InteractionAdmin(OwnerScopedAdmin):
     def delete_model(self, request, obj: Interaction) -> None:
         services.interaction_delete(interaction=obj)
 
+    def delete_queryset(self, request, queryset) -> None:
+        # The list's bulk delete too: the service first cancels active sessions (their workers stop).
+        for interaction in queryset:
+            services.interaction_delete(interaction=interaction)
+
     def _set_active(self, request, queryset, active: bool) -> None:
         changed = 0
         for interaction in queryset.filter(is_active=not active):

@@ -322,3 +322,12 @@ def test_sessions_are_found_by_the_start_of_their_id(superuser_client, user):
     by_name = superuser_client.get(SESSIONS, {"q": target.interaction.name}).content.decode()
     assert rows(by_name) == 1
     assert rows(superuser_client.get(SESSIONS, {"q": "zzzz-not-found"}).content.decode()) == 0
+
+
+def test_bulk_delete_removes_interactions_with_their_running_sessions(superuser_client, user):
+    running = recorded_session(user, status="running", started=datetime.now(UTC))
+    response = superuser_client.post(INTERACTIONS, {
+        "action": "delete_selected", "_selected_action": [str(running.interaction_id)], "post": "yes"})
+    assert response.status_code == 302
+    assert not Interaction.objects.filter(pk=running.interaction_id).exists()
+    assert not Session.objects.filter(pk=running.pk).exists()
