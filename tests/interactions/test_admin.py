@@ -331,3 +331,22 @@ def test_bulk_delete_removes_interactions_with_their_running_sessions(superuser_
     assert response.status_code == 302
     assert not Interaction.objects.filter(pk=running.interaction_id).exists()
     assert not Session.objects.filter(pk=running.pk).exists()
+
+
+def test_buttons_need_the_csrf_token(user):
+    from django.test import Client
+
+    from accounts.models import User
+
+    interaction = make_interaction(user)
+    client = Client(enforce_csrf_checks=True)
+    client.force_login(User.objects.create_superuser(username="root", email="root@example.com", password="x"))
+    assert client.post(f"{INTERACTIONS}{interaction.pk}/activate/").status_code == 403
+    interaction.refresh_from_db()
+    assert not interaction.is_active
+
+    page = client.get(f"{INTERACTIONS}{interaction.pk}/change/").content.decode()
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    assert client.post(f"{INTERACTIONS}{interaction.pk}/activate/", {"csrfmiddlewaretoken": token}).status_code == 302
+    interaction.refresh_from_db()
+    assert interaction.is_active
