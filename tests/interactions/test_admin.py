@@ -291,9 +291,13 @@ def test_a_builders_new_interaction_is_theirs_and_checked_against_their_integrat
     assert not Interaction.objects.filter(name="borrowed").exists()
 
 
-@pytest.mark.parametrize("url", [SESSIONS, INTERACTIONS, f"{INTERACTIONS}add/"])
-def test_builder_pages_load(builder_client, builder, url):
-    recorded_session(builder)
+@pytest.mark.parametrize("page", ["sessions", "interactions", "add", "session", "interaction", "diff"])
+def test_builder_pages_load(builder_client, builder, page):
+    session = recorded_session(builder)
+    interaction = f"{INTERACTIONS}{session.interaction_id}"
+    url = {"sessions": SESSIONS, "interactions": INTERACTIONS, "add": f"{INTERACTIONS}add/",
+           "session": f"{SESSIONS}{session.pk}/change/", "interaction": f"{interaction}/change/",
+           "diff": f"{interaction}/versions/diff/"}[page]
     assert builder_client.get(url).status_code == 200
 
 
