@@ -71,6 +71,7 @@ class Snapshot:
     version_id: Any = None
     started_at: datetime | None = None
     rows: dict[str, Row] = field(default_factory=dict)
+    others_unfinished: int | None = None  # 0: every other task has ended, and `rows` holds them all
 
 
 @dataclass(frozen=True)
@@ -88,10 +89,22 @@ class Result:
 @dataclass(frozen=True)
 class Applied:
     session_status: str | None
-    rows: dict[str, Row]  # the asked-for rows; every row when `unfinished` is 0
+    rows: dict[str, Row]  # the asked-for rows; every row when none is unfinished but those claimed here
     unfinished: int
     claimed: dict[str, int]  # fused tasks claimed by this call -> attempt
     skipped: tuple[str, ...]  # fused tasks skipped by this call
+    finished: Finished | None = None  # set when this call ended the session (an `ending` held)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The session's outcome if this round trip stores `expect` (task -> status) as given and
+    leaves no task unfinished: then the same round trip ends the session (folded end)."""
+
+    status: str
+    result: Any
+    error: str | None
+    expect: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -286,8 +299,13 @@ UPDATE interactions_session SET status = 'running', started_at = %(now)s, update
  WHERE id = %(sid)s AND status = 'queued';
 SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND r.name = ANY(%(names)s))::text
-  FROM interactions_session s WHERE s.id = %(sid)s
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR o.n = 0))::text,
+       o.n
+  FROM interactions_session s,
+       -- every other task ended: all rows come back, and this task's record can end the session
+       (SELECT count(*) AS n FROM interactions_taskrun
+         WHERE session_id = %(sid)s AND status IN ('pending', 'running') AND name <> %(name)s) AS o
+ WHERE s.id = %(sid)s
 """
 
 
@@ -311,8 +329,9 @@ def claim(
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
-    status, raw_input, user_id, version_id, started_at, rows = found
-    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
+    status, raw_input, user_id, version_id, started_at, rows, others_unfinished = found
+    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")),
+                    others_unfinished)
 
 
 def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer) -> Snapshot:
@@ -354,6 +373,7 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
 def apply(
     *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
     reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+    ending: Ending | None = None,
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 
@@ -362,23 +382,42 @@ def apply(
     A result is stored only while its task is `running` under that attempt (a cancel or a
     take-over that came first wins); one that would push the session past
     JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
-    the candidates, or every task when none is left unfinished.
+    the candidates, or every task when none is left unfinished. With an `ending` (and no
+    candidates), ends the session in the same round trip when it holds (`Applied.finished`);
+    other databases end it apart (the caller does, as for any round trip that leaves none).
     """
     candidates = candidates or {}
     names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
     if not _postgres():
         return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
                           now=now, lease=lease)
+    if candidates:
+        ending = None
     try:
-        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable)
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, ending)
     except DataError as exc:
-        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead.
+        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead
+        # (and end apart: the ending assumed the outputs).
         reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
         failed = [Result(r.name, r.attempt, FAILED, None, reason) if r.output else r for r in results]
-        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable)
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, None)
 
 
-def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable) -> Applied:
+# The folded end: only when every task has ended and each stored as the ending expects.
+_FOLDED_END_SQL = """
+UPDATE interactions_session SET status = %(fs)s, result = %(fr)s::jsonb, error = %(fe)s, finished_at = %(now)s,
+       updated_at = %(now)s
+ WHERE id = %(sid)s AND status IN ('queued', 'running')
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun r, jsonb_each_text(%(fx)s::jsonb) e
+                    WHERE r.session_id = %(sid)s AND r.name = e.key AND r.status <> e.value);"""
+_FOLDED_END_READ = """,
+       (SELECT json_build_array(s.interaction_id, v.number, s.input, s.created_at, s.started_at)
+          FROM interactions_session s JOIN interactions_interactionversion v ON v.id = s.version_id
+         WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
+
+
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, ending) -> Applied:
     params: dict[str, Any] = {
         "sid": session_id, "now": now, "lease": lease, "names": names,
         "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
@@ -409,6 +448,10 @@ UPDATE interactions_taskrun SET
         sql.append("""
 UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
  WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
+    if ending is not None:
+        params.update({"fs": ending.status, "fe": ending.error, "fx": json.dumps(ending.expect),
+                       "fr": json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None})
+        sql.append(_FOLDED_END_SQL)
     # The last statement claims or skips the candidates and reads back, in one: the rows it
     # reads are those before its own update, so the candidates' new state comes from RETURNING
     # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
@@ -441,17 +484,23 @@ left_open AS (
        - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
 SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text""")
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
+               -- none left but the tasks claimed here: all, so that their record can end the session
+               OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
+       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}""")
     with connection.cursor() as cursor:
         cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed = cursor.fetchone()
+        session_status, unfinished, rows, changed, *ended = cursor.fetchone()
+    finished = None
+    if ended and ended[0]:
+        interaction_id, version, raw_input, created_at, started_at = json.loads(ended[0])
+        finished = Finished(interaction_id, version, raw_input, _time(created_at), _time(started_at))
     found = _rows(json.loads(rows or "null"))
     changed_rows = _rows(json.loads(changed or "null"))
     found.update(changed_rows)
     claimed = {name: row.attempts for name, row in changed_rows.items() if row.status == RUNNING}
     skipped = tuple(sorted(name for name, row in changed_rows.items() if row.status == SKIPPED))
-    return Applied(session_status, found, unfinished, claimed, skipped)
+    return Applied(session_status, found, unfinished, claimed, skipped, finished)
 
 
 def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> Applied:
@@ -492,7 +541,7 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
                 elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=at, updated_at=now):
                     skipped.append(name)
         unfinished = runs.filter(status__in=UNFINISHED).count()
-        wanted = runs if unfinished == 0 else runs.filter(name__in=names)
+        wanted = runs if unfinished <= len(claimed) else runs.filter(name__in=names)
         rows = {
             run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
                              run["finished_at"], run["lease_expires_at"], run["logs"])
