@@ -140,6 +140,10 @@ REST_FRAMEWORK = {
         # JWT first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
         "accounts.authentication.RevocableJWTAuthentication",
         "accounts.authentication.ApiKeyAuthentication",
+        # Last: a user logged in to the admin uses the API from the same origin (the canvas,
+        # the browsable API), with Django's CSRF check on every unsafe method. A request that
+        # carries a token or a key is decided by the two above (docs/security.md).
+        "rest_framework.authentication.SessionAuthentication",
     ],
     # ApiKeyScope: a key of scope `run` reaches only the run and session routes (docs/security.md).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.permissions.ApiKeyScope"],

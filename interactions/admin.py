@@ -90,6 +90,8 @@ class InteractionAdminForm(forms.ModelForm):
         widget=forms.Textarea(attrs={"rows": 24, "cols": 100, "style": "font-family: monospace"}),
         help_text="{task name: {type, integration, body, execute_after, retries, timeout}}: see the API docs.",
     )
+    # The canvas's task positions, posted by its script (interactions/admin_canvas.py, docs/ui.md).
+    layout = forms.JSONField(required=False, widget=forms.HiddenInput)
 
     class Meta:
         model = Interaction
@@ -99,6 +101,8 @@ class InteractionAdminForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         if self.instance.pk and self.instance.current_version_id:
             self.initial.setdefault("tasks", self.instance.current_version.tasks)
+            self.initial.setdefault("layout", self.instance.current_version.layout)
+        self.definition_errors: dict[str, list[str]] = {}  # by path, for the canvas to place
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -114,6 +118,7 @@ class InteractionAdminForm(forms.ModelForm):
             except ApiValidationError as exc:
                 detail = exc.detail if isinstance(exc.detail, dict) else {"tasks": exc.detail}
                 for path, problems in detail.items():
+                    self.definition_errors[str(path)] = _messages(problems)
                     for message in _messages(problems):
                         # Paths such as tasks.fetch.body.url name the task and the field.
                         self.add_error("tasks", f"{path}: {message}")
@@ -279,12 +284,13 @@ class InteractionAdmin(OwnerScopedAdmin):
         if change:
             saved = services.interaction_update(
                 interaction=obj, name=data["name"], description=data["description"], tasks=data["tasks"],
-                deadline_seconds=data.get("deadline_seconds"),
+                deadline_seconds=data.get("deadline_seconds"), layout=data.get("layout"),
             )
         else:
             saved = services.interaction_create(
                 user=self.owner_for(request, data.get("user")), name=data["name"],
                 description=data["description"], tasks=data["tasks"], deadline_seconds=data.get("deadline_seconds"),
+                layout=data.get("layout"),
             )
         # The admin goes on with `obj` (messages, log entry, redirect): make it the saved row.
         for field in obj._meta.concrete_fields:

@@ -43,6 +43,9 @@ class InteractionVersion(TimeStampedModel):
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     tasks = models.JSONField()
+    # Where the canvas drew each task ({task: {"x", "y"}}): presentation only, never validated
+    # or executed, so it may change without making a new version (docs/ui.md).
+    layout = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-number"]
