@@ -306,6 +306,9 @@ function Flow({ config, textarea, form }) {
   const [jsonError, setJsonError] = useState(start === null ? 'The JSON below does not parse: fix it, then go back to the canvas.' : null);
   const [notice, setNotice] = useState(null);
   const wrapper = useRef(null);
+  // Fit the view to a definition that arrives with tasks; an empty canvas keeps its zoom, so
+  // a task dropped on it stays where it was dropped.
+  const [fitOnLoad] = useState(() => Object.keys(start || {}).length > 0);
   const { screenToFlowPosition, fitView } = useReactFlow();
 
   useEffect(() => {
@@ -475,7 +478,7 @@ function Flow({ config, textarea, form }) {
                          onNodesChange={onNodesChange} onEdgesChange={onEdgesChange} onConnect={onConnect}
                          isValidConnection={isValidConnection} onPaneClick={() => { setSelected(null); setOpenCog(null); }}
                          onNodeClick={(e, n) => context.selectTask(n.id)} deleteKeyCode={['Delete']}
-                         fitView fitViewOptions={{ padding: 0.2, maxZoom: 1 }} proOptions={{ hideAttribution: true }}>
+                         fitView={fitOnLoad} fitViewOptions={{ padding: 0.2, maxZoom: 1 }} proOptions={{ hideAttribution: true }}>
                 <Background gap={16} />
                 <Controls showInteractive={false} />
               </ReactFlow>

@@ -30,7 +30,10 @@ function ms(iso) {
 
 // start/end of each task in ms from the session's first start; running tasks end "now".
 export function timelineOf(session, now) {
-  const rows = Object.entries(session.tasks || {}).map(([name, t]) => ({ name, status: t.status, start: ms(t.started_at), end: ms(t.finished_at) }));
+  // In the order the tasks started; those that never started last.
+  const rows = Object.entries(session.tasks || {})
+    .map(([name, t]) => ({ name, status: t.status, start: ms(t.started_at), end: ms(t.finished_at) }))
+    .sort((a, b) => (a.start ?? Infinity) - (b.start ?? Infinity) || a.name.localeCompare(b.name));
   const started = rows.filter((r) => r.start != null);
   if (!started.length) return { rows, origin: null, span: 0 };
   const origin = Math.min(...started.map((r) => r.start), ms(session.started_at) ?? Infinity);
