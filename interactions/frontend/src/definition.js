@@ -109,6 +109,7 @@ export function deleteTask(tasks, name) {
 }
 
 export function setLink(tasks, source, target, statuses) {
+  if (!(target in tasks)) return tasks;  // a link removed along with its task
   const task = { ...tasks[target] };
   const after = { ...predecessors(task) };
   if (statuses && statuses.length) after[source] = statuses; else delete after[source];
