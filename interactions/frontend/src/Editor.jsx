@@ -292,7 +292,7 @@ function initialNodes(tasks, layout) {
 }
 
 function Flow({ config, textarea, form }) {
-  const start = readTextarea(textarea);
+  const [start] = useState(() => readTextarea(textarea));  // the form's definition as the page came
   const [tasks, setTasks] = useState(start || {});
   const [nodes, setNodes] = useState(() => initialNodes(start || {}, config.layout));
   const [types, setTypes] = useState({});
