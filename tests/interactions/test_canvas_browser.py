@@ -246,3 +246,33 @@ def test_the_json_stays_one_click_away_both_ways(page, builder):
     expect(by_id(page, "edge-wait-after")).to_have_attribute("data-condition", "failed")
     select(page, "wait")
     expect(by_id(page, "field-wait-seconds")).to_have_value("3")
+
+
+def test_cancel_and_retry_from_the_session_viewer(page, builder, slow_http):
+    expect = sync_api.expect
+    from tests.conftest import make_interaction
+    from interactions.sessions import session_start
+
+    tasks = {
+        "call": {"type": "http_request", "body": {"url": slow_http.url("/slow/8")}},
+        "after": {"type": "fail", "execute_after": {"call": ["completed"]}},
+    }
+    interaction = make_interaction(builder, tasks=tasks, active=True)
+    session, _ = session_start(user=builder, interaction=interaction, data={})
+    log_in(page, builder)
+    page.goto(f"/admin/interactions/session/{session.pk}/change/")
+    # Laid out automatically (the API saved no positions), then live: call starts running.
+    expect(by_id(page, "session-task-call")).to_have_attribute("data-status", "running", timeout=20_000)
+    assert by_id(page, "session-task-after").bounding_box()["y"] > by_id(page, "session-task-call").bounding_box()["y"]
+    by_id(page, "cancel-button").click()
+    expect(by_id(page, "session-status")).to_have_text("cancelled")
+    expect(by_id(page, "session-task-call")).to_have_attribute("data-status", "cancelled")
+    session.refresh_from_db()
+    assert session.status == Session.Status.CANCELLED
+    by_id(page, "retry-button").click()
+    page.wait_for_url(lambda url: str(session.pk) not in url and url.endswith("/change/"))
+    retried = Session.objects.get(retry_of=session)
+    assert str(retried.pk) in page.url
+    expect(by_id(page, "session-viewer")).to_have_attribute("data-session-id", str(retried.pk))
+    by_id(page, "cancel-button").click()  # leave no work behind
+    expect(by_id(page, "session-status")).to_have_text("cancelled")
