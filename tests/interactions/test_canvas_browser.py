@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from django.db import connections
 
 from accounts.models import User
 from interactions.models import Interaction, Session
@@ -64,6 +65,8 @@ def page(server, monkeypatch):
         log_dir.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(log_dir / "canvas-browser-last.png"), full_page=True)
         browser.close()
+        # The test's ORM calls ran beside Playwright's loop, on a connection of their own.
+        connections.close_all()
         assert errors == [], f"JavaScript errors on the page: {errors}"
 
 
@@ -168,6 +171,7 @@ def test_build_the_diamond_run_it_and_watch_it(page, builder, slow_http):
     assert not Interaction.objects.filter(name="diamond").exists()
     select(page, "start")
     expect(by_id(page, "field-error-start-expression")).to_be_visible()
+    by_id(page, "canvas").screenshot(path=str(IMAGES / "canvas-errors.png"))
     set_fixed(page, "start", "expression", "@")
     select(page, "right")
     expect(by_id(page, "task-errors-right")).to_contain_text("retries")
@@ -246,6 +250,23 @@ def test_the_json_stays_one_click_away_both_ways(page, builder):
     expect(by_id(page, "edge-wait-after")).to_have_attribute("data-condition", "failed")
     select(page, "wait")
     expect(by_id(page, "field-wait-seconds")).to_have_value("3")
+
+
+def test_integrations_offered_are_the_users_own_of_the_types_provider(page, builder, other_user):
+    from tests.conftest import make_integration
+
+    tweets = make_integration(builder, "twitter", name="our-twitter")
+    make_integration(builder, "smtp", name="our-mail")
+    make_integration(other_user, "twitter", name="their-twitter")
+    log_in(page, builder)
+    page.goto("/admin/interactions/interaction/add/")
+    drop_task(page, "send_tweet", "announce", 0.5, 0.2)
+    choice = by_id(page, "integration-announce")
+    options = choice.locator("option").all_inner_texts()
+    assert [o for o in options if not o.startswith("—")] == ["our-twitter"]
+    choice.select_option(str(tweets.pk))
+    by_id(page, "toggle-json").click()
+    assert f'"integration": "{tweets.pk}"' in page.locator("#id_tasks").input_value()
 
 
 def test_cancel_and_retry_from_the_session_viewer(page, builder, slow_http):
