@@ -70,3 +70,12 @@ def test_anonymous_callers_still_get_401_with_a_challenge(db):
 def test_a_deactivated_users_session_no_longer_reaches_the_api(browser, user):
     User.objects.filter(pk=user.pk).update(is_active=False)
     assert browser.get("/api/interactions/").status_code == 401
+
+
+def test_the_browsable_api_renders_for_a_logged_in_browser(browser, user):
+    response = browser.get("/api/interactions/", HTTP_ACCEPT="text/html")
+    assert response.status_code == 200
+    assert response["Content-Type"].startswith("text/html")
+    # The page hands its forms the CSRF token they send back (DRF's `window.drf.csrfToken`).
+    assert b"csrfToken" in response.content
+    assert user.username.encode() in response.content  # shown as logged in
