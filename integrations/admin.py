@@ -1,5 +1,8 @@
 """Admin for integrations: create and edit them with the provider's own fields; secrets never shown.
 
+Provider apps (the builder's own app registered with a provider, for OAuth) are listed, renamed
+and deleted here with their secret masked; they are created through the API.
+
 The add page first asks for the provider, then renders that provider's fields from its
 `ProviderField`s (the registry the API describes at `/api/providers/`): secret fields are
 password inputs that are never filled in, not even after an error. Saving calls
@@ -29,7 +32,7 @@ from accounts.models import User
 from config.errors import ApiError
 from config.form_errors import add_service_errors
 from integrations import services
-from integrations.models import Integration
+from integrations.models import Integration, ProviderApp
 from integrations.providers import (
     MAX_CREDENTIAL_LENGTH,
     Provider,
@@ -119,13 +122,13 @@ class IntegrationForm(forms.Form):
 
 @admin.register(Integration)
 class IntegrationAdmin(OwnerScopedAdmin):
-    list_display = ["name", "provider", "user", "created_at", "updated_at"]
+    list_display = ["name", "provider", "user", "provider_app", "account", "created_at", "updated_at"]
     list_filter = ["provider"]
-    search_fields = ["name", "user__username"]
-    list_select_related = ["user"]
+    search_fields = ["name", "user__username", "account"]
+    list_select_related = ["user", "provider_app"]
     # What a user with the view permission only sees (read-only): the masked credentials.
-    fields = ["name", "provider", "user", "credentials", "created_at", "updated_at"]
-    readonly_fields = ["provider", "user", "credentials", "created_at", "updated_at"]
+    fields = ["name", "provider", "user", "provider_app", "account", "credentials", "created_at", "updated_at"]
+    readonly_fields = ["provider", "user", "provider_app", "account", "credentials", "created_at", "updated_at"]
 
     @admin.display(description="Credentials (secrets masked)")
     def credentials(self, obj: Integration) -> str:
@@ -231,3 +234,45 @@ class IntegrationAdmin(OwnerScopedAdmin):
             return HttpResponseRedirect(
                 f"{reverse('admin:integrations_integration_add')}?provider={integration.provider}")
         return HttpResponseRedirect(reverse("admin:integrations_integration_changelist"))
+
+
+class ProviderAppAdminForm(forms.ModelForm):
+    class Meta:
+        model = ProviderApp
+        fields = ["name"]
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        taken = ProviderApp.objects.filter(user_id=self.instance.user_id, name=name).exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise forms.ValidationError("This user already has a provider app with this name.")
+        return name
+
+
+@admin.register(ProviderApp)
+class ProviderAppAdmin(OwnerScopedAdmin):
+    form = ProviderAppAdminForm
+    list_display = ["name", "provider", "user", "callback_url", "created_at", "updated_at"]
+    list_filter = ["provider"]
+    search_fields = ["name", "user__username"]
+    list_select_related = ["user"]
+    fields = ["name", "provider", "user", "credentials", "callback_url", "created_at", "updated_at"]
+    readonly_fields = ["provider", "user", "credentials", "callback_url", "created_at", "updated_at"]
+
+    def has_add_permission(self, request) -> bool:
+        return False  # credentials are entered through the API, where the provider validates them
+
+    @admin.display(description="Credentials (secrets masked)")
+    def credentials(self, obj: ProviderApp) -> str:
+        shown = json.dumps(services.provider_app_masked_credentials(obj), indent=2, sort_keys=True)
+        return format_html("<pre>{}</pre>", shown)
+
+    def save_model(self, request, obj: ProviderApp, form, change: bool) -> None:
+        services.provider_app_update(provider_app=obj, name=form.cleaned_data["name"])
+
+    def delete_model(self, request, obj: ProviderApp) -> None:
+        services.provider_app_delete(provider_app=obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for provider_app in queryset:
+            services.provider_app_delete(provider_app=provider_app)

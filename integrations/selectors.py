@@ -3,11 +3,15 @@ import uuid
 from django.db.models import QuerySet
 
 from accounts.models import User
-from integrations.models import Integration
+from integrations.models import Integration, ProviderApp
 
 
 def integration_list(*, user: User) -> QuerySet[Integration]:
     return Integration.objects.filter(user=user)
+
+
+def provider_app_list(*, user: User) -> QuerySet[ProviderApp]:
+    return ProviderApp.objects.filter(user=user)
 
 
 def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:

@@ -20,6 +20,7 @@ import random
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -33,7 +34,7 @@ from config import metrics, oplog
 from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
-from integrations.providers import providers
+from integrations.providers import Provider, providers
 from integrations.redaction import redact, secret_forms
 from integrations.services import integration_credentials
 from interactions import claims, events, runstore, selectors
@@ -116,22 +117,25 @@ def run_with_body(
     own failure.
     """
     _check(task_type, body)
-    credentials: dict[str, Any] = {}
-    if integration_id:
-        integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
-        if integration is None:
-            raise TaskFailed(f"integration {integration_id} no longer exists")
-        try:
-            credentials = integration_credentials(integration=integration)
-        except DecryptionError:
-            raise TaskFailed(
-                f"the secrets of integration {integration.name!r} cannot be decrypted with the "
-                f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
-            ) from None
-    secrets = []
-    if credentials:
-        secrets = secret_forms(credentials, providers.get(integration.provider))
-    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
+    if not integration_id:
+        return _run(task_type, body, TaskContext(timeout=timeout), [])
+    integration = Integration.objects.select_related("provider_app").filter(pk=integration_id, user_id=user_id).first()
+    if integration is None:
+        raise TaskFailed(f"integration {integration_id} no longer exists")
+    try:
+        credentials = integration_credentials(integration=integration)
+    except DecryptionError:
+        raise TaskFailed(
+            f"the secrets of integration {integration.name!r} cannot be decrypted with the "
+            f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
+        ) from None
+    provider = providers.get(integration.provider)
+    context = TaskContext(timeout=timeout, connect=partial(_client, provider, credentials))
+    return _run(task_type, body, context, secret_forms(credentials, provider))
+
+
+def _client(provider: Provider, credentials: dict[str, Any], timeout: float) -> Any:
+    return provider.client(credentials, timeout=timeout)
 
 
 def resolve_task_body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
