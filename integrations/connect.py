@@ -133,6 +133,8 @@ def _save_connected(
     secret = {k: v for k, v in credentials.items() if k in spec.secret_fields}
     existing = None
     if account:
+        # End users (issue 10): the starter is also `end_user`; filter on it here and set it on
+        # the create below, so that two starters connecting one account never share it.
         existing = (Integration.objects.select_for_update()
                     .filter(user=owner, provider_app=provider_app, account=account).first())
     if existing is not None:
