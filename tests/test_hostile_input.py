@@ -17,11 +17,12 @@ from django.urls import get_resolver
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
 from accounts import services as account_services
+from integrations import services as integration_services
 from interactions.models import Session
-from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+from tests.conftest import SIMPLE_TASKS, TWITTER_APP_CREDENTIALS, make_integration, make_interaction
 
 KINDS = {"api-keys": "api_key", "integrations": "integration", "interactions": "interaction",
-         "sessions": "session"}
+         "sessions": "session", "provider-apps": "provider_app"}
 
 
 def api_routes() -> list[tuple[str, str]]:
@@ -51,9 +52,14 @@ def api_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = api_routes()
-BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/")  # verbs that read no body
+BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/", "/connect/")  # verbs that read no body
 BODY_ROUTES = [(m, p) for m, p in ROUTES if m in ("post", "put", "patch")]
 GET_ROUTES = [(m, p) for m, p in ROUTES if m == "get" and not p.endswith("/docs/")]
+
+
+def make_provider_app(user):
+    return integration_services.provider_app_create(user=user, name="fuzz", provider="twitter",
+                                                    credentials=dict(TWITTER_APP_CREDENTIALS))
 
 
 @pytest.fixture
@@ -66,6 +72,7 @@ def objects(user):
         "session": Session.objects.create(user=user, interaction=interaction,
                                           version=interaction.current_version,
                                           status=Session.Status.COMPLETED, input={}),
+        "provider_app": make_provider_app(user),
     }
 
 
@@ -181,6 +188,7 @@ def test_hostile_query_strings_never_give_a_5xx(api, objects, method, path):
 def valid_bodies(objects) -> dict[tuple[str, str], dict]:
     interaction = f"/api/interactions/{objects['interaction'].id}/"
     integration = f"/api/integrations/{objects['integration'].id}/"
+    provider_app = f"/api/provider-apps/{objects['provider_app'].id}/"
     definition = {"name": "fuzzed", "description": "d", "tasks": SIMPLE_TASKS, "deadline_seconds": 60}
     return {
         ("post", "/api/auth/register/"): {"username": "fuzz", "email": "f@example.com", "password": "x" * 12},
@@ -200,6 +208,11 @@ def valid_bodies(objects) -> dict[tuple[str, str], dict]:
         ("put", interaction): definition,
         ("patch", interaction): {"deadline_seconds": 5, "tasks": SIMPLE_TASKS},
         ("post", interaction + "run/"): {"shape": {"data": {"items": [1]}}},
+        ("post", "/api/provider-apps/"): {"name": "p", "provider": "twitter", "callback_url": "https://a.example/",
+                                          "credentials": {"consumer_key": "ck", "consumer_secret": "cs-12345678"}},
+        ("patch", provider_app): {"name": "p2", "callback_url": "https://b.example/",
+                                  "credentials": {"consumer_secret": "cs-87654321"}},
+        ("put", provider_app): {"name": "p3", "provider": "twitter", "credentials": {}},
     }
 
 
@@ -254,7 +267,7 @@ def test_any_value_in_any_field_never_gives_a_5xx(api, objects, data):
 def test_every_body_route_has_a_valid_body_to_fuzz():
     """A new route that takes a body gets a valid body in `valid_bodies` (its fields fuzzed)."""
     objects = {kind: type("Obj", (), {"id": "ID"})() for kind in ("interaction", "integration",
-                                                                    "api_key", "session")}
+                                                                    "api_key", "session", "provider_app")}
     covered = {(m, re.sub(r"/ID/", "/{id}/", u)) for m, u in valid_bodies(objects)}
     wanted = {(m, re.sub(r"\(\?P<pk>[^)]*\)", "{id}", p).replace("(?P<type>[a-z0-9_]+)", "transform"))
               for m, p in BODY_ROUTES}

@@ -13,7 +13,7 @@ from accounts import services as account_services
 from accounts.models import ApiKey
 from interactions.models import Session
 from tests.conftest import make_integration, make_interaction
-from tests.test_hostile_input import ROUTES, concrete
+from tests.test_hostile_input import ROUTES, concrete, make_provider_app
 
 RUN_BODY = {"shape": {"data": {"items": [1]}}}
 # What a run key may reach: (method, path pattern suffix).
@@ -30,9 +30,10 @@ def _shape(path: str) -> str:
 
 
 RUN_KEY_ROUTES = {(method, path) for method, path in ROUTES if (method, _shape(path)) in RUN_KEY_PATHS}
-# Routes that take no credentials at all (they are the way to get some), and the public schema.
+# Routes that take no credentials at all (they are the way to get some), the public schema, and
+# the OAuth callback (its state is the credential: docs/providers.md).
 CREDENTIAL_FREE = {"/api/auth/register/", "/api/auth/login/", "/api/auth/refresh/", "/api/auth/logout/",
-                   "/api/schema/", "/api/docs/"}
+                   "/api/schema/", "/api/docs/", "/api/oauth/callback/"}
 
 
 def key_client(key: str) -> APIClient:
@@ -54,6 +55,7 @@ def objects(user):
         "api_key": account_services.api_key_create(user=user, name="other").api_key,
         "session": Session.objects.create(user=user, interaction=interaction, version=interaction.current_version,
                                           status=Session.Status.COMPLETED, input={}),
+        "provider_app": make_provider_app(user),
     }
 
 
