@@ -27,7 +27,7 @@ from integrations.encryption import DecryptionError, decrypt_json, encrypt_json
 from integrations.models import Integration, OAuthState, ProviderApp
 from integrations.providers import ClientUnavailable, Provider, providers
 from integrations.redaction import redact, secret_forms
-from integrations.services import provider_app_credentials
+from integrations.services import provider_app_credentials, split_credentials
 
 # SPEC §2.7: a state older than this is refused. Long enough to log in at the provider.
 STATE_LIFETIME = timedelta(minutes=10)
@@ -129,8 +129,7 @@ def _save_connected(
 ) -> Integration:
     """Create the integration, or refresh the tokens of the one this account already has
     through this app (connecting again is how an account owner renews access)."""
-    public = {k: v for k, v in credentials.items() if k not in spec.secret_fields}
-    secret = {k: v for k, v in credentials.items() if k in spec.secret_fields}
+    public, secret = split_credentials(spec, credentials)
     existing = None
     if account:
         # End users (issue 10): the starter is also `end_user`; filter on it here and set it on

@@ -151,10 +151,6 @@ class Provider:
     def secret_fields(self) -> frozenset[str]:
         return frozenset(f.name for f in self.fields if f.secret)
 
-    @property
-    def destination_fields(self) -> frozenset[str]:
-        return frozenset(f.name for f in self.fields if f.destination)
-
     def secret_values(self, credentials: dict[str, Any]) -> list[str]:
         """Return the plaintexts that carry a secret as this provider's protocol sends them.
 

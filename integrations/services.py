@@ -31,7 +31,8 @@ def _provider(key: str) -> Provider:
         raise ValidationError({"provider": [str(exc)]}) from None
 
 
-def _split(provider: Provider, credentials: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+def split_credentials(provider: Provider, credentials: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split credentials into (non-secret, secret) by the provider's fields."""
     public = {k: v for k, v in credentials.items() if k not in provider.secret_fields}
     secret = {k: v for k, v in credentials.items() if k in provider.secret_fields}
     return public, secret
@@ -52,7 +53,7 @@ def integration_create(*, user: User, name: str, provider: str, credentials: dic
     problems = spec.check_credentials(credentials)
     if problems:
         raise ValidationError(problems)
-    public, secret = _split(spec, credentials)
+    public, secret = split_credentials(spec, credentials)
     return _save(
         Integration(user=user, name=name, provider=provider, config=public,
                     secrets_encrypted=encrypt_json(secret))
@@ -80,7 +81,7 @@ def integration_update(
                         "Comes from the provider app this account is connected through: change it there."]
         if problems:
             raise ValidationError(problems)
-        public, secret = _split(spec, credentials)
+        public, secret = split_credentials(spec, credentials)
         moved = _moved(fields, integration.config, public)
         _require_secrets(moved, stored=integration.secrets_encrypted, secret_fields=spec.secret_fields,
                          sent=secret, whose="integration")
@@ -214,7 +215,7 @@ def provider_app_create(
     if problems:
         raise ValidationError(problems)
     _check_callback_url(callback_url)
-    public, secret = _split(spec, credentials)
+    public, secret = split_credentials(spec, credentials)
     return _save_app(ProviderApp(user=user, name=name, provider=provider, config=public,
                                  secrets_encrypted=encrypt_json(secret), callback_url=callback_url))
 
@@ -233,7 +234,7 @@ def provider_app_update(
     problems = spec.check_credentials(credentials, partial=True, fields=spec.app_fields)
     if problems:
         raise ValidationError(problems)
-    public, secret = _split(spec, credentials)
+    public, secret = split_credentials(spec, credentials)
     moved = _moved(spec.app_fields, provider_app.config, public)
     if callback_url is not None:
         _check_callback_url(callback_url)
