@@ -147,6 +147,15 @@ class TestRefusedCallbacks:
         assert_error(anon.get(callback), 400, "oauth_state_expired")
         assert not Integration.objects.exists()
 
+    def test_expired_states_are_deleted_by_the_next_start(self, api, user):
+        app = make_app(user)
+        start(api, app)
+        old = OAuthState.objects.get()
+        OAuthState.objects.filter(pk=old.pk).update(created_at=old.created_at - timedelta(minutes=11))
+        start(api, app)
+        assert not OAuthState.objects.filter(pk=old.pk).exists()
+        assert OAuthState.objects.count() == 1
+
     def test_a_forged_state_is_400(self, api, anon, user):
         params = callback_params(authorize(start(api, make_app(user))["authorize_url"]))
         params["state"] = "forged-" + params["state"][7:]
