@@ -2,7 +2,7 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health, metrics
+from config import health, landing, metrics
 
 api = [
     path("auth/", include("accounts.urls")),
@@ -15,6 +15,7 @@ api = [
 ]
 
 urlpatterns = [
+    path("", landing.landing, name="landing"),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

@@ -3,7 +3,7 @@ import uuid
 from django.db.models import QuerySet
 
 from accounts.models import User
-from integrations.models import Integration
+from integrations.models import Integration, ProviderApp
 
 
 def integration_list(*, user: User) -> QuerySet[Integration]:
@@ -14,6 +14,10 @@ def integration_list(*, user: User) -> QuerySet[Integration]:
 def end_user_integration_list(*, end_user) -> QuerySet[Integration]:
     """The accounts an end user connected (docs/end-users.md)."""
     return Integration.objects.filter(end_user=end_user)
+
+
+def provider_app_list(*, user: User) -> QuerySet[ProviderApp]:
+    return ProviderApp.objects.filter(user=user)
 
 
 def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:

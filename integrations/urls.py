@@ -1,12 +1,20 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from integrations.views import EndUserIntegrationViewSet, IntegrationViewSet, ProviderListView
+from integrations.views import (
+    EndUserIntegrationViewSet,
+    IntegrationViewSet,
+    OAuthCallbackView,
+    ProviderAppViewSet,
+    ProviderListView,
+)
 
 router = SimpleRouter()
 router.register("integrations", IntegrationViewSet, basename="integration")
+router.register("provider-apps", ProviderAppViewSet, basename="provider-app")
 urlpatterns = [
     path("providers/", ProviderListView.as_view(), name="providers"),
+    path("oauth/callback/", OAuthCallbackView.as_view(), name="oauth-callback"),
     *router.urls,
     path("apps/<slug:slug>/integrations/", EndUserIntegrationViewSet.as_view({"get": "list"}),
          name="end-user-integration-list"),

@@ -60,6 +60,9 @@ class InteractionVersion(TimeStampedModel):
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     tasks = models.JSONField()
+    # Where the canvas drew each task ({task: {"x", "y"}}): presentation only, never validated
+    # or executed, so it may change without making a new version (docs/ui.md).
+    layout = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -69,7 +72,11 @@ class InteractionVersion(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.interaction_id} v{self.number}"
+        # Named after the interaction only when it is loaded: a name never costs a query (a
+        # delete confirmation lists every version and session of an interaction).
+        if InteractionVersion.interaction.is_cached(self):
+            return f"{self.interaction.name} v{self.number}"
+        return f"v{self.number}"
 
 
 class Session(TimeStampedModel):
@@ -128,6 +135,14 @@ class Session(TimeStampedModel):
             ),
         ]
 
+    def __str__(self) -> str:
+        # The id's first block is what people quote. The interaction's name only when it is
+        # loaded (the admin's lists select it): a name never costs a query.
+        short = f"{str(self.pk)[:8]} ({self.status})"
+        if Session.interaction.is_cached(self):
+            return f"{self.interaction.name} · {short}"
+        return f"session {short}"
+
     @property
     def is_finished(self) -> bool:
         return self.status in self.TERMINAL
@@ -168,3 +183,6 @@ class TaskRun(TimeStampedModel):
         constraints = [
             models.UniqueConstraint(fields=["session", "name"], name="task_run_unique_per_session"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

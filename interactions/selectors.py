@@ -2,20 +2,46 @@
 from __future__ import annotations
 
 import json
+import uuid
 from typing import Any
 
 from django.db.models import Prefetch, QuerySet
 
 from accounts.models import User
+from config.hotcache import HotCache
 from interactions.compiled import compiled_version
 from interactions.engine.definition import Definition
 from interactions.engine.inputs import example_input, input_schema
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from interactions.signals import INTERACTIONS
 from tasks_catalog.headers import sendable_headers
 
 
 def interaction_list(*, user: User) -> QuerySet[Interaction]:
     return Interaction.objects.filter(user=user).select_related("current_version")
+
+
+# The interactions run calls look up, per process (config/hotcache.py; interactions.signals
+# announces every change).
+_for_run: HotCache = HotCache(INTERACTIONS)
+
+
+def interaction_for_run(*, pk: Any, user: User) -> Interaction | None:
+    """The user's interaction `pk` with its current version (its JSON deferred: the compiled
+    version is cached per process), or None. Usually no query at all."""
+    try:
+        key = str(uuid.UUID(str(pk)))
+    except ValueError:
+        return None
+    found = _for_run.get(key)
+    if found is None:
+        ticket = _for_run.ticket()
+        found = (Interaction.objects.select_related("current_version").defer("current_version__tasks")
+                 .filter(pk=key).first())
+        if found is None:
+            return None
+        _for_run.put(key, found, ticket)
+    return found if found.user_id == user.pk else None
 
 
 def version_list(*, interaction: Interaction) -> QuerySet[InteractionVersion]:

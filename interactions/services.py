@@ -71,9 +71,24 @@ def _save(interaction: Interaction) -> None:
         raise ValidationError({"name": ["You already have an interaction with this name."]}) from None
 
 
-def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> InteractionVersion:
+def layout_clean(*, layout: Any, tasks: Any) -> dict[str, dict[str, float]]:
+    """Keep the canvas positions of tasks that exist; drop anything else (it is presentation only)."""
+    if not isinstance(layout, dict) or not isinstance(tasks, dict):
+        return {}
+    kept: dict[str, dict[str, float]] = {}
+    for name, point in layout.items():
+        if name in tasks and isinstance(point, dict):
+            x, y = point.get("x"), point.get("y")
+            if all(isinstance(v, (int, float)) and not isinstance(v, bool) and abs(v) < 1e7 for v in (x, y)):
+                kept[name] = {"x": round(float(x), 1), "y": round(float(y), 1)}
+    return kept
+
+
+def _add_version(interaction: Interaction, tasks: dict[str, Any], layout: Any = None) -> InteractionVersion:
     last = interaction.current_version.number if interaction.current_version else 0
-    version = InteractionVersion.objects.create(interaction=interaction, number=last + 1, tasks=tasks)
+    version = InteractionVersion.objects.create(
+        interaction=interaction, number=last + 1, tasks=tasks, layout=layout_clean(layout=layout, tasks=tasks)
+    )
     interaction.current_version = version
     return version
 
@@ -82,15 +97,19 @@ def _add_version(interaction: Interaction, tasks: dict[str, Any]) -> Interaction
 def interaction_create(
     *, user: User, name: str, tasks: Any, description: str = "", deadline_seconds: int | None = None,
     app: Any = None, access: str = Interaction.Access.OWNER, allowed_groups: list[str] | None = None,
+    layout: Any = None,
 ) -> Interaction:
-    """Create an interaction and its version 1 (inactive until activated)."""
+    """Create an interaction and its version 1 (inactive until activated).
+
+    `layout` is the canvas's positions of the tasks, kept with the version (docs/ui.md).
+    """
     allowed_groups = list(dict.fromkeys(allowed_groups or []))
     found = _access(user=user, app=app, access=access, allowed_groups=allowed_groups)
     definition_parse(user=user, tasks=tasks, access=access)
     interaction = Interaction(user=user, name=name, description=description, deadline_seconds=deadline_seconds,
                               app=found, access=access, allowed_groups=allowed_groups)
     _save(interaction)
-    _add_version(interaction, tasks)
+    _add_version(interaction, tasks, layout)
     interaction.save(update_fields=["current_version", "updated_at"])
     return interaction
 
@@ -107,9 +126,13 @@ def interaction_update(
     app: Any = UNCHANGED,
     access: str | None = None,
     allowed_groups: list[str] | None = None,
+    layout: Any = None,
 ) -> Interaction:
     """Change an interaction; a change to `tasks` adds a new version, other fields do not
     (`app`, `access`, `allowed_groups` are settings, like `is_active`).
+
+    `layout` (the canvas's positions) goes with a new version; with unchanged tasks it replaces
+    the current version's layout in place, since positions are not part of what runs.
 
     Locks the interaction row so that concurrent edits number their versions in turn. A
     change of access is refused (400) when the current tasks would not be valid under it
@@ -132,7 +155,12 @@ def interaction_update(
         definition_parse(user=interaction.user, tasks=checked, access=interaction.access)
     if tasks is not None:
         if interaction.current_version is None or interaction.current_version.tasks != tasks:
-            _add_version(interaction, tasks)
+            _add_version(interaction, tasks, layout)
+        elif layout is not None:
+            kept = layout_clean(layout=layout, tasks=tasks)
+            if kept != interaction.current_version.layout:
+                InteractionVersion.objects.filter(pk=interaction.current_version.pk).update(layout=kept)
+                interaction.current_version.layout = kept
     if name is not None:
         interaction.name = name
     if description is not None:

@@ -11,6 +11,9 @@ from accounts.models import User
 from integrations import services as integration_services
 from interactions import services as interaction_services
 
+# The admin's fixtures (superuser_client, builder, builder_client).
+pytest_plugins = ["tests.admin_helpers"]
+
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
 
@@ -69,6 +72,8 @@ TWITTER_CREDENTIALS = {
     "access_token": "at-public",
     "access_token_secret": "ats-very-secret-2",
 }
+# A builder's Twitter developer app (a provider app): accounts connect through it by OAuth.
+TWITTER_APP_CREDENTIALS = {"consumer_key": "ck-app-public", "consumer_secret": "cs-app-very-secret-4"}
 SMTP_CREDENTIALS = {
     "host": "127.0.0.1",
     "port": 2525,
@@ -134,7 +139,8 @@ def fake_twitter():
     from tests.fake_twitter import FakeTwitter
 
     server = FakeTwitter(
-        consumers={TWITTER_CREDENTIALS["consumer_key"]: TWITTER_CREDENTIALS["consumer_secret"]},
+        consumers={TWITTER_CREDENTIALS["consumer_key"]: TWITTER_CREDENTIALS["consumer_secret"],
+                   TWITTER_APP_CREDENTIALS["consumer_key"]: TWITTER_APP_CREDENTIALS["consumer_secret"]},
         tokens={TWITTER_CREDENTIALS["access_token"]: TWITTER_CREDENTIALS["access_token_secret"]},
     ).start()
     previous = os.environ.get("JUNCTION_TWITTER_API_BASE")

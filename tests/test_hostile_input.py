@@ -18,11 +18,13 @@ from hypothesis import HealthCheck, given, settings as hypothesis_settings, stra
 
 from accounts import app_services
 from accounts import services as account_services
+from integrations import services as integration_services
 from interactions.models import Session
-from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+from tests.conftest import SIMPLE_TASKS, TWITTER_APP_CREDENTIALS, make_integration, make_interaction
 
 KINDS = {"api-keys": "api_key", "integrations": "integration", "interactions": "interaction",
-         "sessions": "session", "apps": "app", "end-users": "end_user", "invitations": "invitation"}
+         "sessions": "session", "apps": "app", "end-users": "end_user", "invitations": "invitation",
+         "provider-apps": "provider_app"}
 # A URL parameter, as a router's regex (`(?P<pk>…)`) or a `path()` converter (`<uuid:app_pk>`).
 PARAMETER = re.compile(r"\(\?P<(\w+)>[^)]*\)|<(?:\w+:)?(\w+)>")
 
@@ -54,9 +56,14 @@ def api_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = api_routes()
-BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/")  # verbs that read no body
+BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/", "/connect/")  # verbs that read no body
 BODY_ROUTES = [(m, p) for m, p in ROUTES if m in ("post", "put", "patch")]
 GET_ROUTES = [(m, p) for m, p in ROUTES if m == "get" and not p.endswith("/docs/")]
+
+
+def make_provider_app(user):
+    return integration_services.provider_app_create(user=user, name="fuzz", provider="twitter",
+                                                    credentials=dict(TWITTER_APP_CREDENTIALS))
 
 
 def route_objects(user) -> dict:
@@ -73,6 +80,7 @@ def route_objects(user) -> dict:
         "app": app,
         "end_user": app_services.end_user_register(app=app, email="fuzz@example.com", password="x" * 12),
         "invitation": app_services.invitation_create(app=app, email="inv@example.com").invitation,
+        "provider_app": make_provider_app(user),
     }
 
 
@@ -202,6 +210,7 @@ def valid_bodies(objects) -> dict[tuple[str, str], dict]:
     integration = f"/api/integrations/{objects['integration'].id}/"
     app = f"/api/apps/{objects['app'].id}/"
     by_slug = f"/api/apps/{objects['app'].slug}/"
+    provider_app = f"/api/provider-apps/{objects['provider_app'].id}/"
     definition = {"name": "fuzzed", "description": "d", "tasks": SIMPLE_TASKS, "deadline_seconds": 60,
                   "app": str(objects["app"].id), "access": "end_users", "allowed_groups": ["users"]}
     return {
@@ -233,6 +242,11 @@ def valid_bodies(objects) -> dict[tuple[str, str], dict]:
         ("post", f"{by_slug}auth/refresh/"): {"refresh": "not.a.token"},
         ("post", f"{by_slug}auth/logout/"): {"refresh": "not.a.token"},
         ("post", f"{by_slug}auth/password/"): {"old": "not-the-password", "new": "x" * 12},
+        ("post", "/api/provider-apps/"): {"name": "p", "provider": "twitter", "callback_url": "https://a.example/",
+                                          "credentials": {"consumer_key": "ck", "consumer_secret": "cs-12345678"}},
+        ("patch", provider_app): {"name": "p2", "callback_url": "https://b.example/",
+                                  "credentials": {"consumer_secret": "cs-87654321"}},
+        ("put", provider_app): {"name": "p3", "provider": "twitter", "credentials": {}},
     }
 
 

@@ -30,9 +30,10 @@ def _shape(path: str) -> str:
 
 
 RUN_KEY_ROUTES = {(method, path) for method, path in ROUTES if (method, _shape(path)) in RUN_KEY_PATHS}
-# Routes that take no credentials at all (they are the way to get some), and the public schema.
+# Routes that take no credentials at all (they are the way to get some), the public schema, and
+# the OAuth callback (its state is the credential: docs/providers.md).
 CREDENTIAL_FREE = {"/api/auth/register/", "/api/auth/login/", "/api/auth/refresh/", "/api/auth/logout/",
-                   "/api/schema/", "/api/docs/"}
+                   "/api/schema/", "/api/docs/", "/api/oauth/callback/"}
 # End users' routes take no builder credentials at all: an API key is 401 there
 # (tests/accounts/test_end_users.py).
 END_USER_ROUTES = {path for _, path in ROUTES if "<slug:slug>" in path}

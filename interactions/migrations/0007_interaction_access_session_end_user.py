@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0004_apps_end_users_invitations'),
-        ('interactions', '0005_taskrun_logs'),
+        ('interactions', '0006_interactionversion_layout'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

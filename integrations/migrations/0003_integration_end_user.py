@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0004_apps_end_users_invitations'),
-        ('integrations', '0001_initial'),
+        ('integrations', '0002_provider_apps_oauth'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
