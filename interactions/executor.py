@@ -15,12 +15,14 @@ No exception of a task type escapes: failures are results, so a chord never brea
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import random
 import socket
 import time
 import traceback
 from dataclasses import dataclass
+from functools import partial
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -34,13 +36,13 @@ from config import metrics, oplog
 from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
-from integrations.providers import providers
+from integrations.providers import Provider, providers
 from integrations.redaction import redact, secret_forms
 from integrations.services import integration_credentials
 from interactions import claims, events, runstore, selectors
 from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.execution import Record, resolve_body, session_outcome
+from interactions.engine.execution import SKIPPED, Record, resolve_body, session_outcome
 from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
@@ -119,8 +121,39 @@ def _check(task_type: TaskType, body: dict[str, Any]) -> None:
         raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
 
 
+def _integration(task_type: TaskType, integration_id: str | None, user_id, end_user_id) -> Integration | None:
+    """The integration a task uses (one query), or None for a type that takes none.
+
+    A definition's own integration is the builder's (never an end user's). A task that needs
+    one and names none uses the calling end user's integration of the type's provider (the
+    newest, when they connected several): docs/end-users.md. Raises TaskFailed saying which
+    account to connect when there is none.
+    """
+    if integration_id:
+        integration = (Integration.objects.select_related("provider_app")
+                       .filter(pk=integration_id, user_id=user_id, end_user__isnull=True).first())
+        if integration is None:
+            raise TaskFailed(f"integration {integration_id} no longer exists")
+        return integration
+    if task_type.provider is None:
+        return None
+    if end_user_id is None:
+        raise TaskFailed(
+            f"this task uses the caller's own {task_type.provider} account, and this call was not made by an end "
+            f"user: call the interaction with an end user's token, after they connect a {task_type.provider} account"
+        )
+    integration = (Integration.objects.select_related("provider_app")
+                   .filter(end_user_id=end_user_id, provider=task_type.provider)
+                   .order_by("-created_at").first())
+    if integration is None:
+        raise TaskFailed(f"connect a {task_type.provider} account: the calling end user has no "
+                         f"{task_type.provider} integration (POST /api/apps/{{slug}}/connect/{{provider_app_id}}/)")
+    return integration
+
+
 def run_with_body(
-    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float
+    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float,
+    end_user_id=None,
 ) -> Any:
     """Check a concrete body, load the integration's credentials, run the task type.
 
@@ -128,22 +161,23 @@ def run_with_body(
     own failure.
     """
     _check(task_type, body)
-    credentials: dict[str, Any] = {}
-    if integration_id:
-        integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
-        if integration is None:
-            raise TaskFailed(f"integration {integration_id} no longer exists")
-        try:
-            credentials = integration_credentials(integration=integration)
-        except DecryptionError:
-            raise TaskFailed(
-                f"the secrets of integration {integration.name!r} cannot be decrypted with the "
-                f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
-            ) from None
-    secrets = []
-    if credentials:
-        secrets = secret_forms(credentials, providers.get(integration.provider))
-    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
+    integration = _integration(task_type, integration_id, user_id, end_user_id)
+    if integration is None:
+        return _run(task_type, body, TaskContext(timeout=timeout), [])
+    try:
+        credentials = integration_credentials(integration=integration)
+    except DecryptionError:
+        raise TaskFailed(
+            f"the secrets of integration {integration.name!r} cannot be decrypted with the "
+            f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
+        ) from None
+    provider = providers.get(integration.provider)
+    context = TaskContext(timeout=timeout, connect=partial(_client, provider, credentials))
+    return _run(task_type, body, context, secret_forms(credentials, provider))
+
+
+def _client(provider: Provider, credentials: dict[str, Any], timeout: float) -> Any:
+    return provider.client(credentials, timeout=timeout)
 
 
 def resolve_task_body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
@@ -185,7 +219,8 @@ class _Session:
     compiled: CompiledVersion
     input: Any
     user_id: Any
-    worker: str  # recorded on the fused tasks this step claims
+    worker: str = ""  # recorded on the fused tasks this step claims
+    end_user_id: Any = None
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
@@ -221,7 +256,8 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         snapshot, name=name, accepts=spec.execute_after, lease=lease, now=now,
         max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
     )
-    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id, worker)
+    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id, worker=worker,
+                       end_user_id=snapshot.end_user_id)
     verdict = decision.verdict
     if verdict is Verdict.SESSION_ENDED:
         runstore.cancel_pending(session_id=session_id, name=name, now=now)
@@ -230,15 +266,17 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         raise Duplicate
     if verdict is Verdict.WAIT:
         raise RetryLater(decision.countdown)
+    # Every other task has ended: this task's round trip can end the session (`advance`).
+    last = snapshot.rows if snapshot.others_unfinished == 0 else None
     if verdict is Verdict.SKIP:
-        advance(session, skips=[name])
+        advance(session, skips=[name], rows=last)
         return
     if verdict is Verdict.POISON:
         oplog.task_poisoned(session_id, name, decision.attempt, type=spec.type)
         advance(session, results=[Result(name, decision.attempt, FAILED, error=(
             f"the worker running this task was lost {decision.attempt} times; "
             f"giving up (a task that kills its worker?)"
-        ))])
+        ))], rows=last)
         return
 
     if verdict is Verdict.RUN:
@@ -250,7 +288,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
     else:
         result = _work(session, name, task_type, records, decision.attempt)
-    advance(session, results=[result], durable=not (task_type.pure or task_type.timer))
+    advance(session, results=[result], durable=not (task_type.pure or task_type.timer), rows=last)
 
 
 def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], attempt: int) -> Result:
@@ -262,7 +300,7 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
             body = resolve_task_body(session.compiled, name, session.input, records)
             output = run_with_body(
                 task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
-                timeout=task_timeout(session.compiled, name),
+                timeout=task_timeout(session.compiled, name), end_user_id=session.end_user_id,
             )
     except TaskFailed as failure:
         if failure.transient and attempt <= spec.retries:
@@ -302,29 +340,35 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
 
 
 def advance(session: _Session, *, results: list[Result] = (), skips: list[str] = (), durable: bool = False,
-            candidates_of: set[str] | None = None) -> None:
+            candidates_of: set[str] | None = None, rows: dict[str, runstore.Row] | None = None) -> None:
     """Record, then run the fused tasks that became ready, round trip by round trip.
 
     Each round trip stores the previous results and claims (or skips) the fused dependants
     whose predecessors have all ended; the claimed ones run here, in memory, and go into the
-    next round trip. The round trip that leaves no task unfinished ends the session.
+    next round trip. The round trip that leaves no task unfinished ends the session — in that
+    same round trip when it can be foreseen: `rows` are every task's records when all but the
+    ones recorded now have ended (a claim, or the round trip before, says so).
     `candidates_of` (default: the recorded and skipped tasks) names the tasks whose fused
     dependants are looked at first.
     """
     compiled = session.compiled
     changed = set(candidates_of) if candidates_of is not None else {r.name for r in results} | set(skips)
     while True:
-        candidates = {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
+        ending = _foreseen_end(compiled, rows, results, skips) if rows is not None else None
+        candidates = {} if ending else {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
         now = timezone.now()
         lease = now + timedelta(seconds=lease_seconds(max(
             (task_timeout(compiled, name) for name in candidates), default=0.0)))
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
-            durable=durable, worker=session.worker,
+            durable=durable, worker=session.worker, ending=ending,
         )
         _announce(session.id, applied.rows,
                   [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
+        if applied.finished is not None:
+            _ended(session, applied.rows, ending, applied.finished, now)
+            return
         if applied.unfinished == 0:
             _end(session, applied.rows)
             return
@@ -340,6 +384,31 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
             results.append(Result(name, attempt, status, encoded, error))
         skips, durable = [], False
         changed = set(applied.claimed) | set(applied.skipped)
+        # Only the tasks just claimed are left: their round trip can end the session.
+        rows = applied.rows if applied.unfinished == len(applied.claimed) else None
+
+
+def _foreseen_end(compiled: CompiledVersion, rows: dict[str, runstore.Row], results, skips) -> runstore.Ending | None:
+    """The session's outcome once `results` and `skips` are stored, if then no task is left."""
+    records = {name: Record(row.status, row.output, row.error) for name, row in rows.items()}
+    for result in results:
+        records[result.name] = Record(result.status, json.loads(result.output) if result.output else None,
+                                      result.error)
+    for name in skips:
+        records[name] = Record(SKIPPED)
+    if any(name not in records or records[name].status in runstore.UNFINISHED for name in compiled.definition.tasks):
+        return None
+    outcome = session_outcome(compiled.definition, records)
+    return runstore.Ending(
+        status=outcome.status, result=outcome.result, error=_unhandled(outcome, records),
+        expect={**{r.name: r.status for r in results}, **dict.fromkeys(skips, SKIPPED)},
+    )
+
+
+def _unhandled(outcome, records: dict[str, Record]) -> str | None:
+    if not outcome.unhandled:
+        return None
+    return "unhandled failure in " + ", ".join(f"{name}: {records[name].error}" for name in outcome.unhandled)
 
 
 def _task_data(row: runstore.Row) -> dict[str, Any]:
@@ -368,26 +437,32 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
     compiled = session.compiled
     records = {name: Record(row.status, row.output, row.error) for name, row in rows.items()}
     outcome = session_outcome(compiled.definition, records)
-    error = None
-    if outcome.unhandled:
-        error = "unhandled failure in " + ", ".join(f"{name}: {records[name].error}" for name in outcome.unhandled)
+    ending = runstore.Ending(status=outcome.status, result=outcome.result, error=_unhandled(outcome, records),
+                             expect={})
     now = timezone.now()
-    finished = runstore.finish(session_id=session.id, status=outcome.status, result=outcome.result, error=error,
-                               now=now)
+    finished = runstore.finish(session_id=session.id, status=ending.status, result=ending.result,
+                               error=ending.error, now=now)
     if finished is None:
         return None  # ended meanwhile (cancelled, timed out, or by a concurrent step)
+    _ended(session, rows, ending, finished, now)
+    return outcome.status
+
+
+def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.Ending, finished: runstore.Finished,
+           now: datetime) -> None:
+    """Count, log and publish the end of a session that this process just recorded."""
     count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
-              status=outcome.status, error=error, now=now)
+              status=ending.status, error=ending.error, now=now)
     data = selectors.session_data_from(
-        id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
-        input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,
+        id=session.id, interaction_id=finished.interaction_id, end_user_id=finished.end_user_id,
+        version=finished.version, status=ending.status,
+        input=finished.input, result=ending.result, error=ending.error, created_at=finished.created_at,
         started_at=finished.started_at, finished_at=now,
-        tasks={name: _task_data(rows[name]) for name in compiled.definition.tasks if name in rows},
+        tasks={name: _task_data(rows[name]) for name in session.compiled.definition.tasks if name in rows},
     )
     from interactions.sessions import announce_end
 
-    announce_end(session_id=session.id, status=outcome.status, data=data)
-    return outcome.status
+    announce_end(session_id=session.id, status=ending.status, data=data)
 
 
 def session_finish(*, session_id: UUID | str) -> str:

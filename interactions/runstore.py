@@ -73,6 +73,8 @@ class Snapshot:
     version_id: Any = None
     started_at: datetime | None = None
     rows: dict[str, Row] = field(default_factory=dict)
+    end_user_id: Any = None  # the calling end user: whose integrations the tasks use
+    others_unfinished: int | None = None  # 0: every other task has ended, and `rows` holds them all
 
 
 @dataclass(frozen=True)
@@ -91,10 +93,22 @@ class Result:
 @dataclass(frozen=True)
 class Applied:
     session_status: str | None
-    rows: dict[str, Row]  # the asked-for rows; every row when `unfinished` is 0
+    rows: dict[str, Row]  # the asked-for rows; every row when none is unfinished but those claimed here
     unfinished: int
     claimed: dict[str, int]  # fused tasks claimed by this call -> attempt
     skipped: tuple[str, ...]  # fused tasks skipped by this call
+    finished: Finished | None = None  # set when this call ended the session (an `ending` held)
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The session's outcome if this round trip stores `expect` (task -> status) as given and
+    leaves no task unfinished: then the same round trip ends the session (folded end)."""
+
+    status: str
+    result: Any
+    error: str | None
+    expect: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -104,6 +118,7 @@ class Finished:
     input: Any
     created_at: datetime
     started_at: datetime | None
+    end_user_id: Any = None
 
 
 def encode_output(output: Any) -> tuple[str | None, str | None]:
@@ -158,18 +173,99 @@ def worker_name(worker: str) -> str:
 
 # --- a new session ----------------------------------------------------------------------------
 
-def insert_session(session: Session, runs: list[TaskRun]) -> None:
+# Guards before a new session's inserts. Each aborts the round trip's implicit transaction
+# (nothing is written) with a failed cast whose marker tells that refusal apart from any other
+# failure; the cast's operand depends on the row (a constant one would fail at planning).
+_QUOTA_MARKER = "too_many_active_sessions"
+_QUOTA_GUARD = f"""SELECT CASE WHEN n >= %s THEN ('{_QUOTA_MARKER} ' || n)::int END FROM (SELECT count(*) AS n FROM (
+    SELECT 1 FROM interactions_session WHERE user_id = %s AND status IN ('queued', 'running') LIMIT %s) AS a) AS c"""
+_STALE_MARKER = "stale_read"
+_FRESHNESS_GUARD = f"""SELECT CASE WHEN n = 0 THEN ('{_STALE_MARKER} ' || n)::int END FROM (SELECT count(*) AS n
+  FROM accounts_user u JOIN interactions_interaction i ON i.user_id = u.id
+ WHERE u.id = %s AND u.is_active AND u.token_version = %s AND u.plan = %s
+   AND i.id = %s AND i.is_active AND i.current_version_id = %s AND i.deadline_seconds IS NOT DISTINCT FROM %s
+   AND (%s::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM accounts_apikey k WHERE k.id = %s::uuid AND k.user_id = u.id AND k.revoked_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > %s)))) AS c"""
+
+
+class TooManyActive(Exception):
+    """The user already has the most active sessions allowed: nothing was written."""
+
+
+class StaleRead(Exception):
+    """What the call read from a cache is no longer true: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a run call took from the process's caches (config/hotcache.py), checked in the round
+    trip that writes its session: the caller (user, and API key if any) is still allowed in and
+    the interaction is still active with the same current version and deadline."""
+
+    user_id: Any
+    token_version: int
+    plan: str
+    interaction_id: Any
+    version_id: Any
+    deadline_seconds: int | None
+    api_key_id: Any | None = None
+
+    def params(self) -> list[Any]:
+        from django.utils import timezone
+
+        key = str(self.api_key_id) if self.api_key_id is not None else None
+        return [self.user_id, self.token_version, self.plan, self.interaction_id, self.version_id,
+                self.deadline_seconds, key, key, timezone.now()]
+
+    def holds(self) -> bool:
+        """The same check through the ORM (other databases)."""
+        from django.db.models import Q
+        from django.utils import timezone
+
+        from accounts.models import ApiKey
+        from interactions.models import Interaction
+
+        if not Interaction.objects.filter(
+            pk=self.interaction_id, is_active=True, current_version_id=self.version_id,
+            deadline_seconds=self.deadline_seconds, user_id=self.user_id, user__is_active=True,
+            user__token_version=self.token_version, user__plan=self.plan,
+        ).exists():
+            return False
+        return self.api_key_id is None or ApiKey.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
+            pk=self.api_key_id, user_id=self.user_id, revoked_at__isnull=True,
+        ).exists()
+
+
+def insert_session(
+    session: Session, runs: list[TaskRun], *, active_limit: int, expected: Expected | None = None,
+) -> None:
     """Write a new session and its task records together (one round trip on PostgreSQL).
 
+    In the same round trip, before writing: raises StaleRead if `expected` (what the call read
+    from caches) no longer holds, and TooManyActive if the session's user already has
+    `active_limit` queued or running sessions — nothing is written then. The limit is not a
+    lock: calls of one user at the same instant may each see room (interactions/quotas.py).
     Synchronous commit (the server's default): a session is never lost once the caller has its
     id. Raises IntegrityError as `Model.save` would (e.g. an idempotency key taken meanwhile).
     """
     if not _postgres():
         with transaction.atomic():
+            if expected is not None and not expected.holds():
+                raise StaleRead()
+            active = Session.objects.filter(user_id=session.user_id, status__in=ACTIVE).values("pk")
+            if active[:active_limit].count() >= active_limit:
+                raise TooManyActive()
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
     statements, params = [], []
+    if expected is not None:
+        statements.append(_FRESHNESS_GUARD)
+        params.extend(expected.params())
+    statements.append(_QUOTA_GUARD)
+    params.extend([active_limit, session.user_id, active_limit])
     for model, objs in ((Session, [session]), (TaskRun, runs)):
         fields = model._meta.concrete_fields
         values = []
@@ -180,9 +276,16 @@ def insert_session(session: Session, runs: list[TaskRun]) -> None:
         statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
     # Outside a transaction the statements are one implicit transaction of their own; inside
     # one (a caller's), a savepoint keeps a refused insert from breaking it.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        with connection.cursor() as cursor:
-            cursor.execute(";\n".join(statements), params)
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(";\n".join(statements), params)
+    except DataError as error:
+        if _STALE_MARKER in str(error):
+            raise StaleRead() from None
+        if _QUOTA_MARKER in str(error):
+            raise TooManyActive() from None
+        raise
     for obj in (session, *runs):
         obj._state.adding, obj._state.db = False, connection.alias
 
@@ -207,10 +310,15 @@ UPDATE interactions_taskrun AS t
          WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
 UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
  WHERE id = %(sid)s AND status = 'queued';
-SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
+SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at, s.end_user_id,
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND r.name = ANY(%(names)s))::text
-  FROM interactions_session s WHERE s.id = %(sid)s
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR o.n = 0))::text,
+       o.n
+  FROM interactions_session s,
+       -- every other task ended: all rows come back, and this task's record can end the session
+       (SELECT count(*) AS n FROM interactions_taskrun
+         WHERE session_id = %(sid)s AND status IN ('pending', 'running') AND name <> %(name)s) AS o
+ WHERE s.id = %(sid)s
 """
 
 
@@ -235,8 +343,9 @@ def claim(
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
-    status, raw_input, user_id, version_id, started_at, rows = found
-    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
+    status, raw_input, user_id, version_id, started_at, end_user_id, rows, others_unfinished = found
+    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")),
+                    end_user_id, others_unfinished)
 
 
 def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer, worker) -> Snapshot:
@@ -265,7 +374,8 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
             session.refresh_from_db(fields=["status", "started_at"])
         rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS))
                 for run in runs.filter(name__in=names).values("name", *_ROW_FIELDS)}
-    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
+    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows,
+                    session.end_user_id)
 
 
 # --- apply: record results, claim or skip what became ready -------------------------------------
@@ -274,6 +384,7 @@ def apply(
     *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
     reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
     worker: str = "",
+    ending: Ending | None = None,
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 
@@ -283,7 +394,9 @@ def apply(
     A result is stored only while its task is `running` under that attempt (a cancel or a
     take-over that came first wins); one that would push the session past
     JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
-    the candidates, or every task when none is left unfinished.
+    the candidates, or every task when none is left unfinished. With an `ending` (and no
+    candidates), ends the session in the same round trip when it holds (`Applied.finished`);
+    other databases end it apart (the caller does, as for any round trip that leaves none).
     """
     candidates = candidates or {}
     names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
@@ -291,17 +404,34 @@ def apply(
     if not _postgres():
         return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
                           now=now, lease=lease, worker=worker)
+    if candidates:
+        ending = None
     try:
-        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker)
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending)
     except DataError as exc:
-        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead.
+        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead
+        # (and end apart: the ending assumed the outputs).
         reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
         failed = [Result(r.name, r.attempt, FAILED, None, reason, worker=r.worker) if r.output else r
                   for r in results]
-        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker)
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None)
 
 
-def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker) -> Applied:
+# The folded end: only when every task has ended and each stored as the ending expects.
+_FOLDED_END_SQL = """
+UPDATE interactions_session SET status = %(fs)s, result = %(fr)s::jsonb, error = %(fe)s, finished_at = %(now)s,
+       updated_at = %(now)s
+ WHERE id = %(sid)s AND status IN ('queued', 'running')
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun r, jsonb_each_text(%(fx)s::jsonb) e
+                    WHERE r.session_id = %(sid)s AND r.name = e.key AND r.status <> e.value);"""
+_FOLDED_END_READ = """,
+       (SELECT json_build_array(s.interaction_id, v.number, s.input, s.created_at, s.started_at, s.end_user_id)
+          FROM interactions_session s JOIN interactions_interactionversion v ON v.id = s.version_id
+         WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
+
+
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending) -> Applied:
     params: dict[str, Any] = {
         "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
         "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
@@ -334,6 +464,10 @@ UPDATE interactions_taskrun SET
         sql.append("""
 UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
  WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
+    if ending is not None:
+        params.update({"fs": ending.status, "fe": ending.error, "fx": json.dumps(ending.expect),
+                       "fr": json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None})
+        sql.append(_FOLDED_END_SQL)
     # The last statement claims or skips the candidates and reads back, in one: the rows it
     # reads are those before its own update, so the candidates' new state comes from RETURNING
     # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
@@ -367,17 +501,23 @@ left_open AS (
        - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
 SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text""")
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
+               -- none left but the tasks claimed here: all, so that their record can end the session
+               OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
+       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}""")
     with connection.cursor() as cursor:
         cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed = cursor.fetchone()
+        session_status, unfinished, rows, changed, *ended = cursor.fetchone()
+    finished = None
+    if ended and ended[0]:
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended[0])
+        finished = Finished(interaction_id, version, raw_input, _time(created_at), _time(started_at), end_user_id)
     found = _rows(json.loads(rows or "null"))
     changed_rows = _rows(json.loads(changed or "null"))
     found.update(changed_rows)
     claimed = {name: row.attempts for name, row in changed_rows.items() if row.status == RUNNING}
     skipped = tuple(sorted(name for name, row in changed_rows.items() if row.status == SKIPPED))
-    return Applied(session_status, found, unfinished, claimed, skipped)
+    return Applied(session_status, found, unfinished, claimed, skipped, finished)
 
 
 def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, worker) -> Applied:
@@ -419,7 +559,7 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, wor
                 elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=at, updated_at=now):
                     skipped.append(name)
         unfinished = runs.filter(status__in=UNFINISHED).count()
-        wanted = runs if unfinished == 0 else runs.filter(name__in=names)
+        wanted = runs if unfinished <= len(claimed) else runs.filter(name__in=names)
         rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS)) for run in wanted.values("name", *_ROW_FIELDS)}
     return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
 
@@ -447,7 +587,7 @@ UPDATE interactions_session s
        updated_at = %(now)s
   FROM interactions_interactionversion v
  WHERE s.id = %(sid)s AND s.status IN ('queued', 'running') AND v.id = s.version_id
-RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at
+RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at, s.end_user_id
 """
 
 
@@ -465,8 +605,8 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             found = cursor.fetchone()
         if found is None:
             return None
-        interaction_id, version, raw_input, created_at, started_at = found
-        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at)
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = found
+        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at, end_user_id)
     with transaction.atomic():
         if not Session.objects.filter(pk=session_id, status__in=ACTIVE).update(
             status=status, result=result, error=error, finished_at=now, updated_at=now,
@@ -474,4 +614,5 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             return None
         session = Session.objects.get(pk=session_id)
         number = InteractionVersion.objects.values_list("number", flat=True).get(pk=session.version_id)
-    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at)
+    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at,
+                    session.end_user_id)

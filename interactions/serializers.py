@@ -17,6 +17,21 @@ class InteractionInputSerializer(serializers.Serializer):
         "Write-only: the representation keeps SPEC's fields; the admin shows it.",
     )
 
+    app = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="One of your apps (/api/apps/): its end users may run the interaction when `access` allows it.",
+    )
+    access = serializers.ChoiceField(
+        choices=Interaction.Access.choices, required=False,
+        help_text="Who may run it: `owner` (default: you, with your JWT or an API key), `end_users` (the app's "
+        "end users with their access token, of `allowed_groups`), `public` (anyone, no credentials, rate-limited "
+        "per address). Not `owner` needs `app`. A setting: changing it makes no new version.",
+    )
+    allowed_groups = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, max_length=100,
+        help_text="Groups of the app admitted when access is `end_users`; empty (default): every group.",
+    )
+
     def validate_deadline_seconds(self, value: int | None) -> int | None:
         limit = settings.JUNCTION_MAX_SESSION_DEADLINE
         if value is not None and value > limit:
@@ -32,7 +47,7 @@ class InteractionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Interaction
         fields = ["id", "name", "description", "is_active", "version", "tasks", "endpoint_url",
-                  "created_at", "updated_at"]
+                  "app", "access", "allowed_groups", "created_at", "updated_at"]
 
     def get_endpoint_url(self, obj) -> str:
         path = f"/api/interactions/{obj.id}/run/"
@@ -50,6 +65,11 @@ class InteractionVersionSerializer(serializers.ModelSerializer):
 
 class EndpointSerializer(serializers.Serializer):
     method = serializers.CharField()
+    access = serializers.CharField(help_text="Who may call: owner, end_users or public.")
+    authentication = serializers.DictField(
+        help_text="How the caller authenticates: `scheme`, and for end users the app's `login_url`, "
+        "`allowed_groups` and an example `header`."
+    )
     url = serializers.URLField()
     headers = serializers.DictField()
     body = serializers.JSONField()
@@ -91,6 +111,7 @@ class SessionSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     interaction = serializers.UUIDField()
+    end_user = serializers.UUIDField(allow_null=True, help_text="The end user who called; null: the builder or anonymous.")
     version = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Session.Status.choices)
     input = serializers.JSONField()

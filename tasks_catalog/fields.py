@@ -74,6 +74,8 @@ class FieldSpec:
         """Return the public description of the field (for the catalog API)."""
         data = {k: v for k, v in asdict(self).items() if v is not None and k != "example"}
         data["default"] = self.default
+        # The value example requests use (the endpoint's body, the canvas's placeholders).
+        data["example"] = self.example_value()
         if self.choices is not None:
             data["choices"] = list(self.choices)
         return data

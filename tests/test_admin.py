@@ -81,7 +81,9 @@ def test_integration_change_page_shows_no_secret(admin_client, user):
 def test_integration_rename_keeps_secrets(admin_client, user):
     integration = make_integration(user, name="before")
     url = f"/admin/integrations/integration/{integration.pk}/change/"
-    response = admin_client.post(url, {"name": "after"})
+    # As the browser posts the form: the non-secret values prefilled, the secrets left blank.
+    response = admin_client.post(url, {"name": "after", "credential_consumer_key": TWITTER_CREDENTIALS["consumer_key"],
+                                       "credential_access_token": TWITTER_CREDENTIALS["access_token"]})
     assert response.status_code == 302
     integration.refresh_from_db()
     assert integration.name == "after"

@@ -275,9 +275,52 @@ def test_a_worker_step_costs_two_statements_and_the_last_one_ends_the_session(us
     with CaptureQueriesContext(connection) as last:
         executor.task_execute(session_id=session.id, name="b", version_id=session.version_id,
                               worker="celery@host-b")
-    # claim; record b and claim join; record join (nothing left unfinished); end the session.
-    assert len(last.captured_queries) == 4
+    # claim; record b and claim join; record join and, in the same round trip, end the session.
+    assert len(last.captured_queries) == 3
     session.refresh_from_db()
     assert session.status == "completed" and session.result == {"join": [{}, {}]}
     assert {run.name: run.worker for run in session.task_runs.all()} == {
         "a": "celery@host-a", "b": "celery@host-b", "join": "celery@host-b"}
+
+
+def _statements(queries) -> list[str]:
+    return [q["sql"] for q in queries.captured_queries if "SAVEPOINT" not in q["sql"]]
+
+
+def test_the_last_worker_task_ends_the_session_in_its_own_round_trip(user):
+    """A claim that sees every other task ended reads them all: the record ends the session."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "delay", "body": {"seconds": 0}},
+        "b": {"type": "delay", "body": {"seconds": 0}, "execute_after": {"a": ["completed"]}},
+    })
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    compiled_version(session.version_id)
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id)
+    with CaptureQueriesContext(connection) as last:
+        executor.task_execute(session_id=session.id, name="b", version_id=session.version_id)
+    assert len(_statements(last)) == 2  # claim; record b and end the session
+    session.refresh_from_db()
+    assert session.status == "completed" and session.finished_at is not None
+    assert session.result == {"b": {}}
+
+
+def test_an_end_foreseen_wrongly_is_not_written_and_the_session_still_ends(user, settings):
+    """The folded end holds only if every record was stored as foreseen: an output the session
+    has no room for is stored as failed instead, and the session then ends apart, as failed."""
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "delay", "body": {"seconds": 0}},
+        "big": {"type": "transform", "body": {"data": "x" * 40, "expression": "[@, @, @, @, @, @, @, @, @, @]"},
+                "execute_after": {"a": ["completed"]}},
+    })
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    session.refresh_from_db()
+    settings.JUNCTION_MAX_SESSION_BYTES = session.size_bytes + 200  # `{}` of a fits, big's 430 bytes do not
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id)
+    session.refresh_from_db()
+    runs = {run.name: run for run in session.task_runs.all()}
+    assert runs["a"].status == "completed", (runs["a"].error, session.size_bytes)
+    assert runs["big"].status == "failed" and "too large" in runs["big"].error
+    assert session.status == "failed" and "big" in session.error

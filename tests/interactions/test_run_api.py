@@ -17,7 +17,7 @@ from interactions.sessions import session_start
 from tests.conftest import finished, make_interaction
 
 SESSION_KEYS = {
-    "id", "interaction", "version", "status", "input", "result", "error",
+    "id", "interaction", "end_user", "version", "status", "input", "result", "error",
     "created_at", "started_at", "finished_at", "duration_ms", "tasks",
 }
 TASK_KEYS = {"status", "output", "error", "attempts", "started_at", "finished_at", "duration_ms", "worker"}

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('interactions', '0005_taskrun_logs'),
+        ('interactions', '0007_interaction_access_session_end_user'),
     ]
 
     operations = [
