@@ -16,6 +16,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import ApiKey, User
+from accounts.signals import user_changed
 from config.errors import InvalidInput
 
 KEY_PREFIX = "jk_"
@@ -113,6 +114,7 @@ def tokens_revoke(*, user: User) -> None:
     every outstanding refresh token (so they fail even where the version is not checked).
     """
     User.objects.filter(pk=user.pk).update(token_version=F("token_version") + 1)
+    user_changed(user.pk)  # an update() sends no signal
     user.refresh_from_db(fields=["token_version"])
     live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in live], ignore_conflicts=True)

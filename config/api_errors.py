@@ -33,6 +33,7 @@ from config.errors import (
     NotFound,
     PayloadTooLarge,
     RateLimited,
+    Unauthenticated,
     Unavailable,
     Unprocessable,
     error_body,
@@ -44,6 +45,7 @@ logger = logging.getLogger(__name__)
 # The status of each kind of application error (the most specific class found in its MRO wins).
 STATUS_OF: dict[type[DomainError], int] = {
     InvalidInput: status.HTTP_400_BAD_REQUEST,
+    Unauthenticated: status.HTTP_401_UNAUTHORIZED,
     Forbidden: status.HTTP_403_FORBIDDEN,
     NotFound: status.HTTP_404_NOT_FOUND,
     Conflict: status.HTTP_409_CONFLICT,
@@ -94,7 +96,10 @@ def flatten_details(detail: Any, prefix: str = "") -> dict[str, list[str]]:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """Render any exception raised in a DRF view in the one error shape."""
-    if isinstance(exc, DomainError):
+    if isinstance(exc, Unauthenticated):
+        # DRF's own 401, so that the response names the scheme (WWW-Authenticate) as its others do.
+        exc = exceptions.AuthenticationFailed(exc.message, code=exc.code)
+    elif isinstance(exc, DomainError):
         return domain_response(exc)
     if isinstance(exc, (Http404, ObjectDoesNotExist)):
         # ObjectDoesNotExist: the object went away while the request ran (deleted meanwhile).

@@ -61,6 +61,13 @@ class InvalidInput(DomainError):
             self.args = (self.message,)
 
 
+class Unauthenticated(DomainError):
+    """The credentials are missing, wrong, expired or revoked (401)."""
+
+    code = "authentication_failed"
+    default_message = "Incorrect authentication credentials."
+
+
 class Forbidden(DomainError):
     """The caller may not do this, whoever they are (403)."""
 

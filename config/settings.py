@@ -105,6 +105,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that costs no round trip (config/pgbackend/base.py).
+    DATABASES["default"]["ENGINE"] = "config.pgbackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded mode has an API thread and worker threads writing to one file.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -139,6 +142,10 @@ REST_FRAMEWORK = {
         # JWT first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
         "accounts.authentication.RevocableJWTAuthentication",
         "accounts.authentication.ApiKeyAuthentication",
+        # Last: a user logged in to the admin uses the API from the same origin (the canvas,
+        # the browsable API), with Django's CSRF check on every unsafe method. A request that
+        # carries a token or a key is decided by the two above (docs/security.md).
+        "rest_framework.authentication.SessionAuthentication",
     ],
     # ApiKeyScope: a key of scope `run` reaches only the run and session routes (docs/security.md).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.permissions.ApiKeyScope"],
@@ -271,6 +278,10 @@ JUNCTION_THROTTLE_REGISTER = env_rate("JUNCTION_THROTTLE_REGISTER", "20/hour")
 JUNCTION_THROTTLE_TASK_TEST = env_rate("JUNCTION_THROTTLE_TASK_TEST", "60/min")
 JUNCTION_THROTTLE_RETRY = env_rate("JUNCTION_THROTTLE_RETRY", "60/min")
 JUNCTION_THROTTLE_EVENTS = env_rate("JUNCTION_THROTTLE_EVENTS", "120/min")
+# Anonymous calls of public interactions per client address (docs/end-users.md).
+JUNCTION_THROTTLE_PUBLIC_RUN = env_rate("JUNCTION_THROTTLE_PUBLIC_RUN", "60/min")
+# How long an invitation to an app's sign-up stays valid.
+JUNCTION_INVITATION_DAYS = env_int("JUNCTION_INVITATION_DAYS", 7, minimum=1, maximum=365)
 # Most sessions one user may have queued or running at once (429 past it, nothing created).
 JUNCTION_MAX_ACTIVE_SESSIONS = env_int("JUNCTION_MAX_ACTIVE_SESSIONS", 1000, minimum=1, maximum=1_000_000)
 # Most tasks of slow types (TaskType.slow: http_request, send_email, send_tweet, code) one user may
@@ -328,7 +339,12 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # At DEBUG they log the tokens they obtain, secrets included (docs/security.md).
+        "requests_oauthlib": {"level": "WARNING"},
+        "oauthlib": {"level": "WARNING"},
+    },
 }
 
 JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60, minimum=0, maximum=3600)
@@ -339,6 +355,9 @@ _EVENTS_DEFAULT = CELERY_RESULT_BACKEND if CELERY_RESULT_BACKEND.startswith(("re
 JUNCTION_EVENTS_URL = env_str("JUNCTION_EVENTS_URL", _EVENTS_DEFAULT)
 # How long a session's end stays readable after it was published (closes the subscribe race).
 JUNCTION_EVENTS_TTL = env_float("JUNCTION_EVENTS_TTL", 120)
+# How long an API process may keep a user, API key or interaction it read for a run call
+# (config/hotcache.py: changes are announced at once; this bounds a missed announcement). 0: off.
+JUNCTION_HOT_CACHE_SECONDS = env_float("JUNCTION_HOT_CACHE_SECONDS", 30, minimum=0, maximum=3600)
 # `/events`: a keep-alive comment this often, a re-read of the database this often (a safety
 # net under lossy pub/sub), and this often while no task event has been pushed yet.
 JUNCTION_SSE_KEEPALIVE_SECONDS = env_float("JUNCTION_SSE_KEEPALIVE_SECONDS", 15)

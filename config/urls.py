@@ -2,10 +2,11 @@ from django.contrib import admin
 from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health, metrics
+from config import health, landing, metrics
 
 api: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.urls")),
+    path("", include("accounts.app_urls")),
     path("", include("tasks_catalog.urls")),
     path("", include("integrations.urls")),
     path("", include("interactions.urls")),
@@ -14,6 +15,7 @@ api: list[URLPattern | URLResolver] = [
 ]
 
 urlpatterns = [
+    path("", landing.landing, name="landing"),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),

@@ -50,15 +50,16 @@ class SweepReport:
         return self.timed_out + self.resumed + self.abandoned + self.waiting
 
 
-def session_resume(*, session: Session, now: datetime) -> None:
-    """Resume a stalled session: run its ready fused tasks, send its unfinished steps again.
+def session_resume(*, session: Session, now: datetime, worker: str | None = None) -> None:
+    """Resume a stalled session: run its ready fused tasks (recorded as run by `worker`), send
+    its unfinished steps again.
 
     With nothing left to send, the finishing task ends the session from its records.
     """
     compiled = compiled_version(session.version.id, session.version.tasks)
     Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
     executor.fused_resume(session_id=session.pk, compiled=compiled, caller_input=session.input,
-                          user_id=session.user_id, now=now)
+                          user_id=session.user_id, now=now, worker=worker)
     unfinished = set(session.task_runs.filter(status__in=TASK_UNFINISHED).values_list("name", flat=True))
     if not unfinished:
         return  # the fused tasks ended it
@@ -68,8 +69,11 @@ def session_resume(*, session: Session, now: datetime) -> None:
         user_id=str(session.user_id)))
 
 
-def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
-    """Time out, resume or abandon the sessions that need it; return what was done."""
+def sessions_sweep(*, now: datetime | None = None, worker: str | None = None) -> SweepReport:
+    """Time out, resume or abandon the sessions that need it; return what was done.
+
+    `worker` names where the fused tasks a resume runs ran (default: `executor.call_worker()`).
+    """
     now = now or timezone.now()
     report = SweepReport()
     with transaction.atomic():
@@ -110,7 +114,7 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
                 report.abandoned += 1
             else:
                 oplog.session_resumed(session.pk, session.resumes + 1, interaction_id=session.interaction_id)
-                session_resume(session=session, now=now)
+                session_resume(session=session, now=now, worker=worker)
                 report.resumed += 1
     metrics.sweeper_acted(timed_out=report.timed_out, resumed=report.resumed, abandoned=report.abandoned,
                           waiting=report.waiting)

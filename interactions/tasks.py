@@ -26,7 +26,8 @@ def run_task(self, session_id: str, name: str, version_id: str | None = None, ou
     waits for predecessors, leases, timers and slow-task slots are not outages and have no cap
     here. `user_id` is the session's owner (for the slow-task slots)."""
     try:
-        executor.task_execute(session_id=session_id, name=name, version_id=version_id, user_id=user_id)
+        executor.task_execute(session_id=session_id, name=name, version_id=version_id, user_id=user_id,
+                              worker=self.request.hostname)
     except executor.Duplicate:
         raise Ignore() from None
     except executor.RetryLater as later:
@@ -57,9 +58,9 @@ def finish_session(self, session_id: str) -> str:
         raise self.retry(countdown=executor.backoff(self.request.retries + 1)) from None
 
 
-@shared_task(name="junction.sweep", ignore_result=True)
-def sweep() -> None:
-    report = sweeper.sessions_sweep()
+@shared_task(name="junction.sweep", bind=True, ignore_result=True)
+def sweep(self) -> None:
+    report = sweeper.sessions_sweep(worker=self.request.hostname)
     if report.total:
         logger.info("sweeper: %s", report)
 

@@ -1,7 +1,7 @@
-from django.urls import URLPattern, URLResolver
+from django.urls import URLPattern, URLResolver, path
 from rest_framework.routers import SimpleRouter
 
-from interactions.views import InteractionViewSet, SessionViewSet
+from interactions.views import EndUserSessionViewSet, InteractionViewSet, SessionViewSet
 from interactions.waiting import waiting_view
 
 router = SimpleRouter()
@@ -16,4 +16,9 @@ def _waiting(pattern: URLPattern | URLResolver) -> URLPattern | URLResolver:
     return URLPattern(pattern.pattern, waiting_view(pattern.callback), pattern.default_args, pattern.name)
 
 
-urlpatterns = [_waiting(pattern) for pattern in router.urls]
+urlpatterns = [
+    *(_waiting(pattern) for pattern in router.urls),
+    path("apps/<slug:slug>/sessions/", EndUserSessionViewSet.as_view({"get": "list"}), name="end-user-session-list"),
+    path("apps/<slug:slug>/sessions/<uuid:pk>/", EndUserSessionViewSet.as_view({"get": "retrieve"}),
+         name="end-user-session-detail"),
+]

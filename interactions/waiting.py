@@ -62,9 +62,13 @@ def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tup
     return data, status.HTTP_200_OK, {}
 
 
-def session_response(session: Session, wait: float | None) -> Response:
-    """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`."""
-    headers = {"Location": f"/api/sessions/{session.id}/"}
+def session_response(session: Session, wait: float | None, *, sessions_path: str | None = "/api/sessions/") -> Response:
+    """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`.
+
+    `Location` is the session under `sessions_path` (an end user's: their app's sessions;
+    None for an anonymous caller, who can read no session).
+    """
+    headers = {"Location": f"{sessions_path}{session.id}/"} if sessions_path else {}
     waited = wait is not None
     if waited:
         headers["Preference-Applied"] = f"wait={wait:g}"

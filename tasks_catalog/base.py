@@ -9,6 +9,7 @@ the class.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -49,10 +50,27 @@ def check_output(output: Any, *, limit: int, max_depth: int) -> None:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a running task may use besides its body: its integration's credentials."""
+    """What a running task may use besides its body: its timeout, and its integration's client.
 
-    credentials: dict[str, Any] = field(default_factory=dict)
+    A task type never sees the integration's credentials: `client()` asks the provider
+    (`Provider.client`) to build the client from them (a tweepy client, an SMTP connection
+    through the SSRF guard), so secrets stay inside the provider and the client library.
+    """
+
     timeout: float | None = None
+    # Builds the integration's client (set by the executor); None for a task without one.
+    connect: Callable[[float], Any] | None = field(default=None, repr=False)
+
+    def client(self) -> Any:
+        """Build the client of the task's integration; raise TaskFailed when it cannot be built."""
+        from integrations.providers import ClientUnavailable
+
+        if self.connect is None:
+            raise TaskFailed("this task has no integration to build a client from")
+        try:
+            return self.connect(self.timeout or 30)
+        except ClientUnavailable as exc:
+            raise TaskFailed(str(exc), transient=exc.transient) from None
 
 
 class TaskType:

@@ -83,6 +83,7 @@ class FieldSpec:
     example: Any = None
     secret: bool = False
     destination: bool = False
+    app: bool = False  # a credential of the builder's provider app, not of one account
     allow_blank: bool = True
     allow_nul: bool = True
 
@@ -100,6 +101,8 @@ class FieldSpec:
             if v is not None and k != "example" and not (k in _FLAGS and v == _FLAGS[k])
         }
         data["default"] = self.default
+        # The value example requests use (the endpoint's body, the canvas's placeholders).
+        data["example"] = self.example_value()
         if self.choices is not None:
             data["choices"] = list(self.choices)
         return data
@@ -205,7 +208,7 @@ def check_value(spec: FieldSpec, value: Any) -> list[str]:
     return problems
 
 
-_FLAGS = {f.name: f.default for f in fields(FieldSpec) if f.name in {"secret", "destination", "allow_blank", "allow_nul"}}
+_FLAGS = {f.name: f.default for f in fields(FieldSpec) if f.name in {"secret", "destination", "app", "allow_blank", "allow_nul"}}
 
 REQUIRED = "This field is required."
 

@@ -44,7 +44,7 @@ def task_type_try(
         raise NotFound(str(exc)) from None
     problems = task_type.check_body(body, prefix="body.")
     if task_type.provider:
-        owned = Integration.objects.filter(pk=integration, user=user).first() if integration else None
+        owned = Integration.objects.filter(pk=integration, user=user, end_user__isnull=True).first() if integration else None
         if owned is None:
             problems["integration"] = [f"Task type {type_key!r} needs one of your {task_type.provider!r} integrations."]
         elif owned.provider != task_type.provider:

@@ -19,6 +19,8 @@ GLUE_MODULES = {
     "config.api_errors", "config.parsers", "accounts.authentication", "accounts.permissions",
     "accounts.throttling", "accounts.rate_limits", "accounts.schema", "accounts.apps", "accounts.ownership",
     "interactions.waiting", "config.asgi", "interactions.management.commands.serve",
+    # End users' routes: their views, serializers and URLs, and the end-user token authentication.
+    "accounts.app_views", "accounts.app_serializers", "accounts.app_urls", "accounts.enduser_auth",
 }
 FRAMEWORK = ("rest_framework", "drf_spectacular", "django_filters.rest_framework")
 

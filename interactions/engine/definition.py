@@ -175,12 +175,14 @@ def parse_definition(
     task_type: Callable[[str], TaskType | None],
     integrations: Mapping[str, str] | None,
     limits: Limits = Limits(),
+    caller_integrations: bool = False,
 ) -> Definition:
     """Validate `raw` (the `tasks` object) and return it parsed; raise DefinitionInvalid.
 
     `task_type(key)` returns the type or None; `integrations` maps the ids of the user's
     integrations to their provider, or is None to skip that check (for a stored definition,
-    checked when it was saved).
+    checked when it was saved). With `caller_integrations` (an interaction end users may
+    call), a task may leave its integration out: it uses the calling end user's own.
     """
     errors = _Errors()
     if not isinstance(raw, dict) or not raw:
@@ -222,8 +224,12 @@ def parse_definition(
             if kind.provider is None and integration is not None:
                 errors.add(f"{path}.integration", f"Task type {kind.key!r} takes no integration.")
             elif kind.provider is not None and integrations is not None:
-                if integration is None:
-                    errors.add(f"{path}.integration", f"Task type {kind.key!r} needs an integration of provider {kind.provider!r}.")
+                if integration is None and caller_integrations:
+                    pass  # the calling end user's integration of that provider, at run time
+                elif integration is None:
+                    errors.add(f"{path}.integration", f"Task type {kind.key!r} needs an integration of provider {kind.provider!r} "
+                               f"(it may be left out only when the interaction's access is not 'owner': "
+                               f"then the calling end user's own is used).")
                 elif str(integration) not in integrations:
                     errors.add(f"{path}.integration", f"Unknown integration {integration!r}.")
                 elif integrations[str(integration)] != kind.provider:

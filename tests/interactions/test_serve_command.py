@@ -72,6 +72,10 @@ def test_serve_runs_the_api_admin_and_demo_on_the_embedded_default(tmp_path: Pat
         assert _get(f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")[0] == 200
         assert _get(f"{base}/static/admin/css/base.css")[0] == 200
         assert _get(f"{base}/admin/login/")[0] == 200
+        assert _get(f"{base}/static/interactions/junction-admin.css")[0] == 200
+        status, landing = _get(f"{base}/")
+        demo_id = listed[0]["id"]
+        assert status == 200 and f"{base}/api/interactions/{demo_id}/run/".encode() in landing
     finally:
         process.terminate()
         process.wait(timeout=10)

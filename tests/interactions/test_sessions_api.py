@@ -127,7 +127,7 @@ def test_detail_renders_the_session_and_its_tasks(api, user):
     assert body["status"] == "queued"
     assert body["tasks"] == {"one": {
         "status": "pending", "output": None, "error": None, "attempts": 0,
-        "started_at": None, "finished_at": None, "duration_ms": None,
+        "started_at": None, "finished_at": None, "duration_ms": None, "worker": None,
     }}
 
 

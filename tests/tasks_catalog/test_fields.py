@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 
 from config.errors import InvalidInput
-from integrations.providers import Smtp, Twitter
+from integrations.smtp import Smtp
+from integrations.twitter import Twitter
 from interactions.statuses import SessionStatus, TaskStatus
 from interactions.models import Session, TaskRun
 from tasks_catalog.fields import FieldSpec, ensure_valid, validate
