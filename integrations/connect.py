@@ -20,7 +20,7 @@ from datetime import timedelta
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from accounts.models import User
+from accounts.models import EndUser, User
 from config.errors import Conflict, DomainError, InvalidInput, Unavailable
 from integrations.encryption import DecryptionError, decrypt_json, encrypt_json
 from integrations.models import Integration, OAuthState, ProviderApp
@@ -42,10 +42,14 @@ class ConnectStarted:
     state: str
 
 
-def start_connect(*, provider_app: ProviderApp, builder: User, callback: str) -> ConnectStarted:
-    """Start connecting an account through `provider_app`; the integration will be `builder`'s.
+def start_connect(
+    *, provider_app: ProviderApp, builder: User, callback: str, end_user: EndUser | None = None
+) -> ConnectStarted:
+    """Start connecting an account through `provider_app`; the integration will be `builder`'s,
+    or, with `end_user` (an end user of one of `builder`'s apps), that end user's.
 
-    `callback` is the absolute URL of the OAuth callback route; the state is added to it.
+    `callback` is the absolute URL of the OAuth callback route; the state is added to it. The
+    caller has checked that `provider_app` and the end user's app are `builder`'s.
     Raises Conflict (409) `secrets_unreadable` when the app's secrets cannot be decrypted, 400
     `provider_refused` when the provider refuses the app's credentials, 503 when it cannot be
     reached.
@@ -61,7 +65,7 @@ def start_connect(*, provider_app: ProviderApp, builder: User, callback: str) ->
         raise _provider_error(exc, spec, credentials) from None
     OAuthState.objects.filter(created_at__lt=timezone.now() - STATE_LIFETIME).delete()
     OAuthState.objects.create(
-        state_digest=_digest(state), provider_app=provider_app, user=builder,
+        state_digest=_digest(state), provider_app=provider_app, user=builder, end_user=end_user,
         request_token=authorization.request_token,
         request_token_secret_encrypted=encrypt_json({"secret": authorization.request_token_secret}),
     )
@@ -83,6 +87,9 @@ def finish_connect(*, state: str, token: str, verifier: str) -> Integration:
                            f"{int(STATE_LIFETIME.total_seconds() // 60)} minutes: start again.")
     if not hmac.compare_digest(row.request_token.encode(), token.encode()):
         raise _state_error("oauth_token_mismatch", "The oauth_token is not the one this connection attempt obtained.")
+    if row.end_user is not None and not row.end_user.is_active:
+        # Disabled since the dance started: their tokens no longer work, nor does this.
+        raise _state_error("oauth_state_invalid", "The account that started this connection attempt is disabled.")
     provider_app = row.provider_app
     spec = providers.get(provider_app.provider)
     credentials = _app_credentials(provider_app)
@@ -95,8 +102,8 @@ def finish_connect(*, state: str, token: str, verifier: str) -> Integration:
                                 verifier=verifier, timeout=EXCHANGE_TIMEOUT)
     except ClientUnavailable as exc:
         raise _provider_error(exc, spec, credentials) from None
-    return _save_connected(owner=row.user, provider_app=provider_app, account=connected.account,
-                           credentials=connected.credentials, spec=spec)
+    return _save_connected(owner=row.user, end_user=row.end_user, provider_app=provider_app,
+                           account=connected.account, credentials=connected.credentials, spec=spec)
 
 
 def decline_connect(*, state: str) -> None:
@@ -111,7 +118,7 @@ def decline_connect(*, state: str) -> None:
 def _spend(state: str) -> OAuthState:
     """Mark the state used (committed before anything else happens); return it."""
     with transaction.atomic():
-        row = (OAuthState.objects.select_for_update().select_related("provider_app", "user")
+        row = (OAuthState.objects.select_for_update(of=("self",)).select_related("provider_app", "user", "end_user")
                .filter(state_digest=_digest(state)).first())
         if row is None:
             raise _state_error("oauth_state_invalid", "Unknown state: this connection attempt was not started here.")
@@ -124,17 +131,23 @@ def _spend(state: str) -> OAuthState:
 
 @transaction.atomic
 def _save_connected(
-    *, owner: User, provider_app: ProviderApp, account: str, credentials: dict, spec: Provider
+    *, owner: User, end_user: EndUser | None, provider_app: ProviderApp, account: str, credentials: dict,
+    spec: Provider,
 ) -> Integration:
     """Create the integration, or refresh the tokens of the one this account already has
-    through this app (connecting again is how an account owner renews access)."""
+    through this app for the same starter (connecting again is how an account owner renews access).
+
+    The starter is `owner` (the builder) alone, or with `end_user` one of their app's end users:
+    each starter has their own integration of an account, so two end users who connect the same
+    account never share one, nor an end user and the builder. Names are unique per builder among
+    their own, per end user among theirs.
+    """
     public, secret = split_credentials(spec, credentials)
     existing = None
     if account:
-        # End users (issue 10): the starter is also `end_user`; filter on it here and set it on
-        # the create below, so that two starters connecting one account never share it.
+        # `end_user=None` is the builder's own (IS NULL).
         existing = (Integration.objects.select_for_update()
-                    .filter(user=owner, provider_app=provider_app, account=account).first())
+                    .filter(user=owner, end_user=end_user, provider_app=provider_app, account=account).first())
     if existing is not None:
         existing.config, existing.secrets_encrypted = public, encrypt_json(secret)
         existing.save(update_fields=["config", "secrets_encrypted", "updated_at"])
@@ -145,7 +158,7 @@ def _save_connected(
         try:
             with transaction.atomic():
                 return Integration.objects.create(
-                    user=owner, name=name, provider=provider_app.provider, provider_app=provider_app,
+                    user=owner, end_user=end_user, name=name, provider=provider_app.provider, provider_app=provider_app,
                     account=account, config=public, secrets_encrypted=encrypt_json(secret),
                 )
         except IntegrityError:

@@ -80,8 +80,12 @@ class OAuthState(TimeStampedModel):
 
     state_digest = models.CharField(max_length=64, unique=True)
     provider_app = models.ForeignKey(ProviderApp, on_delete=models.CASCADE, related_name="oauth_states")
-    # Who started the dance: the connected integration is theirs.
+    # Who started the dance: the connected integration is theirs (with `end_user`, below).
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="oauth_states")
+    # An end user of the builder's app who started it (issue 10): the integration is theirs
+    # (`user` is then the builder who owns the app and the provider app). Null: the builder's own.
+    end_user = models.ForeignKey("accounts.EndUser", on_delete=models.CASCADE, null=True, blank=True,
+                                 related_name="oauth_states")
     request_token = models.CharField(max_length=200)
     request_token_secret_encrypted = models.TextField()
     used_at = models.DateTimeField(null=True, blank=True)

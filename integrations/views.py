@@ -8,7 +8,9 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.app_views import END_USER_ONLY
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
+from config.errors import NotFound
 from accounts.ownership import OwnedQuerysetMixin
 from integrations import connect, selectors, services
 from integrations.providers import providers
@@ -88,6 +90,41 @@ class EndUserIntegrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
     def destroy(self, request, slug=None, pk=None):
         services.integration_delete(integration=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+class EndUserConnectView(APIView):
+    """`POST /api/apps/{slug}/connect/{provider_app_id}/`: an end user connects their own account
+    through a provider app of the builder who owns the app (docs/end-users.md)."""
+
+    authentication_classes = [EndUserJWTAuthentication]
+    permission_classes = [IsEndUserOfApp]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: ConnectStartedSerializer,
+            400: OpenApiResponse(description="`provider_refused`: the provider refused the app's credentials."),
+            401: OpenApiResponse(description="Not an end user of this app: no token, a builder's token or API key, "
+                                             "another app's end user's token, a disabled end user."),
+            404: OpenApiResponse(description="No provider app with this id among those of the app's builder."),
+            503: OpenApiResponse(description="The provider cannot be reached."),
+        },
+        description="Start connecting your own account (OAuth 1.0a for Twitter) through a provider app of the "
+        "app's builder: send the browser to `authorize_url`; the provider sends it back to "
+        "`/api/oauth/callback/`, which creates the integration, yours alone (listed at "
+        "`/api/apps/{slug}/integrations/`), then redirects to the provider app's `callback_url` with "
+        "`?integration=<id>` when it has one. Connecting the same account again refreshes its tokens. "
+        + END_USER_ONLY,
+    )
+    def post(self, request, slug, provider_app_id):
+        end_user = request.user
+        builder = end_user.app.owner
+        provider_app = selectors.provider_app_list(user=builder).filter(pk=provider_app_id).first()
+        if provider_app is None:
+            raise NotFound("No such provider app in this app.")
+        started = connect.start_connect(provider_app=provider_app, builder=builder, end_user=end_user,
+                                        callback=request.build_absolute_uri(reverse("oauth-callback")))
+        return Response(ConnectStartedSerializer(started).data)
+
+
 class ProviderAppViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     """The builder's apps registered with OAuth providers (SPEC §2.7, docs/providers.md)."""
 

@@ -57,6 +57,8 @@ def api_routes() -> list[tuple[str, str]]:
 
 ROUTES = api_routes()
 BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/", "/connect/")  # verbs that read no body
+# An end user's connect names the provider app after the verb (`/api/apps/{slug}/connect/{id}/`).
+BODILESS_INSIDE = ("/connect/",)
 BODY_ROUTES = [(m, p) for m, p in ROUTES if m in ("post", "put", "patch")]
 GET_ROUTES = [(m, p) for m, p in ROUTES if m == "get" and not p.endswith("/docs/")]
 
@@ -98,6 +100,8 @@ def concrete(path: str, objects) -> str:
             return objects["app"].slug
         if name == "app_pk":
             return str(objects["app"].id)
+        if name == "provider_app_id":
+            return str(objects["provider_app"].id)
         # The object of the kind named right before the parameter (else the route's first kind).
         before = path[:match.start()].rstrip("/").rsplit("/", 1)[-1]
         kind = KINDS.get(before) or KINDS[next(part for part in path.split("/") if part in KINDS)]
@@ -305,7 +309,7 @@ def test_every_body_route_has_a_valid_body_to_fuzz():
     wanted = {(m, PARAMETER.sub("{id}", p.replace("(?P<type>[a-z0-9_]+)", "transform")))
               for m, p in BODY_ROUTES}
     # Routes without a body of their own (verbs such as activate, cancel, retry).
-    bodiless = {p for p in wanted if p[1].endswith(BODILESS)}
+    bodiless = {p for p in wanted if p[1].endswith(BODILESS) or any(verb in p[1] for verb in BODILESS_INSIDE)}
     missing = wanted - covered - bodiless
     assert not missing, f"add a valid body for: {sorted(missing)}"
 
