@@ -8,10 +8,14 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from rest_framework.test import APIClient
 
 from integrations import services as integration_services
+from integrations.models import Integration
 from interactions import services as interaction_services
 from tests.conftest import TWITTER_CREDENTIALS, end_user_client, make_app, make_end_user
+from tests.integrations.test_connect import authorize
+from tests.integrations.test_provider_apps import make_app as make_provider_app
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -74,3 +78,39 @@ def test_a_builder_call_has_no_end_users_account(celery_workers, api, user, twee
     assert "not made by an end user" in session["tasks"]["tweet"]["error"]
     assert "connect a twitter account" in session["tasks"]["tweet"]["error"]
     assert len(fake_twitter.tweets) == before  # nobody's account was used
+
+
+def test_an_account_connected_by_oauth_signs_the_end_users_tweets(celery_workers, user, tweeting, fake_twitter):
+    """The whole path: the end user connects through the builder's provider app (the OAuth dance
+    against the fake), then their session tweets with the access token that dance issued; two
+    end users connecting the same Twitter account each tweet with their own token; after a
+    disconnect the task is told to connect an account."""
+    app, interaction = tweeting
+    provider_app = make_provider_app(user)
+    ann, ben = make_end_user(app), make_end_user(app)
+    issued = {}
+    for end_user in (ann, ben):
+        client = end_user_client(end_user)
+        started = client.post(f"/api/apps/{app.slug}/connect/{provider_app.id}/")
+        assert started.status_code == 200, started.content
+        connected = APIClient().get(authorize(started.json()["authorize_url"], "shared_tw"))
+        assert connected.status_code == 200, connected.content
+        issued[end_user.id] = fake_twitter.connected[-1]["access_token"]
+        assert connected.json()["credentials"]["access_token"] == issued[end_user.id]
+    assert issued[ann.id] != issued[ben.id]
+
+    text_ann, text_ben = f"ann via oauth {uuid.uuid4().hex[:6]}", f"ben via oauth {uuid.uuid4().hex[:6]}"
+    session_ann = run(end_user_client(ann), interaction, text_ann).json()
+    session_ben = run(end_user_client(ben), interaction, text_ben).json()
+    assert session_ann["status"] == "completed", session_ann
+    assert session_ben["status"] == "completed", session_ben
+    signed_by = {tweet["text"]: tweet["access_token"] for tweet in fake_twitter.tweets}
+    assert signed_by[text_ann] == issued[ann.id] and signed_by[text_ben] == issued[ben.id]
+
+    integration = Integration.objects.get(end_user=ann)
+    assert end_user_client(ann).delete(f"/api/apps/{app.slug}/integrations/{integration.id}/").status_code == 204
+    before = len(fake_twitter.tweets)
+    session = run(end_user_client(ann), interaction, "after disconnect").json()
+    assert session["status"] == "failed"
+    assert session["tasks"]["tweet"]["error"].startswith("connect a twitter account")
+    assert len(fake_twitter.tweets) == before
