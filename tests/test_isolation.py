@@ -15,7 +15,14 @@ from accounts.models import ApiKey, App
 from integrations import services as integration_services
 from integrations.models import Integration, OAuthState, ProviderApp
 from interactions.models import Interaction, Session
-from tests.conftest import SIMPLE_TASKS, TWITTER_APP_CREDENTIALS, make_integration, make_interaction
+from tests.conftest import (
+    SIMPLE_TASKS,
+    TWITTER_APP_CREDENTIALS,
+    end_user_client,
+    make_end_user,
+    make_integration,
+    make_interaction,
+)
 
 
 @dataclass
@@ -234,3 +241,21 @@ def test_anonymous_is_401_on_every_object_route(anon, theirs, method, path, kind
     assert set(error) == {"code", "message", "details"} and error["code"] == "not_authenticated"
     assert Session.objects.count() == 1
     assert Interaction.objects.get(id=theirs.interaction.id).name == "shared-name"
+
+
+@pytest.mark.django_db
+def test_an_end_user_cannot_connect_through_another_builders_provider_app(mine, theirs):
+    """`POST /api/apps/{slug}/connect/{provider_app_id}/`: only the provider apps of the builder who
+    owns the end user's app; another builder's is 404, and nothing is started (issue 10)."""
+    client = end_user_client(make_end_user(mine.app))
+    response = client.post(f"/api/apps/{mine.app.slug}/connect/{theirs.provider_app.id}/")
+    assert response.status_code == 404
+    error = _json(response)
+    assert set(error) == {"code", "message", "details"} and error["code"] == "not_found"
+    assert str(theirs.provider_app.id) not in error["message"]
+    assert not OAuthState.objects.exists()
+    # …nor through their app's slug, with a token of mine (401), nor theirs through mine (404).
+    assert client.post(f"/api/apps/{theirs.app.slug}/connect/{theirs.provider_app.id}/").status_code == 401
+    their_client = end_user_client(make_end_user(theirs.app))
+    assert their_client.post(f"/api/apps/{theirs.app.slug}/connect/{mine.provider_app.id}/").status_code == 404
+    assert not OAuthState.objects.exists()
