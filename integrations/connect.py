@@ -1,13 +1,13 @@
 """Connect an account through a provider app: the two halves of the OAuth 1.0a dance.
 
 `start_connect` asks the provider for a request token and records an `OAuthState` (a random
-state, the provider app, who started, the request token); the account owner authorizes at the
-provider, which sends their browser to the callback with the state, the request token and a
-verifier; `finish_connect` spends the state once, exchanges the verifier for the account's
-access token and creates (or, for an account already connected through that app, refreshes)
-an integration owned by whoever started. The protocol itself is the provider's
-(`Provider.authorization` / `Provider.access`, tweepy's `OAuth1UserHandler` for Twitter);
-this module keeps the state. Decisions: docs/providers.md.
+state, the provider app, who started — the builder, or one of their app's end users — the
+request token); the account owner authorizes at the provider, which sends their browser to the
+callback with the state, the request token and a verifier; `finish_connect` spends the state
+once, exchanges the verifier for the account's access token and creates (or, for an account
+that starter already connected through that app, refreshes) an integration owned by whoever
+started. The protocol itself is the provider's (`Provider.authorization` / `Provider.access`,
+tweepy's `OAuth1UserHandler` for Twitter); this module keeps the state. Decisions: docs/providers.md.
 """
 from __future__ import annotations
 

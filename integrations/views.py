@@ -10,8 +10,8 @@ from rest_framework.views import APIView
 
 from accounts.app_views import END_USER_ONLY
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
-from config.errors import NotFound
 from accounts.ownership import OwnedQuerysetMixin
+from config.errors import NotFound
 from integrations import connect, selectors, services
 from integrations.providers import providers
 from integrations.serializers import (
@@ -90,6 +90,8 @@ class EndUserIntegrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
     def destroy(self, request, slug=None, pk=None):
         services.integration_delete(integration=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+
 class EndUserConnectView(APIView):
     """`POST /api/apps/{slug}/connect/{provider_app_id}/`: an end user connects their own account
     through a provider app of the builder who owns the app (docs/end-users.md)."""
