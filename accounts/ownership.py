@@ -9,6 +9,8 @@ that a run key may reach names the field that leads to an interaction in
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from accounts.permissions import run_key
@@ -18,6 +20,7 @@ class OwnedQuerysetMixin:
     """Scope `get_queryset()` to the requesting user through `owned_queryset`."""
 
     key_interaction_field: str | None = None
+    request: Any  # the view's (a DRF Request)
 
     def owned_queryset(self, user) -> QuerySet:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -9,9 +9,11 @@ import logging
 
 from django.conf import settings
 
+from config.queues import Queue
+
 from interactions.compiled import CompiledVersion
 from interactions.engine.canvas import Plan, compile_plan, restrict, to_canvas
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 
 logger = logging.getLogger(__name__)
 
@@ -21,15 +23,16 @@ def task_message_id(session_id: str, name: str) -> str:
     return f"{session_id}.{name}"
 
 
-def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, countdowns: dict[str, float]):
+def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, countdowns: dict[str, float],
+                   user_id: str | None):
     from interactions.tasks import run_task
 
     def make(name: str):
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-        signature = run_task.si(session_id, name, version_id).set(
+        signature = run_task.si(session_id, name, version_id, user_id=user_id).set(
             task_id=task_message_id(session_id, name),
-            queue=find_task_type(spec.type).queue,
+            queue=str(task_types.get(spec.type).queue),
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
@@ -60,11 +63,12 @@ def worker_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan | No
 
 def dispatch_plan(
     *, session_id: str, version_id: str, compiled: CompiledVersion, plan: Plan | None,
-    countdowns: dict[str, float] | None = None,
+    countdowns: dict[str, float] | None = None, user_id: str | None = None,
 ) -> None:
     """Send a plan's canvas to the broker; with no plan, the task that finishes the session.
 
     `countdowns` delays the messages of timers the caller already claimed until they are due.
+    `user_id` (the session's owner) travels with each message, for the slow-task slots.
 
     If the broker is unreachable the session stays in PostgreSQL and the sweeper sends it once
     the broker is back: the caller's request still succeeds.
@@ -72,9 +76,9 @@ def dispatch_plan(
     from interactions.tasks import finish_session
 
     if plan is None:
-        canvas = finish_session.si(session_id).set(queue="default")
+        canvas = finish_session.si(session_id).set(queue=str(Queue.DEFAULT))
     else:
-        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, countdowns or {}))
+        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, countdowns or {}, user_id))
     try:
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors

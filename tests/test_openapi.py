@@ -94,3 +94,12 @@ class TestSwaggerUiOffline:
         scripts = [url for url in self._assets(html) if url.startswith("/api/")]
         text = html + "".join(anon.get(url).content.decode() for url in scripts)
         assert "/api/schema/" in text
+
+
+@pytest.mark.django_db
+def test_the_end_users_connect_route_is_documented(schema):
+    route = schema["paths"]["/api/apps/{slug}/connect/{provider_app_id}/"]["post"]
+    assert {"200", "401", "404"} <= set(route["responses"])
+    assert route["security"] == [{"endUserJwtAuth": []}]
+    ok = route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(schema["components"]["schemas"][ok]["properties"]) == {"authorize_url", "state"}
