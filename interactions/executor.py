@@ -23,7 +23,7 @@ import random
 import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from datetime import datetime, timedelta
 from collections.abc import Sequence
@@ -232,17 +232,23 @@ class _Session:
     user_id: Any
     worker: str = ""  # recorded on the fused tasks this step claims
     end_user_id: Any = None
+    # False for a step that did not claim its task (a timer's due delivery): `input` and the
+    # callers are then read by the round trip that claims fused tasks (runstore.apply).
+    known: bool = True
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
-                 now: datetime | None = None, user_id: UUID | str | None = None, worker: str | None = None) -> None:
+                 now: datetime | None = None, user_id: UUID | str | None = None, worker: str | None = None,
+                 due: float | None = None, timer_error: str | None = None) -> None:
     """Run task `name` of a session once and record it, with the fused tasks it makes ready.
 
     A task of a slow type first takes one of its user's slots (`slots.take`; `user_id` comes
     with the message): with none free it is not claimed and comes back later (RetryLater).
     `worker` (default `call_worker()`) is recorded as where the task and those fused tasks
-    ran. Raises Duplicate when the task has already ended (the caller fires nothing),
-    RetryLater when it must be delivered again later.
+    ran. A timer that the call claimed comes with its `due` time (epoch seconds) and, when its
+    wait is longer than its timeout, the error it ends with: that delivery needs no claim, only
+    the round trip that records it (`_timer_due`). Raises Duplicate when the task has already
+    ended (the caller fires nothing), RetryLater when it must be delivered again later.
     """
     now = now or timezone.now()
     worker = worker or call_worker()
@@ -256,6 +262,9 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         raise Duplicate from None  # the interaction was deleted with its sessions
     spec = compiled.definition.tasks[name]
     task_type = task_types.get(spec.type)
+    if due is not None and task_type.timer:
+        _timer_due(session_id=session_id, name=name, compiled=compiled, due=due, error=timer_error, worker=worker)
+        return
     timeout = task_timeout(compiled, name)
     slot = None
     if task_type.slow and user_id is not None:  # (a message sent before user ids travelled: no slot)
@@ -269,6 +278,21 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
     finally:
         if slot is not None:
             slot.release()
+
+
+def _timer_due(*, session_id: UUID | str, name: str, compiled: CompiledVersion, due: float, error: str | None,
+               worker: str) -> None:
+    """End a timer the call claimed (attempt 1) once it is due: one round trip, no claim.
+
+    The record holds only while that claim does (runstore.apply's condition), so a session
+    cancelled meanwhile, or a second delivery, stores nothing and runs nothing.
+    """
+    remaining = due - time.time()
+    if remaining > 0:
+        raise RetryLater(remaining)
+    result = (Result(name, 1, FAILED, error=error, worker=worker) if error
+              else Result(name, 1, COMPLETED, "{}", worker=worker))
+    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=[result])
 
 
 def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
@@ -393,7 +417,7 @@ def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequenc
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
-            durable=durable, worker=session.worker, ending=ending,
+            durable=durable, worker=session.worker, ending=ending, read_caller=not session.known,
         )
         _announce(session.id, applied.rows,
                   [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
@@ -405,6 +429,9 @@ def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequenc
             return
         if applied.session_status not in SESSION_ACTIVE or not (applied.claimed or applied.skipped):
             return
+        if not session.known and applied.caller is not None:
+            session = replace(session, input=applied.caller.input, user_id=applied.caller.user_id,
+                              end_user_id=applied.caller.end_user_id, known=True)
         records = {name: Record(row.status, row.output, row.error) for name, row in applied.rows.items()}
         results = []
         for name, attempt in sorted(applied.claimed.items()):

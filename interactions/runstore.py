@@ -100,6 +100,16 @@ class Applied:
     claimed: dict[str, int]  # fused tasks claimed by this call -> attempt
     skipped: tuple[str, ...]  # fused tasks skipped by this call
     finished: Finished | None = None  # set when this call ended the session (an `ending` held)
+    caller: Caller | None = None  # the session's input and callers, when asked for (`read_caller`)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the fused tasks of a step need from their session: the caller's input and who called."""
+
+    input: Any
+    user_id: Any
+    end_user_id: Any = None
 
 
 @dataclass(frozen=True)
@@ -389,6 +399,7 @@ def apply(
     reads: AbstractSet[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
     worker: str = "",
     ending: Ending | None = None,
+    read_caller: bool = False,
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 
@@ -401,24 +412,27 @@ def apply(
     the candidates, or every task when none is left unfinished. With an `ending` (and no
     candidates), ends the session in the same round trip when it holds (`Applied.finished`);
     other databases end it apart (the caller does, as for any round trip that leaves none).
+    With `read_caller`, also reads the session's input and callers (`Applied.caller`), for a
+    step that did not claim its task (a timer's due delivery) and so has not read them.
     """
     candidates = candidates or {}
     names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
     worker = worker_name(worker)
     if not _postgres():
         return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
-                          now=now, lease=lease, worker=worker)
+                          now=now, lease=lease, worker=worker, read_caller=read_caller)
     if candidates:
         ending = None
     try:
-        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending)
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
+                         read_caller)
     except DataError as exc:
         # A value jsonb refuses that `encode_output` did not foresee: store the failures instead
         # (and end apart: the ending assumed the outputs).
         reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
         failed = [Result(r.name, r.attempt, FAILED, None, reason, worker=r.worker) if r.output else r
                   for r in results]
-        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None)
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None, read_caller)
 
 
 # The folded end: only when every task has ended and each stored as the ending expects.
@@ -435,7 +449,13 @@ _FOLDED_END_READ = """,
          WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
 
 
-def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending) -> Applied:
+_CALLER_READ = """,
+       (SELECT json_build_array(s.input, s.user_id, s.end_user_id) FROM interactions_session s
+         WHERE s.id = %(sid)s)::text"""
+
+
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
+              read_caller=False) -> Applied:
     params: dict[str, Any] = {
         "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
         "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
@@ -508,10 +528,15 @@ SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n F
          WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
                -- none left but the tasks claimed here: all, so that their record can end the session
                OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}""")
+       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}\
+{_CALLER_READ if read_caller else ""}""")
     with connection.cursor() as cursor:
         cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed, *ended = cursor.fetchone()
+        session_status, unfinished, rows, changed, *extra = cursor.fetchone()
+    ended = extra[:1] if ending else []
+    caller = None
+    if read_caller and extra[-1]:
+        caller = Caller(*json.loads(extra[-1]))
     finished = None
     if ended and ended[0]:
         interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended[0])
@@ -522,10 +547,10 @@ SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n F
     found.update(changed_rows)
     claimed = {name: row.attempts for name, row in changed_rows.items() if row.status == RUNNING}
     skipped = tuple(sorted(name for name, row in changed_rows.items() if row.status == SKIPPED))
-    return Applied(session_status, found, unfinished, claimed, skipped, finished)
+    return Applied(session_status, found, unfinished, claimed, skipped, finished, caller)
 
 
-def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, worker) -> Applied:
+def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, worker, read_caller=False) -> Applied:
     claimed: dict[str, int] = {}
     skipped: list[str] = []
     with transaction.atomic():
@@ -566,7 +591,11 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, wor
         unfinished = runs.filter(status__in=UNFINISHED).count()
         wanted = runs if unfinished <= len(claimed) else runs.filter(name__in=names)
         rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS)) for run in wanted.values("name", *_ROW_FIELDS)}
-    return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
+    caller = None
+    if read_caller:
+        found = Session.objects.filter(pk=session_id).values("input", "user_id", "end_user_id").first()
+        caller = Caller(found["input"], found["user_id"], found["end_user_id"]) if found else None
+    return Applied(session_status, rows, unfinished, claimed, tuple(skipped), None, caller)
 
 
 # --- the rest of a task's life ------------------------------------------------------------------

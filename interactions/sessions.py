@@ -182,16 +182,18 @@ def _settle_at_call(
 def _timers_at_call(
     *, compiled: CompiledVersion, data: Any, unfinished: set[str], done: dict[str, TaskRun],
     settled: dict[str, _Settled],
-) -> dict[str, float]:
+) -> dict[str, tuple[float, str | None]]:
     """The timers (delays) that can start with the call: their predecessors have all ended.
 
     The call claims them itself and sends each message with a countdown, so a delay costs one
-    delivery instead of two (claim, then come back when due). Returns {task: seconds to wait}.
-    A timer whose body cannot be resolved or checked here is left to its worker, which fails it.
+    delivery instead of two (claim, then come back when due), and that delivery only records it
+    (executor `_timer_due`). Returns {task: (seconds to wait, the error it ends with or None)}:
+    a wait longer than the task's timeout ends it as failed at the timeout. A timer whose body
+    cannot be resolved or checked here is left to its worker, which fails it.
     """
     records = {name: Record(COMPLETED, run.output) for name, run in done.items()}
     records.update({name: Record(task.status, task.output, task.error) for name, task in settled.items()})
-    timers: dict[str, float] = {}
+    timers: dict[str, tuple[float, str | None]] = {}
     for name in unfinished:
         spec = compiled.definition.tasks[name]
         task_type = task_types.get(spec.type)
@@ -203,7 +205,8 @@ def _timers_at_call(
         except TaskFailed:
             continue
         if not problems:
-            timers[name] = min(task_type.wait_seconds(body), executor.task_timeout(compiled, name))
+            wanted, timeout = task_type.wait_seconds(body), executor.task_timeout(compiled, name)
+            timers[name] = (min(wanted, timeout), f"timed out after {timeout:g} s" if wanted > timeout else None)
     return timers
 
 
@@ -284,7 +287,8 @@ def _create(
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
-            countdowns=timers, user_id=str(user.id)))
+            timers={name: (now.timestamp() + seconds, error) for name, (seconds, error) in timers.items()},
+            user_id=str(user.id)))
     else:
         transaction.on_commit(lambda: executor.count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,

@@ -6,6 +6,7 @@ Sessions are started through the service inside the test transaction, so nothing
 """
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -324,3 +325,69 @@ def test_an_end_foreseen_wrongly_is_not_written_and_the_session_still_ends(user,
     assert runs["a"].status == "completed", (runs["a"].error, session.size_bytes)
     assert runs["big"].status == "failed" and "too large" in runs["big"].error
     assert session.status == "failed" and "big" in session.error
+
+
+def test_a_timer_the_call_claimed_costs_one_round_trip_when_due(user):
+    """The call claims two parallel delays and sends them with their due time: each delivery
+    only records its timer (no claim); the second one's records also claim and end the join."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "delay", "body": {"seconds": 0}},
+        "b": {"type": "delay", "body": {"seconds": 0}},
+        "join": {"type": "transform", "body": {"data": {"a": {"$ref": "a"}, "b": {"$ref": "b"}}, "expression": "[a, b]"},
+                 "execute_after": {"a": ["completed"], "b": ["completed"]}},
+    })
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    assert {run.name: run.status for run in session.task_runs.all()}["a"] == "running"  # claimed by the call
+    compiled_version(session.version_id)
+    due = time.time() - 0.001
+    with CaptureQueriesContext(connection) as first:
+        executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=due,
+                              worker="celery@host-a")
+    assert len(_statements(first)) == 1  # record a
+    with CaptureQueriesContext(connection) as last:
+        executor.task_execute(session_id=session.id, name="b", version_id=session.version_id, due=due,
+                              worker="celery@host-b")
+    assert len(_statements(last)) == 2  # record b and claim join (reading the input); record join and end
+    session.refresh_from_db()
+    assert session.status == "completed" and session.result == {"join": [{}, {}]}
+    runs = {run.name: run for run in session.task_runs.all()}
+    assert runs["a"].worker == "celery@host-a" and runs["join"].worker == "celery@host-b"
+    assert all(run.attempts == 1 for run in runs.values())
+
+
+def test_a_timer_delivered_early_waits_and_one_delivered_twice_records_once(user):
+    interaction = make_interaction(user, active=True, tasks={"a": {"type": "delay", "body": {"seconds": 5}}})
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    with pytest.raises(executor.RetryLater) as early:
+        executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time() + 5)
+    assert 4 < early.value.countdown <= 5
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time())
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time())
+    session.refresh_from_db()
+    run = session.task_runs.get()
+    assert session.status == "completed" and run.status == "completed" and run.attempts == 1
+
+
+def test_a_timer_longer_than_its_timeout_ends_failed_when_due(user):
+    interaction = make_interaction(user, active=True, tasks={
+        "a": {"type": "delay", "body": {"seconds": 30}, "timeout": 1}})
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time(),
+                          timer_error="timed out after 1 s")
+    session.refresh_from_db()
+    run = session.task_runs.get()
+    assert run.status == "failed" and run.error == "timed out after 1 s" and session.status == "failed"
+
+
+def test_a_timer_of_a_cancelled_session_records_nothing(user):
+    from interactions.sessions import session_cancel
+
+    interaction = make_interaction(user, active=True, tasks={"a": {"type": "delay", "body": {"seconds": 0}}})
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    session_cancel(session=session)
+    executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time())
+    session.refresh_from_db()
+    assert session.status == "cancelled" and session.task_runs.get().status == "cancelled"
