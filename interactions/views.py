@@ -6,6 +6,7 @@ from django.http import Http404, StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, renderers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
 from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
 from rest_framework.permissions import BasePermission
@@ -46,7 +47,9 @@ class RunCallerPermission(BasePermission):
 
 # The run route's authentication: an end user's token, else the builder's JWT or API key (an
 # end user's token is recognised without a query, so a builder's call costs what it did).
-RUN_AUTHENTICATION = [EndUserJWTAuthentication, RevocableJWTAuthentication, ApiKeyAuthentication]
+# The API's own (settings: JWT, API key, then the admin's session with CSRF, for the canvas's
+# endpoint panel), after the end users' tokens.
+RUN_AUTHENTICATION = [EndUserJWTAuthentication, RevocableJWTAuthentication, ApiKeyAuthentication, SessionAuthentication]
 OPEN_TO_END_USERS = (Interaction.Access.END_USERS, Interaction.Access.PUBLIC)
 
 
