@@ -13,8 +13,10 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
+# The lock: every package, transitive ones included, pinned and checked against its hashes
+# (scripts/lock compiles requirements.txt from requirements.in).
 COPY requirements.txt .
-RUN pip install -r requirements.txt
+RUN pip install --require-hashes -r requirements.txt
 
 COPY . .
 RUN useradd --create-home --uid 1000 junction \

@@ -9,6 +9,8 @@ that a run key may reach names the field that leads to an interaction in
 """
 from __future__ import annotations
 
+from typing import Any
+
 from django.db.models import QuerySet
 
 from accounts.permissions import run_key
@@ -22,6 +24,7 @@ class OwnedQuerysetMixin:
     # Ids are UUIDs in their canonical form: anything else is no route (404), as the OpenAPI
     # document's `format: uuid` says.
     lookup_value_regex = UUID.pattern.removeprefix("^").removesuffix("$")
+    request: Any  # the view's (a DRF Request)
 
     def owned_queryset(self, user) -> QuerySet:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -10,6 +10,10 @@ or "none"). Past a limit the answer is 429 `throttled` with `Retry-After`.
   slow guessing). These fail closed: when the cache is down, logins answer 503.
 - Registrations per client address (`JUNCTION_THROTTLE_REGISTER`): every attempt counts (also
   those refused for a taken name: they enumerate users). Fails closed too.
+- End users of an app (docs/end-users.md) have the same two throttles with the same rates, in
+  windows of their own per app (`realm`).
+- Anonymous calls of public interactions, per client address (`JUNCTION_THROTTLE_PUBLIC_RUN`);
+  fails open like the run quota.
 - Per user, on routes that start work or hold a connection: trying a task type
   (`JUNCTION_THROTTLE_TASK_TEST`), retrying a session (`JUNCTION_THROTTLE_RETRY`) and opening an
   event stream (`JUNCTION_THROTTLE_EVENTS`). Fair use, so they fail open (with a warning) as the
@@ -24,6 +28,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -75,33 +80,55 @@ def _refuse(window: Window, what: str) -> Throttled:
     return Throttled(wait=window.wait, detail=f"Too many {what}: try again in {int(window.wait) + 1} s.")
 
 
-def _login_windows(request, username: str) -> list[Window]:
+def _login_windows(request, username: str, realm: str = "") -> list[Window]:
     rate = settings.JUNCTION_THROTTLE_LOGIN
     # Hashed: a username is whatever the caller typed (spaces, control characters, any length).
     name = hashlib.sha256(username.strip().lower().encode()).hexdigest()
-    found = [_window("login-user", name, rate),
-             _window("login-address", client_address(request), rate)]
+    found = [_window(f"{realm}login-user", name, rate),
+             _window(f"{realm}login-address", client_address(request), rate)]
     return [window for window in found if window is not None]
 
 
-def login_check(request, username: str) -> None:
-    """Raise Throttled when failed logins for this username or address have used up the window."""
-    for window in _login_windows(request, username):
+def login_check(request, username: str, *, realm: str = "") -> None:
+    """Raise Throttled when failed logins for this username or address have used up the window.
+
+    `realm` keeps separate windows for other kinds of accounts: an app's end users use
+    `app:<id>:`, so their failures neither lock builders out nor another app's users.
+    """
+    for window in _login_windows(request, username, realm):
         if _used(window) >= window.limit:
             raise _refuse(window, "failed logins")
 
 
-def login_failed(request, username: str) -> None:
+def login_failed(request, username: str, *, realm: str = "") -> None:
     """Count one failed login for the username and for the address."""
-    for window in _login_windows(request, username):
+    for window in _login_windows(request, username, realm):
         _count(window.key, window.period)
 
 
-def registration_check(request) -> None:
+def registration_check(request, *, realm: str = "") -> None:
     """Count one registration attempt from this address; raise Throttled past the limit."""
-    window = _window("register", client_address(request), settings.JUNCTION_THROTTLE_REGISTER)
+    window = _window(f"{realm}register", client_address(request), settings.JUNCTION_THROTTLE_REGISTER)
     if window is not None and _count(window.key, window.period) > window.limit:
         raise _refuse(window, "registrations from this address")
+
+
+def public_run_check(request) -> None:
+    """Count one anonymous run of a public interaction from this address (JUNCTION_THROTTLE_PUBLIC_RUN).
+
+    Raises Throttled past the limit. Fails open when the cache is down, as the run quota does:
+    the interaction's owner's active-session limit still bounds what anonymous callers start.
+    """
+    window = _window("public-run", client_address(request), settings.JUNCTION_THROTTLE_PUBLIC_RUN)
+    if window is None:
+        return
+    try:
+        used = _count(window.key, window.period)
+    except Exception:
+        logger.warning("public run rate not checked: the cache is unavailable", exc_info=True)
+        return
+    if used > window.limit:
+        raise _refuse(window, "calls of public interactions from this address")
 
 
 def clear() -> int:
@@ -111,9 +138,10 @@ def clear() -> int:
     """
     client = redis_client()
     if client is None:  # process memory (the embedded mode)
-        keys = [key for key in list(getattr(cache, "_cache", {})) if f":{KEY_PREFIX}:" in key]
+        local: dict[str, Any] = getattr(cache, "_cache", {})
+        keys = [key for key in list(local) if f":{KEY_PREFIX}:" in key]
         for key in keys:
-            cache._cache.pop(key, None)
+            local.pop(key, None)
         return len(keys)
     keys = list(client.scan_iter(match=cache.make_and_validate_key(f"{KEY_PREFIX}:*"), count=1000))
     if keys:

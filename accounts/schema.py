@@ -26,3 +26,21 @@ class ApiKeyScheme(OpenApiAuthenticationExtension):
                 "finds no other interaction or session (404). An expired or revoked key is 401."
             ),
         }
+
+
+class EndUserJWTScheme(OpenApiAuthenticationExtension):
+    target_class = "accounts.enduser_auth.EndUserJWTAuthentication"
+    name = "endUserJwtAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "JWT",
+            "description": (
+                "An end user's access token, from POST /api/apps/{slug}/auth/login/ (docs/end-users.md). "
+                "Accepted on /api/apps/{slug}/… routes of that app only, and on "
+                "POST /api/interactions/{id}/run/ of its interactions whose access is `end_users` or `public`. "
+                "Refused (401) on every builder route and on another app's routes."
+            ),
+        }

@@ -12,11 +12,11 @@ def api_key_list(*, user: User) -> QuerySet[ApiKey]:
     return ApiKey.objects.filter(user=user, revoked_at__isnull=True).prefetch_related("interactions")
 
 
-def api_key_authenticate(*, key: str) -> ApiKey | None:
-    """Return the live (unrevoked, unexpired) key matching `key`, with its user, or None."""
+def api_key_authenticate(*, key: str | None = None, hashed_key: str | None = None) -> ApiKey | None:
+    """Return the live (unrevoked, unexpired) key matching `key` (or its hash), with its user, or None."""
     return (
         ApiKey.objects.select_related("user")
         .filter(Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
-                hashed_key=hash_api_key(key), revoked_at__isnull=True, user__is_active=True)
+                hashed_key=hashed_key or hash_api_key(key or ""), revoked_at__isnull=True, user__is_active=True)
         .first()
     )

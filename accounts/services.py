@@ -11,12 +11,13 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
-from rest_framework.exceptions import ValidationError
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 from rest_framework_simplejwt.tokens import RefreshToken
 
 from accounts.models import ApiKey, User
+from accounts.signals import user_changed
+from config.errors import InvalidInput
 
 KEY_PREFIX = "jk_"
 # The claim that carries `User.token_version` in every JWT (accounts.authentication).
@@ -37,20 +38,20 @@ class CreatedApiKey:
 
 
 def user_register(*, username: str, email: str, password: str) -> User:
-    """Create a user; raise ValidationError naming the field for a taken name or weak password."""
+    """Create a user; raise InvalidInput naming the field for a taken name or weak password."""
     if User.objects.filter(username__iexact=username).exists():
-        raise ValidationError({"username": ["A user with that username already exists."]})
+        raise InvalidInput(details={"username": ["A user with that username already exists."]})
     candidate = User(username=username, email=email)
     try:
         validate_password(password, user=candidate)
     except DjangoValidationError as exc:
-        raise ValidationError({"password": list(exc.messages)}) from None
+        raise InvalidInput(details={"password": list(exc.messages)}) from None
     candidate.set_password(password)
     try:
         with transaction.atomic():
             candidate.save()
     except IntegrityError:
-        raise ValidationError({"username": ["A user with that username already exists."]}) from None
+        raise InvalidInput(details={"username": ["A user with that username already exists."]}) from None
     return candidate
 
 
@@ -61,22 +62,22 @@ def api_key_create(
     """Create an API key for `user` and return it with the clear key, which is not kept.
 
     `interactions` (ids; only with scope `run`) limits the key to running those interactions;
-    None means every interaction of the user. Raises ValidationError naming the field for an
+    None means every interaction of the user. Raises InvalidInput naming the field for an
     expiry in the past, a limit on a full key, or an interaction that is not the user's.
     """
     from interactions.models import Interaction  # accounts is below interactions
 
     if expires_at is not None and expires_at <= timezone.now():
-        raise ValidationError({"expires_at": ["Must be in the future."]})
+        raise InvalidInput(details={"expires_at": ["Must be in the future."]})
     chosen: list = []
     if interactions is not None:
         if scope != ApiKey.Scope.RUN:
-            raise ValidationError({"interactions": ["Only a key of scope 'run' can be limited to interactions."]})
+            raise InvalidInput(details={"interactions": ["Only a key of scope 'run' can be limited to interactions."]})
         wanted = {str(pk) for pk in interactions}
         chosen = list(Interaction.objects.filter(user=user, pk__in=wanted))
         unknown = wanted - {str(found.pk) for found in chosen}
         if unknown:
-            raise ValidationError({"interactions": [f"Unknown interaction: {pk}" for pk in sorted(unknown)]})
+            raise InvalidInput(details={"interactions": [f"Unknown interaction: {pk}" for pk in sorted(unknown)]})
     key = KEY_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
         api_key = ApiKey.objects.create(
@@ -113,6 +114,7 @@ def tokens_revoke(*, user: User) -> None:
     every outstanding refresh token (so they fail even where the version is not checked).
     """
     User.objects.filter(pk=user.pk).update(token_version=F("token_version") + 1)
+    user_changed(user.pk)  # an update() sends no signal
     user.refresh_from_db(fields=["token_version"])
     live = OutstandingToken.objects.filter(user=user, expires_at__gt=timezone.now(), blacklistedtoken__isnull=True)
     BlacklistedToken.objects.bulk_create([BlacklistedToken(token=token) for token in live], ignore_conflicts=True)
@@ -121,15 +123,16 @@ def tokens_revoke(*, user: User) -> None:
 def token_logout(*, refresh: str, everywhere: bool = False) -> None:
     """Blacklist a refresh token (and with `everywhere`, every token of its user).
 
-    Raises ValidationError naming `refresh` when it is not a valid refresh token.
+    Raises InvalidInput naming `refresh` when it is not a valid refresh token.
     """
     try:
-        token = RefreshToken(refresh)
+        token = RefreshToken(refresh)  # type: ignore[arg-type]  # simplejwt takes the encoded token; its stubs say Token
     except TokenError as exc:
-        raise ValidationError({"refresh": [str(exc)]}) from None
+        raise InvalidInput(details={"refresh": [str(exc)]}) from None
     token.blacklist()
     if everywhere:
-        user = User.objects.filter(pk=token.payload.get("user_id")).first()
+        user_id = token.payload.get("user_id")
+        user = User.objects.filter(pk=user_id).first() if user_id else None
         if user is not None:
             tokens_revoke(user=user)
 
@@ -137,15 +140,15 @@ def token_logout(*, refresh: str, everywhere: bool = False) -> None:
 def password_change(*, user: User, old: str, new: str) -> dict[str, str]:
     """Change the password and revoke every token; return a fresh token pair for the caller.
 
-    Raises ValidationError naming `old` (wrong) or `new` (too weak). API keys stay valid: they
+    Raises InvalidInput naming `old` (wrong) or `new` (too weak). API keys stay valid: they
     are separate credentials, revoked one by one (docs/security.md).
     """
     if not user.check_password(old):
-        raise ValidationError({"old": ["The current password is wrong."]})
+        raise InvalidInput(details={"old": ["The current password is wrong."]})
     try:
         validate_password(new, user=user)
     except DjangoValidationError as exc:
-        raise ValidationError({"new": list(exc.messages)}) from None
+        raise InvalidInput(details={"new": list(exc.messages)}) from None
     with transaction.atomic():
         user.set_password(new)
         user.save(update_fields=["password", "updated_at"])

@@ -19,8 +19,10 @@ import time
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ImproperlyConfigured
+from rest_framework.exceptions import Throttled
 from rest_framework.throttling import BaseThrottle
 
+from accounts.models import EndUser
 from config.rediscache import redis_client
 
 logger = logging.getLogger(__name__)
@@ -63,7 +65,13 @@ class PlanRateThrottle(BaseThrottle):
     def allow_request(self, request, view) -> bool:
         user = request.user
         if not user or not user.is_authenticated:
-            return True
+            return True  # an anonymous call of a public interaction: the view checks its owner's plan
+        if isinstance(user, EndUser):  # an end user's calls count against the app owner's plan
+            user = user.app.owner
+        return self.allow(user)
+
+    def allow(self, user) -> bool:
+        """Count one run against `user`'s plan; False when past it (`wait()` says how long)."""
         rate = settings.JUNCTION_RATE_PLANS.get(user.plan) or settings.JUNCTION_RATE_PLANS.get("default")
         limit = parse_rate(rate) if rate else None
         if limit is None:
@@ -84,3 +92,11 @@ class PlanRateThrottle(BaseThrottle):
 
     def wait(self) -> float:
         return max(self._wait, 0.0)
+
+
+def plan_rate_check(user) -> None:
+    """Count one run against `user`'s plan (for calls whose owner is known only in the view:
+    anonymous calls of public interactions); raise Throttled past it."""
+    throttle = PlanRateThrottle()
+    if not throttle.allow(user):
+        raise Throttled(wait=throttle.wait())

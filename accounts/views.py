@@ -18,7 +18,7 @@ from accounts.serializers import (
     TokenPairSerializer,
     UserOutputSerializer,
 )
-from config.errors import ApiError
+from config.errors import Forbidden
 from config.openapi import errors
 
 THROTTLED = OpenApiResponse(description="`throttled`, with `Retry-After`.")
@@ -36,7 +36,7 @@ class RegisterView(APIView):
     )
     def post(self, request):
         if not settings.JUNCTION_ALLOW_REGISTRATION:
-            raise ApiError("Registration is turned off on this server.", code="registration_closed", status_code=403)
+            raise Forbidden("Registration is turned off on this server.", code="registration_closed")
         rate_limits.registration_check(request)
         data = RegisterInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -25,7 +25,9 @@ Not part of the test run. What it does, all on 127.0.0.1:
 5. Prints the figures (and writes them as JSON with --json), stops everything it started, and
    makes sure Redis is running again. Exit status 1 when a session was lost or duplicated.
 
-The shared Redis on port 6379 is restarted: other users of it see short outages.
+The Redis on port 6379 is restarted: other users of it see short outages. To keep them out of it,
+give the soak a Redis and a PostgreSQL of its own: JUNCTION_CHAOS_REDIS_PORT (a port where this
+soak may start and restart redis-server) and JUNCTION_CHAOS_DATABASE_URL.
 """
 from __future__ import annotations
 
@@ -42,10 +44,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DB_NAME = "junction_chaos"
-REDIS_PORT = 6379
+REDIS_PORT = int(os.environ.get("JUNCTION_CHAOS_REDIS_PORT", "6379"))
 SETTINGS = {
     "DJANGO_SETTINGS_MODULE": "config.settings",
-    "DATABASE_URL": f"postgres://postgres@127.0.0.1:5432/{DB_NAME}",
+    "DATABASE_URL": os.environ.get("JUNCTION_CHAOS_DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/{DB_NAME}"),
     "CELERY_BROKER_URL": f"redis://127.0.0.1:{REDIS_PORT}/4",
     "CELERY_RESULT_BACKEND": f"redis://127.0.0.1:{REDIS_PORT}/5",
     "SECRET_KEY": "chaos-secret-key-not-for-production-0123456789abcdef",
@@ -140,8 +142,13 @@ def redis_restart(outage: float) -> None:
 
 
 def recreate_database() -> None:
-    for statement in (f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)", f"CREATE DATABASE {DB_NAME}"):
-        subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-q", "-c", statement], check=True,
+    from urllib.parse import urlsplit
+
+    url = urlsplit(SETTINGS["DATABASE_URL"])
+    name = url.path.lstrip("/")
+    for statement in (f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", f"CREATE DATABASE {name}"):
+        subprocess.run(["psql", "-h", url.hostname or "127.0.0.1", "-p", str(url.port or 5432),
+                        "-U", url.username or "postgres", "-d", "postgres", "-q", "-c", statement], check=True,
                        stdout=subprocess.DEVNULL)
 
 

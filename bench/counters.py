@@ -3,10 +3,12 @@
 - CPU: user + system time of process trees, from /proc/<pid>/stat.
 - Memory: resident (RSS) and proportional (PSS: shared pages split between the processes that
   share them, so forked pool children are not counted twice) set sizes, from /proc.
-- PostgreSQL: `pg_stat_database` of the benchmark database (committed transactions). Its
+- PostgreSQL: `pg_stat_database` of the benchmark database (committed transactions, rows
+  written) and the CPU of its backends (`BackendCpu`, from /proc). Its `pg_stat_database`
   figures are published by each backend at most once a second while busy and within 10 s once
   idle, so a reading is exact only 11 s after the last Junction activity (`PgStats.settled`).
-- Redis: `INFO commandstats` (server-wide: the benchmark owns the machine during a run), minus
+- Redis: `INFO commandstats` and `INFO cpu` (server-wide: the benchmark owns the machine, or
+  `JUNCTION_BENCH_REDIS_URL` names a Redis server of its own), commands minus
   the idle rate (workers polling an empty queue) measured with the stack started and nothing
   running. Broker messages are the `LPUSH` calls: kombu's Redis transport publishes every task
   message with one `LPUSH` onto the queue's list.
@@ -134,6 +136,62 @@ class RedisStats:
                 out[name] = net
         out.pop("info", None)  # the benchmark's own readings
         return out
+
+
+def redis_cpu_seconds() -> float:
+    """User + system CPU seconds the Redis server has used since it started (server-wide)."""
+    import redis
+
+    cpu = redis.Redis.from_url(BROKER).info("cpu")
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+PG_DATABASE_FIELDS = ("xact_commit", "xact_rollback", "tup_inserted", "tup_updated", "tup_deleted")
+
+
+def pg_database_stats() -> dict[str, int]:
+    """The benchmark database's `pg_stat_database` counters (committed transactions, rows written)."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{PG_URL}/postgres")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(f"SELECT {', '.join(PG_DATABASE_FIELDS)} FROM pg_stat_database WHERE datname = %s",
+                           [DB_NAME])
+            return dict(zip(PG_DATABASE_FIELDS, (int(v) for v in cursor.fetchone()), strict=True))
+    finally:
+        conn.close()
+
+
+def pg_backend_pids() -> list[int]:
+    """Server process ids of the connections to the benchmark database (PostgreSQL on this host)."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{PG_URL}/postgres")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", [DB_NAME])
+            return [int(row[0]) for row in cursor.fetchall()]
+    finally:
+        conn.close()
+
+
+class BackendCpu:
+    """CPU seconds used by the benchmark database's PostgreSQL backends between `start()` and `stop()`.
+
+    Backends are found in `pg_stat_activity` at both ends (Junction keeps its connections for
+    `CONN_MAX_AGE`, so they live through a window); a backend that came and went in between is
+    missed, which makes the figure a floor.
+    """
+
+    def __init__(self) -> None:
+        self.before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self.before = {pid: cpu_seconds({pid}) for pid in pg_backend_pids()}
+
+    def stop(self) -> float:
+        return sum(cpu_seconds({pid}) - self.before.get(pid, 0.0) for pid in pg_backend_pids())
 
 
 def pg_commits() -> int:

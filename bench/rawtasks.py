@@ -25,8 +25,9 @@ import urllib3
 from celery import Celery, chain, chord, group
 from celery.canvas import Signature
 
-BROKER = os.environ.get("RAWBENCH_BROKER_URL", "redis://127.0.0.1:6379/10")
-BACKEND = os.environ.get("RAWBENCH_RESULT_BACKEND", "redis://127.0.0.1:6379/11")
+_REDIS = os.environ.get("JUNCTION_BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")  # as bench/stack.py
+BROKER = os.environ.get("RAWBENCH_BROKER_URL", f"{_REDIS}/10")
+BACKEND = os.environ.get("RAWBENCH_RESULT_BACKEND", f"{_REDIS}/11")
 
 DELIVERY_SETTINGS: dict[str, dict[str, Any]] = {
     "default": {},

@@ -5,6 +5,7 @@ import math
 import re
 import shlex
 import statistics
+from pathlib import Path
 from typing import Any, Callable
 
 from bench.stack import ROOT
@@ -339,12 +340,12 @@ def print_profiles(results: dict[str, Any]) -> None:
             print(f"  {share:6.1%}  {name}")
 
 
-def write_doc(section: str, markers: tuple[str, str]) -> None:
-    """Replace the text between `markers` in docs/benchmarks.md (append the section if absent)."""
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
+def write_doc(section: str, markers: tuple[str, str], doc: Path = DOC) -> None:
+    """Replace the text between `markers` in `doc` (append the section if absent)."""
+    text = doc.read_text() if doc.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(markers[0]) + ".*?" + re.escape(markers[1]) + r"\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: section, text, count=1)
     else:
         text = text.rstrip("\n") + "\n\n" + section
-    DOC.write_text(text)
+    doc.write_text(text)

@@ -22,8 +22,11 @@ ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 DB_NAME = "junction_bench"
 PG_URL = "postgres://postgres@127.0.0.1:5432"
-BROKER = "redis://127.0.0.1:6379/10"
-BACKEND = "redis://127.0.0.1:6379/11"
+# The Redis server of the run (JUNCTION_BENCH_REDIS_URL, e.g. a private one on another port, so
+# the server-wide counters see nobody else): db 10 is the broker, db 11 the results.
+REDIS_URL = os.environ.get("JUNCTION_BENCH_REDIS_URL", "redis://127.0.0.1:6379").rstrip("/")
+BROKER = f"{REDIS_URL}/10"
+BACKEND = f"{REDIS_URL}/11"
 LOG_DIR = Path(os.environ.get("JUNCTION_BENCH_LOG_DIR", "/tmp/junction-bench"))
 QUERYCOUNT_DIR = LOG_DIR / "querycount"
 RAW_DELIVERIES = ("default", "junction")
@@ -198,8 +201,9 @@ def stack_env(extra: dict[str, str], *, querycount: bool) -> dict[str, str]:
 class Stack:
     """The processes this run started; `stop()` ends every one of them (process groups)."""
 
-    def __init__(self, fleet: WorkerFleet, env: dict[str, str], web: str):
+    def __init__(self, fleet: WorkerFleet, env: dict[str, str], web: str, *, raw: bool = True):
         self.fleet = fleet
+        self.raw = raw  # also start the raw Celery fleets (bench.scaling measures Junction alone)
         self.web = web
         self.env = env
         self.procs: dict[str, subprocess.Popen] = {}
@@ -219,7 +223,7 @@ class Stack:
         self._spawn("web", web_argv(self.web, self.port, self.env), "web")
         for i in range(self.fleet.processes):
             self._spawn(f"junction-worker-{i}", junction_worker_argv(self.fleet, i, self.env), "worker")
-            for delivery in RAW_DELIVERIES:
+            for delivery in RAW_DELIVERIES if self.raw else ():
                 self._spawn(f"raw-{delivery}-worker-{i}", raw_worker_argv(self.fleet, delivery, i), "raw")
         self._wait_http()
         self._wait_workers()
@@ -255,7 +259,8 @@ class Stack:
         from bench.rawtasks import default_app
 
         expected = {f"benchj{i}" for i in range(self.fleet.processes)}
-        expected |= {f"benchr{d[0]}{i}" for d in RAW_DELIVERIES for i in range(self.fleet.processes)}
+        if self.raw:
+            expected |= {f"benchr{d[0]}{i}" for d in RAW_DELIVERIES for i in range(self.fleet.processes)}
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_alive()

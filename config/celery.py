@@ -42,8 +42,8 @@ def _survive_restore_on_a_lost_connection() -> None:
             self._delivered.clear()
             return None
 
-    restore_unacked.junction_patched = True
-    kombu_redis.QoS.restore_unacked = restore_unacked
+    restore_unacked.junction_patched = True  # type: ignore[attr-defined]  # a marker on the function
+    kombu_redis.QoS.restore_unacked = restore_unacked  # type: ignore[method-assign]  # the patch itself
 
 
 _survive_restore_on_a_lost_connection()
@@ -130,7 +130,7 @@ def _no_health_check_per_task(**kwargs) -> None:
 
     for alias in connections:  # every pool (processes, threads) shares these settings
         connections[alias].settings_dict["CONN_HEALTH_CHECKS"] = False
-        connections[alias].health_check_enabled = False
+        connections[alias].health_check_enabled = False  # type: ignore[attr-defined]  # Django's, not in the stubs
 
 
 def queue_depths() -> dict[str, int] | None:

@@ -20,18 +20,19 @@ import logging
 import socket
 import threading
 import time
-from typing import Any
+from typing import Any, cast
 
 from celery.signals import worker_ready
 from django.conf import settings
 
 from config.celery import app as celery_app
+from config.queues import Queue
 
 logger = logging.getLogger(__name__)
 
 # Every queue Junction routes tasks to. A distributed worker started without -Q consumes all
 # queues it knows; the embedded worker must consume each of these explicitly.
-QUEUES: tuple[str, ...] = ("default", "code")
+QUEUES: tuple[str, ...] = tuple(str(queue) for queue in Queue)
 CONCURRENCY = 4
 READY_TIMEOUT = 30.0
 
@@ -48,7 +49,7 @@ class EmbeddedWorkerError(RuntimeError):
 def _make_worker_class() -> type:
     """Return a Worker that leaves process-wide state (signals, logging, title) to the server."""
 
-    class EmbeddedWorker(celery_app.Worker):  # type: ignore[name-defined,misc]
+    class EmbeddedWorker(celery_app.Worker):
         def setup_logging(self, colorize: bool | None = None) -> bool:
             # Keep Django's LOGGING: returning True tells Celery logging is configured.
             return True
@@ -133,7 +134,7 @@ def _sweep_forever() -> None:
 
     from interactions.sweeper import sessions_sweep
 
-    interval = settings.CELERY_BEAT_SCHEDULE["sweep-sessions"]["schedule"]
+    interval = cast(float, settings.CELERY_BEAT_SCHEDULE["sweep-sessions"]["schedule"])
     while _ready.wait(None) and _thread is not None:
         time.sleep(interval)
         try:

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from pathlib import Path
+from typing import overload
 
 from django.core.exceptions import ImproperlyConfigured
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return default if value is None or value == "" else value
@@ -80,7 +86,7 @@ def env_rate(name: str, default: str) -> str:
     return value
 
 
-def local_secret(path: Path, make: callable) -> str:
+def local_secret(path: Path, make: Callable[[], str]) -> str:
     """Return the secret kept in `path`, creating it with `make()` on first use.
 
     Only the embedded mode uses this: a distributed deployment must pass its secrets in the

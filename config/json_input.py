@@ -59,7 +59,7 @@ class JsonTypedInput:
     """
 
     def get_fields(self):
-        fields = super().get_fields()  # type: ignore[misc]
+        fields = super().get_fields()
         for field in fields.values():
             if isinstance(field, serializers.CharField):
                 field.trim_whitespace = False
@@ -69,10 +69,10 @@ class JsonTypedInput:
         if isinstance(data, Mapping):
             problems = {
                 field.field_name: [problem]
-                for field in self.fields.values()  # type: ignore[attr-defined]
+                for field in self.fields.values()
                 if not field.read_only and field.field_name in data
                 and (problem := _type_problem(field, data[field.field_name]))
             }
             if problems:
                 raise ValidationError(problems)
-        return super().to_internal_value(data)  # type: ignore[misc]
+        return super().to_internal_value(data)

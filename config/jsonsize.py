@@ -13,6 +13,7 @@ Python's recursion limit is never reached: walks are iterative and depth is capp
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = [
@@ -57,6 +58,7 @@ def json_depth(value: Any, limit: int) -> int:
     seen: dict[int, int] = {}
     while stack:
         item, depth = stack.pop()
+        children: Iterable[Any]
         if isinstance(item, dict):
             children = item.values()
         elif isinstance(item, (list, tuple)):
@@ -116,7 +118,7 @@ def _size_floor(value: Any, *, limit: int, max_depth: int) -> int:
         key = id(item)
         if own is not None:
             on_path.discard(key)
-            for child in nested:
+            for child in nested or ():
                 own += sizes[id(child)]
             if own > limit:
                 raise JsonTooLarge(limit)

@@ -114,7 +114,7 @@ class Pagination(PageNumberPagination):
     def get_page_size(self, request) -> int:
         raw = request.query_params.get(self.page_size_query_param)
         if raw is None:
-            return self.page_size
+            return int(self.page_size or 1)
         if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= self.max_page_size:
             raise ValidationError({self.page_size_query_param: [f"Must be an integer from 1 to {self.max_page_size}."]})
         return int(raw)

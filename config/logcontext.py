@@ -26,7 +26,7 @@ from typing import Any
 
 from django.utils.functional import SimpleLazyObject, empty
 
-FIELDS = ("request_id", "user_id", "interaction_id", "session_id", "task", "celery_task_id")
+FIELDS = ("request_id", "user_id", "end_user_id", "interaction_id", "session_id", "task", "celery_task_id")
 
 request_id: ContextVar[str | None] = ContextVar("junction_request_id", default=None)
 _request: ContextVar[Any] = ContextVar("junction_request", default=None)
@@ -41,26 +41,30 @@ _VARS = {"request_id": request_id, "interaction_id": interaction_id, "session_id
 _SANE_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 
-def _user_id(request: Any) -> str | None:
-    """The authenticated user's id, without ever making the log call query the database.
+def _caller(request: Any) -> tuple[str | None, str | None]:
+    """The authenticated user's id and, for an app's end user, theirs, without ever making the
+    log call query the database.
 
     DRF puts the user it authenticated on the Django request; until then it is Django's lazy
-    session user, which is read only if something already evaluated it.
+    session user, which is read only if something already evaluated it. An end user's
+    `user_id` is the builder who owns their app (whose data the request touches).
     """
     user = request.__dict__.get("user") if request is not None else None
     if user is None or (isinstance(user, SimpleLazyObject) and user._wrapped is empty):
-        return None
+        return None, None
     if not getattr(user, "is_authenticated", False):
-        return None
+        return None, None
     pk = getattr(user, "pk", None)
-    return None if pk is None else str(pk)
+    if getattr(user, "is_end_user", False):
+        return str(user.app.owner_id), str(pk)
+    return (None if pk is None else str(pk)), None
 
 
 def current() -> dict[str, str]:
     """The context of this thread or task, as the fields a log line carries."""
     values = {name: var.get() for name, var in _VARS.items()}
-    values["user_id"] = _user_id(_request.get())
-    return {name: values[name] for name in FIELDS if values.get(name) is not None}
+    values["user_id"], values["end_user_id"] = _caller(_request.get())
+    return {name: str(values[name]) for name in FIELDS if values.get(name) is not None}
 
 
 class ContextFilter(logging.Filter):

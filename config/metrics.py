@@ -38,11 +38,13 @@ from prometheus_client import (  # noqa: E402
 from prometheus_client.core import GaugeMetricFamily  # noqa: E402
 from prometheus_client.registry import Collector  # noqa: E402
 
+from interactions.statuses import COMPLETED, FAILED, SESSION_TERMINAL  # noqa: E402
+
 logger = logging.getLogger(__name__)
 disable_created_metrics()  # the same series with or without the multiprocess mode
 
-SESSION_STATUSES = ("completed", "failed", "cancelled", "timed_out")
-TASK_STATUSES = ("completed", "failed")
+SESSION_STATUSES = tuple(str(status) for status in SESSION_TERMINAL)
+TASK_STATUSES = (str(COMPLETED), str(FAILED))  # what a task that ran ends as
 SWEEPER_ACTIONS = ("timed_out", "resumed", "abandoned", "waiting")
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 SESSION_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600)
@@ -116,6 +118,8 @@ def process_exited(pid: int | None = None) -> None:
 
 def _mark_dead_processes() -> None:
     """Drop the live gauges of processes of this host that died without saying so (SIGKILL)."""
+    if not MULTIPROC_DIR:
+        return
     pids = {int(m.group(1)) for path in glob.glob(os.path.join(MULTIPROC_DIR, "gauge_live*_*.db"))
             if (m := re.search(r"_(\d+)\.db$", path))}
     for pid in pids:

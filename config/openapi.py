@@ -12,7 +12,7 @@ by hand. Docstrings are for the code's readers: an operation's description is on
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from drf_spectacular.drainage import get_override
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
@@ -187,10 +187,10 @@ class AutoSchema(SpectacularAutoSchema):
             response["headers"] = RETRY_AFTER
         return response
 
-    def _get_response_bodies(self, direction: str = "response") -> dict[str, Any]:  # type: ignore[override]
-        responses = super()._get_response_bodies(direction)
-        for code, description in self._error_statuses().items():
-            responses.setdefault(str(code), self._error_response(description, str(code)))
+    def _get_response_bodies(self, direction: Literal["request", "response"] = "response") -> dict[str, Any]:
+        responses: dict[str, Any] = {str(code): body for code, body in super()._get_response_bodies(direction).items()}
+        for number, description in self._error_statuses().items():
+            responses.setdefault(str(number), self._error_response(description, str(number)))
         for code, response in responses.items():
             if code >= "400" and "content" not in response:  # an OpenApiResponse with words only
                 response.update(self._error_response(response.get("description") or ERROR_DESCRIPTIONS.get(int(code), ""), code))

@@ -11,6 +11,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from interactions.statuses import SessionStatus
+
 logger = logging.getLogger("junction.ops")
 ERROR_CHARS = 500
 
@@ -40,7 +42,7 @@ def session_started(session_id: Any, interaction_id: Any, user_id: Any, *, versi
 def session_finished(session_id: Any, status: str, duration_ms: int | float | None, *,
                      interaction_id: Any = None, error: Any = None) -> None:
     """INFO when it completed or was cancelled, WARNING when it failed or timed out."""
-    level = logging.INFO if status in ("completed", "cancelled") else logging.WARNING
+    level = logging.INFO if status in (SessionStatus.COMPLETED, SessionStatus.CANCELLED) else logging.WARNING
     duration = None if duration_ms is None else int(duration_ms)
     _log(level, "session_finished", "session %s finished: %s in %s ms", session_id, status, duration,
          session_id=session_id, interaction_id=interaction_id, status=status, duration_ms=duration,

@@ -14,18 +14,13 @@ from __future__ import annotations
 import codecs
 
 from django.conf import settings
-from rest_framework import status
-from rest_framework.exceptions import APIException, ParseError
-from rest_framework.parsers import JSONParser, get_encoding
+from rest_framework.exceptions import ParseError
+from rest_framework.parsers import JSONParser, get_encoding  # type: ignore[attr-defined]  # not in the stubs
 from rest_framework.settings import api_settings
 from rest_framework.utils.json import strict_constant
 
+from config.errors import PayloadTooLarge
 from config.jsonsize import JsonTooDeep, loads_bounded
-
-
-class RequestTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "request_too_large"
 
 
 class BoundedJSONParser(JSONParser):
@@ -35,7 +30,8 @@ class BoundedJSONParser(JSONParser):
         limit = settings.JUNCTION_MAX_REQUEST_BYTES
         raw = stream.read(limit + 1) if stream is not None else b""
         if len(raw) > limit:
-            raise RequestTooLarge(f"The request body is larger than the limit of {limit} bytes.")
+            raise PayloadTooLarge(f"The request body is larger than the limit of {limit} bytes.",
+                                  details={"body": [f"At most {limit} bytes."]})
         depth = settings.JUNCTION_MAX_JSON_DEPTH
         try:
             text = codecs.decode(raw, encoding)

@@ -7,12 +7,15 @@ slash (named, so `reverse()` and the OpenAPI document use it) and the same view 
 """
 from __future__ import annotations
 
-from django.urls import URLPattern, URLResolver, path, re_path
-from django.urls.resolvers import RegexPattern
+from django.urls import URLPattern, URLResolver, path
+from django.urls.resolvers import RegexPattern, RoutePattern
 from rest_framework.routers import SimpleRouter
 
 
 def _slashless(pattern: URLPattern) -> URLPattern | None:
+    if isinstance(pattern.pattern, RoutePattern):  # path(): the same route without its slash
+        text = str(pattern.pattern)
+        return path(text[:-1], pattern.callback, pattern.default_args) if text.endswith("/") else None
     regex = pattern.pattern.regex.pattern
     if not regex.endswith("/$"):
         return None
@@ -20,10 +23,10 @@ def _slashless(pattern: URLPattern) -> URLPattern | None:
 
 
 def with_slashless(patterns: list[URLPattern | URLResolver]) -> list[URLPattern | URLResolver]:
-    """Return `patterns` followed by each regex route's slash-less twin."""
+    """Return `patterns` followed by each route's slash-less twin."""
     twins = [
         twin for pattern in patterns
-        if isinstance(pattern, URLPattern) and isinstance(pattern.pattern, RegexPattern)
+        if isinstance(pattern, URLPattern) and isinstance(pattern.pattern, (RegexPattern, RoutePattern))
         and (twin := _slashless(pattern)) is not None
     ]
     return [*patterns, *twins]
@@ -31,8 +34,8 @@ def with_slashless(patterns: list[URLPattern | URLResolver]) -> list[URLPattern 
 
 def route(route: str, view, *, name: str) -> list[URLPattern]:
     """`path(route, view, name=name)` plus the same view without the trailing slash."""
-    assert route.endswith("/") and "<" not in route, route
-    return [path(route, view, name=name), re_path(rf"^{route[:-1]}$", view)]
+    assert route.endswith("/"), route
+    return [path(route, view, name=name), path(route[:-1], view)]
 
 
 class Router(SimpleRouter):

@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import base64
 import os
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
-from kombu import Queue
+from kombu import Queue as KombuQueue
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from config import timestamps
 from config.env import env_bool, env_float, env_int, env_list, env_rate, env_str, local_secret, token
+from config.queues import Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 load_dotenv(BASE_DIR / ".env")
@@ -29,7 +31,7 @@ EMBEDDED = CELERY_BROKER_URL.startswith("memory://")
 LOCAL_STATE_DIR = Path(env_str("JUNCTION_STATE_DIR", str(BASE_DIR / ".junction")))
 
 
-def _required_secret(name: str, make: callable) -> str:
+def _required_secret(name: str, make: Callable[[], str]) -> str:
     value = env_str(name)
     if value:
         return value
@@ -104,6 +106,9 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # The same backend, with a health check that costs no round trip (config/pgbackend/base.py).
+    DATABASES["default"]["ENGINE"] = "config.pgbackend"
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # The embedded mode has an API thread and worker threads writing to one file.
     DATABASES["default"]["OPTIONS"] = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
@@ -133,11 +138,16 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = EMBEDDED or DEBUG
 
 # --- REST framework -------------------------------------------------------------------------
+_PAGE_SIZE = env_int("JUNCTION_PAGE_SIZE", 50, minimum=1, maximum=10_000)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         # JWT first: its WWW-Authenticate header turns "no credentials" into a 401, not a 403.
         "accounts.authentication.RevocableJWTAuthentication",
         "accounts.authentication.ApiKeyAuthentication",
+        # Last: a user logged in to the admin uses the API from the same origin (the canvas,
+        # the browsable API), with Django's CSRF check on every unsafe method. A request that
+        # carries a token or a key is decided by the two above (docs/security.md).
+        "rest_framework.authentication.SessionAuthentication",
     ],
     # ApiKeyScope: a key of scope `run` reaches only the run and session routes (docs/security.md).
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated", "accounts.permissions.ApiKeyScope"],
@@ -148,16 +158,16 @@ REST_FRAMEWORK = {
     "DATETIME_FORMAT": timestamps.FORMAT,
     # Lists: `page`, `page_size`, `ordering`, `search` and django-filter fields (config/listing.py).
     "DEFAULT_PAGINATION_CLASS": "config.listing.Pagination",
-    "PAGE_SIZE": env_int("JUNCTION_PAGE_SIZE", 50, minimum=1, maximum=10_000),
+    "PAGE_SIZE": _PAGE_SIZE,
     "DEFAULT_FILTER_BACKENDS": [
         "config.listing.Filters", "config.listing.Ordering", "config.listing.Search",
     ],
     "DEFAULT_SCHEMA_CLASS": "config.openapi.AutoSchema",
-    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "EXCEPTION_HANDLER": "config.api_errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
 # The largest `?page_size=` a list accepts (400 past it).
-JUNCTION_MAX_PAGE_SIZE = env_int("JUNCTION_MAX_PAGE_SIZE", 500, minimum=REST_FRAMEWORK["PAGE_SIZE"], maximum=10_000)
+JUNCTION_MAX_PAGE_SIZE = env_int("JUNCTION_MAX_PAGE_SIZE", 500, minimum=_PAGE_SIZE, maximum=10_000)
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env_int("JUNCTION_ACCESS_TOKEN_MINUTES", 15)),
     "REFRESH_TOKEN_LIFETIME": timedelta(days=env_int("JUNCTION_REFRESH_TOKEN_DAYS", 7)),
@@ -220,10 +230,10 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # after every task, and each task pays a new PostgreSQL connection). config/celery.py still
 # drops a connection that is broken or older than CONN_MAX_AGE before and after each task.
 CELERY_DB_REUSE_MAX = env_int("CELERY_DB_REUSE_MAX", 1000)
-CELERY_TASK_DEFAULT_QUEUE = "default"
+CELERY_TASK_DEFAULT_QUEUE = str(Queue.DEFAULT)
 # Every Junction queue, so that `celery -A config worker` without -Q consumes them all; run
 # `-Q code` workers to give custom code dedicated machines.
-CELERY_TASK_QUEUES = (Queue("default"), Queue("code"))
+CELERY_TASK_QUEUES = tuple(KombuQueue(str(queue)) for queue in Queue)
 
 JUNCTION_MAX_TASK_TIMEOUT = env_float("JUNCTION_MAX_TASK_TIMEOUT", 600, minimum=1, maximum=86400)
 JUNCTION_DEFAULT_TASK_TIMEOUT = env_float(
@@ -291,8 +301,15 @@ JUNCTION_THROTTLE_REGISTER = env_rate("JUNCTION_THROTTLE_REGISTER", "20/hour")
 JUNCTION_THROTTLE_TASK_TEST = env_rate("JUNCTION_THROTTLE_TASK_TEST", "60/min")
 JUNCTION_THROTTLE_RETRY = env_rate("JUNCTION_THROTTLE_RETRY", "60/min")
 JUNCTION_THROTTLE_EVENTS = env_rate("JUNCTION_THROTTLE_EVENTS", "120/min")
+# Anonymous calls of public interactions per client address (docs/end-users.md).
+JUNCTION_THROTTLE_PUBLIC_RUN = env_rate("JUNCTION_THROTTLE_PUBLIC_RUN", "60/min")
+# How long an invitation to an app's sign-up stays valid.
+JUNCTION_INVITATION_DAYS = env_int("JUNCTION_INVITATION_DAYS", 7, minimum=1, maximum=365)
 # Most sessions one user may have queued or running at once (429 past it, nothing created).
 JUNCTION_MAX_ACTIVE_SESSIONS = env_int("JUNCTION_MAX_ACTIVE_SESSIONS", 1000, minimum=1, maximum=1_000_000)
+# Most tasks of slow types (TaskType.slow: http_request, send_email, send_tweet, code) one user may
+# have running at once; more wait for a slot (docs/limits.md, interactions/slots.py).
+JUNCTION_MAX_SLOW_TASKS_PER_USER = env_int("JUNCTION_MAX_SLOW_TASKS_PER_USER", 64, minimum=1, maximum=100_000)
 # Reverse proxies in front of the API that append to X-Forwarded-For: the client address of the
 # throttles is the one they saw. 0: REMOTE_ADDR, and X-Forwarded-For (client-chosen) is ignored.
 REST_FRAMEWORK["NUM_PROXIES"] = env_int("JUNCTION_NUM_PROXIES", 0, minimum=0, maximum=10)
@@ -309,7 +326,7 @@ JUNCTION_MAX_TASKS = env_int("JUNCTION_MAX_TASKS", 100, minimum=1, maximum=1000)
 JUNCTION_MAX_DELAY = env_float("JUNCTION_MAX_DELAY", 300, minimum=0, maximum=86400)
 JUNCTION_MAX_RETRIES = env_int("JUNCTION_MAX_RETRIES", 10, minimum=0, maximum=100)
 JUNCTION_SSRF_ALLOWED_NETWORKS = env_list("JUNCTION_SSRF_ALLOWED_NETWORKS", [])
-JUNCTION_TWITTER_API_BASE = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
+JUNCTION_TWITTER_API_BASE: str = env_str("JUNCTION_TWITTER_API_BASE", "https://api.twitter.com")
 JUNCTION_CODE_SANDBOX = env_str("JUNCTION_CODE_SANDBOX", "bwrap")
 if JUNCTION_CODE_SANDBOX not in {"bwrap", "off"}:
     raise ImproperlyConfigured("JUNCTION_CODE_SANDBOX must be 'bwrap' or 'off'")
@@ -345,7 +362,12 @@ LOGGING = {
     },
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # At DEBUG they log the tokens they obtain, secrets included (docs/security.md).
+        "requests_oauthlib": {"level": "WARNING"},
+        "oauthlib": {"level": "WARNING"},
+    },
 }
 
 JUNCTION_MAX_WAIT = env_float("JUNCTION_MAX_WAIT", 60, minimum=0, maximum=3600)
@@ -356,6 +378,9 @@ _EVENTS_DEFAULT = CELERY_RESULT_BACKEND if CELERY_RESULT_BACKEND.startswith(("re
 JUNCTION_EVENTS_URL = env_str("JUNCTION_EVENTS_URL", _EVENTS_DEFAULT)
 # How long a session's end stays readable after it was published (closes the subscribe race).
 JUNCTION_EVENTS_TTL = env_float("JUNCTION_EVENTS_TTL", 120)
+# How long an API process may keep a user, API key or interaction it read for a run call
+# (config/hotcache.py: changes are announced at once; this bounds a missed announcement). 0: off.
+JUNCTION_HOT_CACHE_SECONDS = env_float("JUNCTION_HOT_CACHE_SECONDS", 30, minimum=0, maximum=3600)
 # `/events`: a keep-alive comment this often, a re-read of the database this often (a safety
 # net under lossy pub/sub), and this often while no task event has been pushed yet.
 JUNCTION_SSE_KEEPALIVE_SECONDS = env_float("JUNCTION_SSE_KEEPALIVE_SECONDS", 15)

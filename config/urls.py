@@ -1,12 +1,13 @@
 from django.contrib import admin
-from django.urls import include, path
+from django.urls import URLPattern, URLResolver, include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from config import health, metrics
+from config import health, landing, metrics
 from config.routing import route
 
-api = [
+api: list[URLPattern | URLResolver] = [
     path("auth/", include("accounts.urls")),
+    path("", include("accounts.app_urls")),
     path("", include("tasks_catalog.urls")),
     path("", include("integrations.urls")),
     path("", include("interactions.urls")),
@@ -15,6 +16,7 @@ api = [
 ]
 
 urlpatterns = [
+    path("", landing.landing, name="landing"),
     path("api/", include(api)),
     path("admin/", admin.site.urls),
     path("healthz", health.healthz, name="healthz"),
@@ -22,5 +24,5 @@ urlpatterns = [
     path("metrics", metrics.metrics_view, name="metrics"),
 ]
 
-handler404 = "config.errors.handler404"
-handler500 = "config.errors.handler500"
+handler404 = "config.api_errors.handler404"
+handler500 = "config.api_errors.handler500"

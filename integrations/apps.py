@@ -5,7 +5,8 @@ class IntegrationsConfig(AppConfig):
     name = "integrations"
 
     def ready(self) -> None:
-        from integrations.providers import BUILTIN_PROVIDERS, providers
+        from integrations.builtins import BUILTIN_PROVIDERS
+        from integrations.providers import providers
 
         for provider in BUILTIN_PROVIDERS:
             providers.register(provider())

@@ -3,11 +3,21 @@ import uuid
 from django.db.models import QuerySet
 
 from accounts.models import User
-from integrations.models import Integration
+from integrations.models import Integration, ProviderApp
 
 
 def integration_list(*, user: User) -> QuerySet[Integration]:
-    return Integration.objects.filter(user=user)
+    """The builder's own integrations (their end users' accounts are not theirs to use)."""
+    return Integration.objects.filter(user=user, end_user__isnull=True)
+
+
+def end_user_integration_list(*, end_user) -> QuerySet[Integration]:
+    """The accounts an end user connected (docs/end-users.md)."""
+    return Integration.objects.filter(end_user=end_user)
+
+
+def provider_app_list(*, user: User) -> QuerySet[ProviderApp]:
+    return ProviderApp.objects.filter(user=user)
 
 
 def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:
@@ -19,7 +29,7 @@ def integration_providers(*, user: User, ids: set[str]) -> dict[str, str]:
     valid = {str(pk) for pk in ids if _is_uuid(pk)}
     return {
         str(pk): provider
-        for pk, provider in Integration.objects.filter(user=user, id__in=valid).values_list("id", "provider")
+        for pk, provider in Integration.objects.filter(user=user, end_user__isnull=True, id__in=valid).values_list("id", "provider")
     }
 
 

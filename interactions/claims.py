@@ -22,8 +22,10 @@ import enum
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from interactions.engine.execution import TERMINAL
-from interactions.runstore import ACTIVE, PENDING, RUNNING, Snapshot
+from interactions.runstore import Snapshot
+from interactions.statuses import PENDING, RUNNING
+from interactions.statuses import SESSION_ACTIVE as ACTIVE
+from interactions.statuses import TASK_TERMINAL as TERMINAL
 
 # A delivery that lost a race looks again this soon (seconds).
 RACE_RETRY = 0.1

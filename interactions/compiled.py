@@ -22,7 +22,7 @@ from interactions.engine.canvas import Plan, compile_plan, restrict
 from interactions.engine.definition import STORED, Definition, parse_definition
 from interactions.engine.execution import referenced_tasks
 from interactions.engine.graph import topological_order
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import find_task_type, task_types
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ class CompiledVersion:
 def _compile(tasks: dict[str, Any]) -> CompiledVersion:
     definition = parse_definition(tasks, task_type=find_task_type, integrations=None, limits=STORED)
     defaults = {
-        name: {spec.name: spec.default for spec in find_task_type(task.type).fields}
+        name: {spec.name: spec.default for spec in task_types.get(task.type).fields}
         for name, task in definition.tasks.items()
     }
     needs = {
@@ -63,7 +63,7 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
     for name, task in sorted(definition.tasks.items()):
         for pred in task.execute_after:
             dependants[pred].append(name)
-    fused = frozenset(name for name, task in definition.tasks.items() if find_task_type(task.type).pure)
+    fused = frozenset(name for name, task in definition.tasks.items() if task_types.get(task.type).pure)
     at_call: set[str] = set()
     order = topological_order(definition.predecessors())
     for name in order:
@@ -81,11 +81,11 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
     )
 
 
-_cache: dict[UUID, CompiledVersion] = {}
+_cache: dict[UUID | str, CompiledVersion] = {}
 _CACHE_SIZE = 2048
 
 
-def compiled_version(version_id: UUID, tasks: dict[str, Any] | None = None) -> CompiledVersion:
+def compiled_version(version_id: UUID | str, tasks: dict[str, Any] | None = None) -> CompiledVersion:
     """Return the compiled form of a stored version (cached by its id: versions are immutable).
 
     Without `tasks`, a cache miss reads the version's definition from the database: callers on

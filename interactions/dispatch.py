@@ -6,12 +6,15 @@ the steps that make them ready (`interactions/executor.py`).
 from __future__ import annotations
 
 import logging
+import time
 
 from django.conf import settings
 
+from config.queues import Queue
+
 from interactions.compiled import CompiledVersion
 from interactions.engine.canvas import Plan, compile_plan, restrict, to_canvas
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 
 logger = logging.getLogger(__name__)
 
@@ -21,21 +24,24 @@ def task_message_id(session_id: str, name: str) -> str:
     return f"{session_id}.{name}"
 
 
-def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str, countdowns: dict[str, float]):
+def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str,
+                   timers: dict[str, tuple[float, str | None]], user_id: str | None):
     from interactions.tasks import run_task
 
     def make(name: str):
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
-        signature = run_task.si(session_id, name, version_id).set(
+        timer = timers.get(name)
+        extra = {"due": timer[0], "timer_error": timer[1]} if timer else {}
+        signature = run_task.si(session_id, name, version_id, user_id=user_id, **extra).set(
             task_id=task_message_id(session_id, name),
-            queue=find_task_type(spec.type).queue,
+            queue=str(task_types.get(spec.type).queue),
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
         )
-        if name in countdowns:  # a timer claimed by the call: delivered once, when due
-            signature = signature.set(countdown=countdowns[name])
+        if timer:  # a timer claimed by the call: delivered once, when due
+            signature = signature.set(countdown=max(0.0, timer[0] - time.time()))
         return signature
 
     return make
@@ -60,11 +66,14 @@ def worker_plan(*, compiled: CompiledVersion, unfinished: set[str]) -> Plan | No
 
 def dispatch_plan(
     *, session_id: str, version_id: str, compiled: CompiledVersion, plan: Plan | None,
-    countdowns: dict[str, float] | None = None,
+    timers: dict[str, tuple[float, str | None]] | None = None, user_id: str | None = None,
 ) -> None:
     """Send a plan's canvas to the broker; with no plan, the task that finishes the session.
 
-    `countdowns` delays the messages of timers the caller already claimed until they are due.
+    `timers` are the timers the caller already claimed: {task: (due, epoch seconds; the error it
+    ends with or None)}; each message waits until due (a countdown) and carries both, so that its
+    delivery only records the timer (executor `_timer_due`).
+    `user_id` (the session's owner) travels with each message, for the slow-task slots.
 
     If the broker is unreachable the session stays in PostgreSQL and the sweeper sends it once
     the broker is back: the caller's request still succeeds.
@@ -72,9 +81,9 @@ def dispatch_plan(
     from interactions.tasks import finish_session
 
     if plan is None:
-        canvas = finish_session.si(session_id).set(queue="default")
+        canvas = finish_session.si(session_id).set(queue=str(Queue.DEFAULT))
     else:
-        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, countdowns or {}))
+        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, timers or {}, user_id))
     try:
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors

@@ -26,7 +26,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -37,12 +37,13 @@ from django.db import DEFAULT_DB_ALIAS
 from django.core.serializers.json import DjangoJSONEncoder
 
 from interactions import events
-from interactions.models import Session, TaskRun
+from interactions.models import TaskRun
+from interactions.statuses import SESSION_TERMINAL
 
 logger = logging.getLogger(__name__)
 
 _PHASE = {TaskRun.Status.PENDING: 1, TaskRun.Status.RUNNING: 0}
-_TERMINAL = {str(status) for status in Session.TERMINAL}
+_TERMINAL = SESSION_TERMINAL
 
 
 def progress(task: dict[str, Any]) -> int:
@@ -123,7 +124,7 @@ async def _subscription(session_id: Any) -> AsyncIterator[events.Subscription | 
 
 async def session_stream(
     *, session_id: Any, read: Callable[[], Awaitable[dict[str, Any]]], seen: Seen | None,
-) -> AsyncIterator[str]:
+) -> AsyncGenerator[str, None]:
     """Yield the SSE text of a session's events until its end or JUNCTION_SSE_MAX_SECONDS.
 
     `read` returns the session's representation from the database.
@@ -132,8 +133,8 @@ async def session_stream(
     async with _subscription(session_id) as subscription:
         data = await read()
         position = _Position(sorted(data["tasks"]), seen)
-        for event in position.changes(data["tasks"]):
-            yield event
+        for text in position.changes(data["tasks"]):
+            yield text
         if data["status"] in _TERMINAL:
             yield sse("session", data, position.event_id(end=True))
             return
@@ -143,6 +144,7 @@ async def session_stream(
         next_read = now + settings.JUNCTION_SSE_POLL_SECONDS
         while True:
             timeout = min(next_keepalive, next_read, deadline) - time.monotonic()
+            event: events.Event | None
             if subscription is None:
                 await asyncio.sleep(max(timeout, 0))
                 event = None

@@ -455,11 +455,13 @@ class _LocalBus:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]]] = {}
-        self.ends: dict[str, tuple[float, dict[str, Any]]] = {}
+        self.ends: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     def publish(self, session_id: str, event: Event, *, keep: bool) -> None:
         # Copy through JSON, as Redis would: no subscriber shares the publisher's objects.
-        event = _decode(_encode(event))
+        copied = _decode(_encode(event))
+        assert copied is not None  # what _encode made decodes
+        event = copied
         now = time.monotonic()
         with self.lock:
             if keep:
@@ -478,7 +480,7 @@ class _LocalBus:
 
     @asynccontextmanager
     async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
-        entry = (asyncio.get_running_loop(), asyncio.Queue())
+        entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]] = (asyncio.get_running_loop(), asyncio.Queue())
         with self.lock:
             self.subscribers.setdefault(session_id, set()).add(entry)
         try:

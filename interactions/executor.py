@@ -2,6 +2,8 @@
 
 A step is one task that needs a worker, plus the fused (pure) tasks it makes ready:
 
+0. a task of a slow type takes one of its user's slots (`slots.take`), or comes back later
+   unclaimed when its user has none free;
 1. claim the task (`runstore.claim`, one round trip) and read the verdict (`claims.decide`);
 2. run it — a `timer` task (delay) instead keeps its claim and comes back when due;
 3. record it (`runstore.apply`, one round trip), which also claims the fused tasks whose
@@ -14,12 +16,17 @@ No exception of a task type escapes: failures are results, so a chord never brea
 """
 from __future__ import annotations
 
+import functools
+import json
 import logging
 import random
+import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from datetime import datetime, timedelta
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -32,21 +39,26 @@ from config import metrics, oplog
 from config.bounds import resolve_limits
 from integrations.encryption import DecryptionError
 from integrations.models import Integration
-from integrations.providers import providers
+from integrations.providers import Provider, providers
 from integrations.redaction import redact, secret_forms
 from integrations.services import integration_credentials
-from interactions import claims, events, runstore, selectors
+from interactions import claims, events, runstore, selectors, slots
 from interactions.claims import Verdict
 from interactions.compiled import CompiledVersion, compiled_version
-from interactions.engine.execution import Record, resolve_body, session_outcome
+from interactions.engine.execution import SKIPPED, Record, resolve_body, session_outcome
 from interactions.models import InteractionVersion, Session
 from interactions.runstore import Result
+from interactions.statuses import COMPLETED, FAILED, PENDING, RUNNING, SESSION_ACTIVE, TASK_UNFINISHED
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
-from tasks_catalog.registry import find_task_type
+from tasks_catalog.registry import task_types
 from tasks_catalog.sandbox import capturing_logs
 
 logger = logging.getLogger(__name__)
-COMPLETED, FAILED = "completed", "failed"
+
+
+# A task waiting for one of its user's slow-task slots comes back after this many seconds (a
+# uniform pick, so that the waiting tasks of one user do not all come back at once).
+SLOT_RETRY = (0.5, 2.0)
 
 
 class Duplicate(Exception):
@@ -56,7 +68,8 @@ class Duplicate(Exception):
 @dataclass(frozen=True)
 class RetryLater(Exception):
     """Deliver this task again after `countdown` s (a transient failure with retries left, a
-    predecessor not yet ended, a claim held by a delivery that may still be alive, a timer)."""
+    predecessor not yet ended, a claim held by a delivery that may still be alive, a timer, no
+    free slow-task slot)."""
 
     countdown: float
 
@@ -64,6 +77,17 @@ class RetryLater(Exception):
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: up to 1, 2, 4 … seconds (capped at 60)."""
     return random.uniform(0, min(60.0, 2.0 ** (attempt - 1)))
+
+
+@functools.cache
+def call_worker() -> str:
+    """The `worker` recorded for tasks run outside a Celery worker: `api@<hostname>`.
+
+    That is the process that took the call (the fused tasks a new session runs at once), or one
+    that called the executor directly (the embedded mode's sweeper thread, tests). A Celery
+    task passes its worker's node name instead (`self.request.hostname`, e.g. `celery@host-b`).
+    """
+    return f"api@{socket.gethostname()}"
 
 
 def lease_seconds(timeout: float) -> float:
@@ -106,8 +130,39 @@ def _check(task_type: TaskType, body: dict[str, Any]) -> None:
         raise TaskFailed("; ".join(f"{name}: {' '.join(found)}" for name, found in problems.items()))
 
 
+def _integration(task_type: TaskType, integration_id: str | None, user_id, end_user_id) -> Integration | None:
+    """The integration a task uses (one query), or None for a type that takes none.
+
+    A definition's own integration is the builder's (never an end user's). A task that needs
+    one and names none uses the calling end user's integration of the type's provider (the
+    newest, when they connected several): docs/end-users.md. Raises TaskFailed saying which
+    account to connect when there is none.
+    """
+    if integration_id:
+        integration = (Integration.objects.select_related("provider_app")
+                       .filter(pk=integration_id, user_id=user_id, end_user__isnull=True).first())
+        if integration is None:
+            raise TaskFailed(f"integration {integration_id} no longer exists")
+        return integration
+    if task_type.provider is None:
+        return None
+    if end_user_id is None:
+        raise TaskFailed(
+            f"this task uses the caller's own {task_type.provider} account, and this call was not made by an end "
+            f"user: call the interaction with an end user's token, after they connect a {task_type.provider} account"
+        )
+    integration = (Integration.objects.select_related("provider_app")
+                   .filter(end_user_id=end_user_id, provider=task_type.provider)
+                   .order_by("-created_at").first())
+    if integration is None:
+        raise TaskFailed(f"connect a {task_type.provider} account: the calling end user has no "
+                         f"{task_type.provider} integration (POST /api/apps/{{slug}}/connect/{{provider_app_id}}/)")
+    return integration
+
+
 def run_with_body(
-    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float
+    *, task_type: TaskType, body: dict[str, Any], integration_id: str | None, user_id, timeout: float,
+    end_user_id=None,
 ) -> Any:
     """Check a concrete body, load the integration's credentials, run the task type.
 
@@ -115,22 +170,23 @@ def run_with_body(
     own failure.
     """
     _check(task_type, body)
-    credentials: dict[str, Any] = {}
-    if integration_id:
-        integration = Integration.objects.filter(pk=integration_id, user_id=user_id).first()
-        if integration is None:
-            raise TaskFailed(f"integration {integration_id} no longer exists")
-        try:
-            credentials = integration_credentials(integration=integration)
-        except DecryptionError:
-            raise TaskFailed(
-                f"the secrets of integration {integration.name!r} cannot be decrypted with the "
-                f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
-            ) from None
-    secrets = []
-    if credentials:
-        secrets = secret_forms(credentials, providers.get(integration.provider))
-    return _run(task_type, body, TaskContext(credentials=credentials, timeout=timeout), secrets)
+    integration = _integration(task_type, integration_id, user_id, end_user_id)
+    if integration is None:
+        return _run(task_type, body, TaskContext(timeout=timeout), [])
+    try:
+        credentials = integration_credentials(integration=integration)
+    except DecryptionError:
+        raise TaskFailed(
+            f"the secrets of integration {integration.name!r} cannot be decrypted with the "
+            f"server's keys (JUNCTION_ENCRYPTION_KEYS changed?)"
+        ) from None
+    provider = providers.get(integration.provider)
+    context = TaskContext(timeout=timeout, connect=partial(_client, provider, credentials))
+    return _run(task_type, body, context, secret_forms(credentials, provider))
+
+
+def _client(provider: Provider, credentials: dict[str, Any], timeout: float) -> Any:
+    return provider.client(credentials, timeout=timeout)
 
 
 def resolve_task_body(compiled: CompiledVersion, name: str, caller_input: Any, records: dict[str, Record]) -> dict[str, Any]:
@@ -148,9 +204,11 @@ def run_pure(
     """Run a fused (pure) task in this process; return (status, output, encoded output, error)."""
     spec = compiled.definition.tasks[name]
     started = time.monotonic()
+    error: str | None
+    encoded: str | None
     try:
         body = resolve_task_body(compiled, name, caller_input, records)
-        output = run_with_body(task_type=find_task_type(spec.type), body=body, integration_id=None,
+        output = run_with_body(task_type=task_types.get(spec.type), body=body, integration_id=None,
                                user_id=user_id, timeout=task_timeout(compiled, name))
     except TaskFailed as failure:
         status, output, encoded, error = FAILED, None, None, str(failure)
@@ -172,16 +230,28 @@ class _Session:
     compiled: CompiledVersion
     input: Any
     user_id: Any
+    worker: str = ""  # recorded on the fused tasks this step claims
+    end_user_id: Any = None
+    # False for a step that did not claim its task (a timer's due delivery): `input` and the
+    # callers are then read by the round trip that claims fused tasks (runstore.apply).
+    known: bool = True
 
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
-                 now: datetime | None = None) -> None:
+                 now: datetime | None = None, user_id: UUID | str | None = None, worker: str | None = None,
+                 due: float | None = None, timer_error: str | None = None) -> None:
     """Run task `name` of a session once and record it, with the fused tasks it makes ready.
 
-    Raises Duplicate when the task has already ended (the caller fires nothing), RetryLater
-    when it must be delivered again later.
+    A task of a slow type first takes one of its user's slots (`slots.take`; `user_id` comes
+    with the message): with none free it is not claimed and comes back later (RetryLater).
+    `worker` (default `call_worker()`) is recorded as where the task and those fused tasks
+    ran. A timer that the call claimed comes with its `due` time (epoch seconds) and, when its
+    wait is longer than its timeout, the error it ends with: that delivery needs no claim, only
+    the round trip that records it (`_timer_due`). Raises Duplicate when the task has already
+    ended (the caller fires nothing), RetryLater when it must be delivered again later.
     """
     now = now or timezone.now()
+    worker = worker or call_worker()
     if version_id is None:  # a message sent before version ids travelled with it
         version_id = Session.objects.filter(pk=session_id).values_list("version_id", flat=True).first()
         if version_id is None:
@@ -191,13 +261,49 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
     except InteractionVersion.DoesNotExist:
         raise Duplicate from None  # the interaction was deleted with its sessions
     spec = compiled.definition.tasks[name]
-    task_type = find_task_type(spec.type)
+    task_type = task_types.get(spec.type)
+    if due is not None and task_type.timer:
+        _timer_due(session_id=session_id, name=name, compiled=compiled, due=due, error=timer_error, worker=worker)
+        return
     timeout = task_timeout(compiled, name)
+    slot = None
+    if task_type.slow and user_id is not None:  # (a message sent before user ids travelled: no slot)
+        slot = slots.take(user_id=user_id, lease_seconds=lease_seconds(timeout), label=f"{session_id}.{name}")
+        if slot is None:
+            runstore.mark_waiting(session_id=session_id, now=now, stall_seconds=settings.JUNCTION_STALL_SECONDS)
+            raise RetryLater(random.uniform(*SLOT_RETRY))
+    try:
+        _execute(session_id=session_id, name=name, compiled=compiled, task_type=task_type, timeout=timeout, now=now,
+                 worker=worker or call_worker())
+    finally:
+        if slot is not None:
+            slot.release()
+
+
+def _timer_due(*, session_id: UUID | str, name: str, compiled: CompiledVersion, due: float, error: str | None,
+               worker: str) -> None:
+    """End a timer the call claimed (attempt 1) once it is due: one round trip, no claim.
+
+    The record holds only while that claim does (runstore.apply's condition), so a session
+    cancelled meanwhile, or a second delivery, stores nothing and runs nothing.
+    """
+    remaining = due - time.time()
+    if remaining > 0:
+        raise RetryLater(remaining)
+    result = (Result(name, 1, FAILED, error=error, worker=worker) if error
+              else Result(name, 1, COMPLETED, "{}", worker=worker))
+    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=[result])
+
+
+def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
+             now: datetime, worker: str) -> None:
+    """Claim task `name`, then run it (or not, as the verdict says) and record it."""
+    spec = compiled.definition.tasks[name]
     lease = now + timedelta(seconds=lease_seconds(timeout))
     snapshot = runstore.claim(
         session_id=session_id, name=name, names=sorted(compiled.needs[name] | {name}),
         accepts=compiled.accepts[name], now=now, lease=lease,
-        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
+        max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer, worker=worker,
     )
     if snapshot.session_status is None:
         raise Duplicate  # the session was deleted
@@ -205,7 +311,8 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         snapshot, name=name, accepts=spec.execute_after, lease=lease, now=now,
         max_losses=settings.JUNCTION_MAX_WORKER_LOSSES, timer=task_type.timer,
     )
-    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id)
+    session = _Session(session_id, compiled, snapshot.input, snapshot.user_id, worker=worker,
+                       end_user_id=snapshot.end_user_id)
     verdict = decision.verdict
     if verdict is Verdict.SESSION_ENDED:
         runstore.cancel_pending(session_id=session_id, name=name, now=now)
@@ -214,15 +321,17 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         raise Duplicate
     if verdict is Verdict.WAIT:
         raise RetryLater(decision.countdown)
+    # Every other task has ended: this task's round trip can end the session (`advance`).
+    last = snapshot.rows if snapshot.others_unfinished == 0 else None
     if verdict is Verdict.SKIP:
-        advance(session, skips=[name])
+        advance(session, skips=[name], rows=last)
         return
     if verdict is Verdict.POISON:
         oplog.task_poisoned(session_id, name, decision.attempt, type=spec.type)
         advance(session, results=[Result(name, decision.attempt, FAILED, error=(
             f"the worker running this task was lost {decision.attempt} times; "
             f"giving up (a task that kills its worker?)"
-        ))])
+        ))], rows=last)
         return
 
     if verdict is Verdict.RUN:
@@ -234,7 +343,7 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
     else:
         result = _work(session, name, task_type, records, decision.attempt)
-    advance(session, results=[result], durable=not (task_type.pure or task_type.timer))
+    advance(session, results=[result], durable=not (task_type.pure or task_type.timer), rows=last)
 
 
 def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], attempt: int) -> Result:
@@ -246,7 +355,7 @@ def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, 
             body = resolve_task_body(session.compiled, name, session.input, records)
             output = run_with_body(
                 task_type=task_type, body=body, integration_id=spec.integration, user_id=session.user_id,
-                timeout=task_timeout(session.compiled, name),
+                timeout=task_timeout(session.compiled, name), end_user_id=session.end_user_id,
             )
     except TaskFailed as failure:
         if failure.transient and attempt <= spec.retries:
@@ -279,40 +388,50 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
     remaining = claims.timer_due(started_at=own.started_at, seconds=min(wanted, timeout), now=now)
     if remaining > 0:
         raise RetryLater(remaining)
+    # The claim may be another delivery's (or the call's): the worker that ends the wait is named.
     if wanted > timeout:
-        return Result(name, attempt, FAILED, error=f"timed out after {timeout:g} s")
-    return Result(name, attempt, COMPLETED, "{}")
+        return Result(name, attempt, FAILED, error=f"timed out after {timeout:g} s", worker=session.worker)
+    return Result(name, attempt, COMPLETED, "{}", worker=session.worker)
 
 
-def advance(session: _Session, *, results: list[Result] = (), skips: list[str] = (), durable: bool = False,
-            candidates_of: set[str] | None = None) -> None:
+def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequence[str] = (), durable: bool = False,
+            candidates_of: set[str] | None = None, rows: dict[str, runstore.Row] | None = None) -> None:
     """Record, then run the fused tasks that became ready, round trip by round trip.
 
     Each round trip stores the previous results and claims (or skips) the fused dependants
     whose predecessors have all ended; the claimed ones run here, in memory, and go into the
-    next round trip. The round trip that leaves no task unfinished ends the session.
+    next round trip. The round trip that leaves no task unfinished ends the session — in that
+    same round trip when it can be foreseen: `rows` are every task's records when all but the
+    ones recorded now have ended (a claim, or the round trip before, says so).
     `candidates_of` (default: the recorded and skipped tasks) names the tasks whose fused
     dependants are looked at first.
     """
     compiled = session.compiled
     changed = set(candidates_of) if candidates_of is not None else {r.name for r in results} | set(skips)
     while True:
-        candidates = {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
+        ending = _foreseen_end(compiled, rows, results, skips) if rows is not None else None
+        candidates = {} if ending else {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
         now = timezone.now()
         lease = now + timedelta(seconds=lease_seconds(max(
             (task_timeout(compiled, name) for name in candidates), default=0.0)))
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
-            durable=durable,
+            durable=durable, worker=session.worker, ending=ending, read_caller=not session.known,
         )
         _announce(session.id, applied.rows,
                   [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
+        if applied.finished is not None and ending is not None:
+            _ended(session, applied.rows, ending, applied.finished, now)
+            return
         if applied.unfinished == 0:
             _end(session, applied.rows)
             return
-        if applied.session_status not in runstore.ACTIVE or not (applied.claimed or applied.skipped):
+        if applied.session_status not in SESSION_ACTIVE or not (applied.claimed or applied.skipped):
             return
+        if not session.known and applied.caller is not None:
+            session = replace(session, input=applied.caller.input, user_id=applied.caller.user_id,
+                              end_user_id=applied.caller.end_user_id, known=True)
         records = {name: Record(row.status, row.output, row.error) for name, row in applied.rows.items()}
         results = []
         for name, attempt in sorted(applied.claimed.items()):
@@ -323,11 +442,37 @@ def advance(session: _Session, *, results: list[Result] = (), skips: list[str] =
             results.append(Result(name, attempt, status, encoded, error))
         skips, durable = [], False
         changed = set(applied.claimed) | set(applied.skipped)
+        # Only the tasks just claimed are left: their round trip can end the session.
+        rows = applied.rows if applied.unfinished == len(applied.claimed) else None
+
+
+def _foreseen_end(compiled: CompiledVersion, rows: dict[str, runstore.Row], results, skips) -> runstore.Ending | None:
+    """The session's outcome once `results` and `skips` are stored, if then no task is left."""
+    records = {name: Record(row.status, row.output, row.error) for name, row in rows.items()}
+    for result in results:
+        records[result.name] = Record(result.status, json.loads(result.output) if result.output else None,
+                                      result.error)
+    for name in skips:
+        records[name] = Record(SKIPPED)
+    if any(name not in records or records[name].status in runstore.UNFINISHED for name in compiled.definition.tasks):
+        return None
+    outcome = session_outcome(compiled.definition, records)
+    return runstore.Ending(
+        status=outcome.status, result=outcome.result, error=_unhandled(outcome, records),
+        expect={**{r.name: r.status for r in results}, **dict.fromkeys(skips, SKIPPED)},
+    )
+
+
+def _unhandled(outcome, records: dict[str, Record]) -> str | None:
+    if not outcome.unhandled:
+        return None
+    return "unhandled failure in " + ", ".join(f"{name}: {records[name].error}" for name in outcome.unhandled)
 
 
 def _task_data(row: runstore.Row) -> dict[str, Any]:
     return selectors.task_data(status=row.status, output=row.output, error=row.error, attempts=row.attempts,
-                               started_at=row.started_at, finished_at=row.finished_at, logs=row.logs)
+                               started_at=row.started_at, finished_at=row.finished_at, logs=row.logs,
+                               worker=row.worker)
 
 
 def _announce(session_id, rows: dict[str, runstore.Row], names: list[str]) -> None:
@@ -350,26 +495,32 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
     compiled = session.compiled
     records = {name: Record(row.status, row.output, row.error) for name, row in rows.items()}
     outcome = session_outcome(compiled.definition, records)
-    error = None
-    if outcome.unhandled:
-        error = "unhandled failure in " + ", ".join(f"{name}: {records[name].error}" for name in outcome.unhandled)
+    ending = runstore.Ending(status=outcome.status, result=outcome.result, error=_unhandled(outcome, records),
+                             expect={})
     now = timezone.now()
-    finished = runstore.finish(session_id=session.id, status=outcome.status, result=outcome.result, error=error,
-                               now=now)
+    finished = runstore.finish(session_id=session.id, status=ending.status, result=ending.result,
+                               error=ending.error, now=now)
     if finished is None:
         return None  # ended meanwhile (cancelled, timed out, or by a concurrent step)
+    _ended(session, rows, ending, finished, now)
+    return outcome.status
+
+
+def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.Ending, finished: runstore.Finished,
+           now: datetime) -> None:
+    """Count, log and publish the end of a session that this process just recorded."""
     count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
-              status=outcome.status, error=error, now=now)
+              status=ending.status, error=ending.error, now=now)
     data = selectors.session_data_from(
-        id=session.id, interaction_id=finished.interaction_id, version=finished.version, status=outcome.status,
-        input=finished.input, result=outcome.result, error=error, created_at=finished.created_at,
+        id=session.id, interaction_id=finished.interaction_id, end_user_id=finished.end_user_id,
+        version=finished.version, status=ending.status,
+        input=finished.input, result=ending.result, error=ending.error, created_at=finished.created_at,
         started_at=finished.started_at, finished_at=now,
-        tasks={name: _task_data(rows[name]) for name in compiled.definition.tasks if name in rows},
+        tasks={name: _task_data(rows[name]) for name in session.compiled.definition.tasks if name in rows},
     )
     from interactions.sessions import announce_end
 
-    announce_end(session_id=session.id, status=outcome.status, data=data)
-    return outcome.status
+    announce_end(session_id=session.id, status=ending.status, data=data)
 
 
 def session_finish(*, session_id: UUID | str) -> str:
@@ -386,22 +537,23 @@ def session_finish(*, session_id: UUID | str) -> str:
     compiled = compiled_version(session.version_id)
     rows = {
         run["name"]: runstore.Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                                  run["finished_at"], run["lease_expires_at"])
+                                  run["finished_at"], run["lease_expires_at"], run["logs"], run["worker"])
         for run in session.task_runs.values("name", "status", "output", "error", "attempts", "started_at",
-                                            "finished_at", "lease_expires_at")
+                                            "finished_at", "lease_expires_at", "logs", "worker")
     }
-    if any(row.status in runstore.UNFINISHED for row in rows.values()):
+    if any(row.status in TASK_UNFINISHED for row in rows.values()):
         # A task is still being retried or taken over (or a resumed session's other canvas
         # runs): look again later. The session's deadline and the sweeper bound this.
         raise RetryLater(0.5)
-    status = _end(_Session(session.id, compiled, session.input, session.user_id), rows)
+    status = _end(_Session(session.id, compiled, session.input, session.user_id, call_worker()), rows)
     if status is None:
         return Session.objects.values_list("status", flat=True).get(pk=session_id)
     return status
 
 
-def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, user_id, now: datetime) -> None:
-    """Run the fused tasks of a resumed session that are ready but were never run.
+def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, user_id, now: datetime,
+                 worker: str | None = None) -> None:
+    """Run the fused tasks of a resumed session that are ready but were never run (on `worker`).
 
     A worker that died between recording a task and running the fused tasks it made ready
     leaves them pending (or claimed, with a lease that runs out): nothing else would run them,
@@ -411,7 +563,7 @@ def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, us
     from interactions.models import TaskRun
 
     expired = TaskRun.objects.filter(
-        session_id=session_id, name__in=list(compiled.fused), status=runstore.RUNNING, lease_expires_at__lte=now,
+        session_id=session_id, name__in=list(compiled.fused), status=RUNNING, lease_expires_at__lte=now,
     )
     poison = [
         Result(name, attempts, FAILED, error=(
@@ -420,11 +572,11 @@ def fused_resume(*, session_id, compiled: CompiledVersion, caller_input: Any, us
         .values_list("name", "attempts")
     ]
     expired.filter(attempts__lt=settings.JUNCTION_MAX_WORKER_LOSSES).update(
-        status=runstore.PENDING, lease_expires_at=None, updated_at=now)
+        status=PENDING, lease_expires_at=None, updated_at=now)
     pending = set(TaskRun.objects.filter(
-        session_id=session_id, name__in=list(compiled.fused), status=runstore.PENDING,
+        session_id=session_id, name__in=list(compiled.fused), status=PENDING,
     ).values_list("name", flat=True))
     parents = {pred for name in pending for pred in compiled.definition.tasks[name].execute_after}
     if parents or poison:
-        advance(_Session(session_id, compiled, caller_input, user_id), results=poison,
+        advance(_Session(session_id, compiled, caller_input, user_id, worker or call_worker()), results=poison,
                 candidates_of=parents | {result.name for result in poison})

@@ -3,7 +3,10 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from accounts.models import TimeStampedModel
+from interactions.statuses import SESSION_TERMINAL, TASK_TERMINAL, SessionStatus, TaskStatus, choices
 
+# TaskRun.worker: a Celery node name (`name@hostname`); longer ones are cut (runstore.worker_name).
+WORKER_MAX_LENGTH = 255
 # The hard maximum of JUNCTION_MAX_SESSION_DEADLINE (30 days): what an interaction may ever ask
 # for, whatever the setting. The setting (default one day) is checked by the API.
 MAX_SESSION_DEADLINE = 30 * 86400
@@ -11,9 +14,24 @@ MAX_SESSION_DEADLINE = 30 * 86400
 
 class Interaction(TimeStampedModel):
     """A user's workflow. Its definition lives in immutable versions; the id (and so the
-    endpoint URL) never changes."""
+    endpoint URL) never changes.
+
+    `app`, `access` and `allowed_groups` say who may run it (docs/end-users.md). They are
+    settings, like `is_active`: changing them makes no new version and applies to the next call.
+    """
+
+    class Access(models.TextChoices):
+        OWNER = "owner", "Owner: only the builder (JWT or API key)"
+        END_USERS = "end_users", "End users: the app's end users (of the allowed groups)"
+        PUBLIC = "public", "Public: anyone, without credentials (rate-limited per address)"
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="interactions")
+    app = models.ForeignKey("accounts.App", on_delete=models.SET_NULL, null=True, blank=True,
+                            related_name="interactions")
+    access = models.CharField(max_length=16, choices=Access.choices, default=Access.OWNER)
+    allowed_groups = models.JSONField(
+        default=list, blank=True, help_text="Group names of the app admitted when access is end_users; empty: all.",
+    )
     name = models.CharField(max_length=100)
     description = models.TextField(blank=True, default="")
     is_active = models.BooleanField(default=False)
@@ -29,7 +47,9 @@ class Interaction(TimeStampedModel):
     class Meta:
         ordering = ["-created_at"]
         constraints = [
-            models.UniqueConstraint(fields=["user", "name"], name="interaction_name_unique_per_user")
+            models.UniqueConstraint(fields=["user", "name"], name="interaction_name_unique_per_user"),
+            models.CheckConstraint(condition=models.Q(access="owner") | models.Q(app__isnull=False),
+                                   name="interaction_open_access_needs_app"),
         ]
 
     def __str__(self) -> str:
@@ -43,6 +63,9 @@ class InteractionVersion(TimeStampedModel):
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="versions")
     number = models.PositiveIntegerField()
     tasks = models.JSONField()
+    # Where the canvas drew each task ({task: {"x", "y"}}): presentation only, never validated
+    # or executed, so it may change without making a new version (docs/ui.md).
+    layout = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-number"]
@@ -52,28 +75,29 @@ class InteractionVersion(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.interaction_id} v{self.number}"
+        # Named after the interaction only when it is loaded: a name never costs a query (a
+        # delete confirmation lists every version and session of an interaction).
+        if InteractionVersion.interaction.is_cached(self):
+            return f"{self.interaction.name} v{self.number}"
+        return f"v{self.number}"
 
 
 class Session(TimeStampedModel):
     """One call of an interaction: the version it runs, the caller's input, the outcome."""
 
-    class Status(models.TextChoices):
-        QUEUED = "queued"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        CANCELLED = "cancelled"
-        TIMED_OUT = "timed_out"
-
-    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.CANCELLED, Status.TIMED_OUT)
+    Status = SessionStatus
+    TERMINAL = SESSION_TERMINAL
 
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
+    # The end user who called (null: the builder, or an anonymous call of a public interaction).
+    # SET_NULL: the builder's history outlives a deleted end user.
+    end_user = models.ForeignKey("accounts.EndUser", on_delete=models.SET_NULL, null=True, blank=True,
+                                 related_name="sessions")
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="sessions")
     # RESTRICT, not PROTECT: a version cannot be deleted from under its sessions, but deleting
     # the interaction (or its user) deletes both together (docs/execution.md, "Deleting").
     version = models.ForeignKey(InteractionVersion, on_delete=models.RESTRICT, related_name="sessions")
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(max_length=16, choices=choices(SessionStatus), default=SessionStatus.QUEUED)
     input = models.JSONField(default=dict, blank=True)
     result = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
@@ -91,14 +115,29 @@ class Session(TimeStampedModel):
         indexes = [
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "updated_at"]),
+            models.Index(fields=["end_user", "-created_at"]),
         ]
+        # An Idempotency-Key belongs to its caller: the builder, or one end user.
         constraints = [
             models.UniqueConstraint(
                 fields=["user", "interaction", "idempotency_key"],
-                condition=models.Q(idempotency_key__isnull=False),
+                condition=models.Q(idempotency_key__isnull=False, end_user__isnull=True),
                 name="session_idempotency_key_unique",
             ),
+            models.UniqueConstraint(
+                fields=["end_user", "interaction", "idempotency_key"],
+                condition=models.Q(idempotency_key__isnull=False, end_user__isnull=False),
+                name="session_end_user_idempotency_key_unique",
+            ),
         ]
+
+    def __str__(self) -> str:
+        # The id's first block is what people quote. The interaction's name only when it is
+        # loaded (the admin's lists select it): a name never costs a query.
+        short = f"{str(self.pk)[:8]} ({self.status})"
+        if Session.interaction.is_cached(self):
+            return f"{self.interaction.name} · {short}"
+        return f"session {short}"
 
     @property
     def is_finished(self) -> bool:
@@ -108,19 +147,12 @@ class Session(TimeStampedModel):
 class TaskRun(TimeStampedModel):
     """A task's record inside a session (not called `Task`: that is Celery's word)."""
 
-    class Status(models.TextChoices):
-        PENDING = "pending"
-        RUNNING = "running"
-        COMPLETED = "completed"
-        FAILED = "failed"
-        SKIPPED = "skipped"
-        CANCELLED = "cancelled"
-
-    TERMINAL = (Status.COMPLETED, Status.FAILED, Status.SKIPPED, Status.CANCELLED)
+    Status = TaskStatus
+    TERMINAL = tuple(TASK_TERMINAL)
 
     session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="task_runs")
     name = models.CharField(max_length=64)
-    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=16, choices=choices(TaskStatus), default=TaskStatus.PENDING)
     output = models.JSONField(null=True, blank=True)
     error = models.TextField(null=True, blank=True)
     attempts = models.PositiveIntegerField(default=0)
@@ -134,9 +166,17 @@ class TaskRun(TimeStampedModel):
     # A database default, so that rows inserted with raw SQL (interactions/runstore.py) need not
     # name it.
     logs = models.TextField(blank=True, default="", db_default="")
+    # Where the task ran (docs/multi-host.md): the Celery node name of the worker holding its
+    # claim (`celery@host-b`; a take-over replaces it, a delay names the worker that ended it),
+    # or `api@<hostname>` for a task run by the process that took the call. Empty: never ran.
+    # Written by the statement that claims the task (interactions/runstore.py).
+    worker = models.CharField(max_length=WORKER_MAX_LENGTH, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["session", "created_at", "name"]
         constraints = [
             models.UniqueConstraint(fields=["session", "name"], name="task_run_unique_per_session"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.status})"

@@ -5,8 +5,9 @@ operation is one multi-statement string — one network round trip, one implicit
 each statement with its own snapshot — so a worker task costs exactly two round trips:
 
 - `claim`: take the task if it is pending (or its claimant's lease ran out) *and* every
-  predecessor ended in a status its edge accepts *and* the session is still active; mark a
-  queued session running; read back the session and the records the task needs.
+  predecessor ended in a status its edge accepts *and* the session is still active, naming the
+  worker that took it (`TaskRun.worker`); mark a queued session running; read back the session
+  and the records the task needs.
 - `apply`: lock the session row (this serialises the records of one session, so of two tasks
   ending at once the second sees the first), store results (each only if its claim still
   holds) with the session's size and progress clock, then claim or skip the fused tasks that
@@ -27,7 +28,9 @@ import json
 import re
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 from django.conf import settings
@@ -35,13 +38,13 @@ from django.db import DataError, connection, transaction
 from django.db.models import F
 
 from config.jsonsize import BoundedJsonError, encode_bounded
-from interactions.models import InteractionVersion, Session, TaskRun
+from interactions.models import WORKER_MAX_LENGTH, InteractionVersion, Session, TaskRun
 from tasks_catalog.base import output_error
 
-RUNNING, PENDING, SKIPPED, FAILED = "running", "pending", "skipped", "failed"
-ACTIVE = ("queued", "running")
-UNFINISHED = ("pending", "running")
-TERMINAL = ("completed", "failed", "skipped", "cancelled")
+from interactions.statuses import CANCELLED, FAILED, PENDING, RUNNING, SKIPPED, SessionStatus
+from interactions.statuses import SESSION_ACTIVE as ACTIVE
+from interactions.statuses import TASK_TERMINAL as TERMINAL
+from interactions.statuses import TASK_UNFINISHED as UNFINISHED
 # A NUL character that JSON escaped (not an escaped backslash followed by "u0000"): jsonb
 # refuses it, and one refused value would fail the whole round trip.
 _NUL = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
@@ -59,6 +62,7 @@ class Row:
     finished_at: datetime | None = None
     lease_expires_at: datetime | None = None
     logs: str = ""
+    worker: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,8 @@ class Snapshot:
     version_id: Any = None
     started_at: datetime | None = None
     rows: dict[str, Row] = field(default_factory=dict)
+    end_user_id: Any = None  # the calling end user: whose integrations the tasks use
+    others_unfinished: int | None = None  # 0: every other task has ended, and `rows` holds them all
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,38 @@ class Result:
     output: str | None = None  # encoded JSON
     error: str | None = None
     logs: str = ""  # what a code task printed (tasks_catalog.sandbox.capturing_logs)
+    worker: str | None = None  # replaces the claimant's name (a timer ended by another delivery)
 
 
 @dataclass(frozen=True)
 class Applied:
     session_status: str | None
-    rows: dict[str, Row]  # the asked-for rows; every row when `unfinished` is 0
+    rows: dict[str, Row]  # the asked-for rows; every row when none is unfinished but those claimed here
     unfinished: int
     claimed: dict[str, int]  # fused tasks claimed by this call -> attempt
     skipped: tuple[str, ...]  # fused tasks skipped by this call
+    finished: Finished | None = None  # set when this call ended the session (an `ending` held)
+    caller: Caller | None = None  # the session's input and callers, when asked for (`read_caller`)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """What the fused tasks of a step need from their session: the caller's input and who called."""
+
+    input: Any
+    user_id: Any
+    end_user_id: Any = None
+
+
+@dataclass(frozen=True)
+class Ending:
+    """The session's outcome if this round trip stores `expect` (task -> status) as given and
+    leaves no task unfinished: then the same round trip ends the session (folded end)."""
+
+    status: str
+    result: Any
+    error: str | None
+    expect: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -101,6 +130,7 @@ class Finished:
     input: Any
     created_at: datetime
     started_at: datetime | None
+    end_user_id: Any = None
 
 
 def encode_output(output: Any) -> tuple[str | None, str | None]:
@@ -133,46 +163,143 @@ def _time(value: str | None) -> datetime | None:
 
 
 def _rows(found: dict[str, list] | None) -> dict[str, Row]:
-    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease, logs)`."""
+    """Rows from `json_build_array(status, output, error, attempts, started, finished, lease, logs, worker)`."""
     return {
-        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease), logs)
-        for name, (status, output, error, attempts, started, finished, lease, logs) in (found or {}).items()
+        name: Row(status, output, error, attempts, _time(started), _time(finished), _time(lease), logs, worker)
+        for name, (status, output, error, attempts, started, finished, lease, logs, worker) in (found or {}).items()
     }
 
 
 _ROW_JSON = (
     "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at, "
-    "r.logs)"
+    "r.logs, r.worker)"
 )
+_ROW_FIELDS = ("status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at", "logs",
+               "worker")
+
+
+def worker_name(worker: str) -> str:
+    """A worker's name as stored: cut to the column's length (a host name may be longer)."""
+    return worker[:WORKER_MAX_LENGTH]
 
 
 # --- a new session ----------------------------------------------------------------------------
 
-def insert_session(session: Session, runs: list[TaskRun]) -> None:
+# Guards before a new session's inserts. Each aborts the round trip's implicit transaction
+# (nothing is written) with a failed cast whose marker tells that refusal apart from any other
+# failure; the cast's operand depends on the row (a constant one would fail at planning).
+_QUOTA_MARKER = "too_many_active_sessions"
+_QUOTA_GUARD = f"""SELECT CASE WHEN n >= %s THEN ('{_QUOTA_MARKER} ' || n)::int END FROM (SELECT count(*) AS n FROM (
+    SELECT 1 FROM interactions_session WHERE user_id = %s AND status IN ('queued', 'running') LIMIT %s) AS a) AS c"""
+_STALE_MARKER = "stale_read"
+_FRESHNESS_GUARD = f"""SELECT CASE WHEN n = 0 THEN ('{_STALE_MARKER} ' || n)::int END FROM (SELECT count(*) AS n
+  FROM accounts_user u JOIN interactions_interaction i ON i.user_id = u.id
+ WHERE u.id = %s AND u.is_active AND u.token_version = %s AND u.plan = %s
+   AND i.id = %s AND i.is_active AND i.current_version_id = %s AND i.deadline_seconds IS NOT DISTINCT FROM %s
+   AND (%s::uuid IS NULL OR EXISTS (
+        SELECT 1 FROM accounts_apikey k WHERE k.id = %s::uuid AND k.user_id = u.id AND k.revoked_at IS NULL
+           AND (k.expires_at IS NULL OR k.expires_at > %s)))) AS c"""
+
+
+class TooManyActive(Exception):
+    """The user already has the most active sessions allowed: nothing was written."""
+
+
+class StaleRead(Exception):
+    """What the call read from a cache is no longer true: nothing was written."""
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a run call took from the process's caches (config/hotcache.py), checked in the round
+    trip that writes its session: the caller (user, and API key if any) is still allowed in and
+    the interaction is still active with the same current version and deadline."""
+
+    user_id: Any
+    token_version: int
+    plan: str
+    interaction_id: Any
+    version_id: Any
+    deadline_seconds: int | None
+    api_key_id: Any | None = None
+
+    def params(self) -> list[Any]:
+        from django.utils import timezone
+
+        key = str(self.api_key_id) if self.api_key_id is not None else None
+        return [self.user_id, self.token_version, self.plan, self.interaction_id, self.version_id,
+                self.deadline_seconds, key, key, timezone.now()]
+
+    def holds(self) -> bool:
+        """The same check through the ORM (other databases)."""
+        from django.db.models import Q
+        from django.utils import timezone
+
+        from accounts.models import ApiKey
+        from interactions.models import Interaction
+
+        if not Interaction.objects.filter(
+            pk=self.interaction_id, is_active=True, current_version_id=self.version_id,
+            deadline_seconds=self.deadline_seconds, user_id=self.user_id, user__is_active=True,
+            user__token_version=self.token_version, user__plan=self.plan,
+        ).exists():
+            return False
+        return self.api_key_id is None or ApiKey.objects.filter(
+            Q(expires_at__isnull=True) | Q(expires_at__gt=timezone.now()),
+            pk=self.api_key_id, user_id=self.user_id, revoked_at__isnull=True,
+        ).exists()
+
+
+def insert_session(
+    session: Session, runs: list[TaskRun], *, active_limit: int, expected: Expected | None = None,
+) -> None:
     """Write a new session and its task records together (one round trip on PostgreSQL).
 
+    In the same round trip, before writing: raises StaleRead if `expected` (what the call read
+    from caches) no longer holds, and TooManyActive if the session's user already has
+    `active_limit` queued or running sessions — nothing is written then. The limit is not a
+    lock: calls of one user at the same instant may each see room (interactions/quotas.py).
     Synchronous commit (the server's default): a session is never lost once the caller has its
     id. Raises IntegrityError as `Model.save` would (e.g. an idempotency key taken meanwhile).
     """
     if not _postgres():
         with transaction.atomic():
+            if expected is not None and not expected.holds():
+                raise StaleRead()
+            active = Session.objects.filter(user_id=session.user_id, status__in=ACTIVE).values("pk")
+            if active[:active_limit].count() >= active_limit:
+                raise TooManyActive()
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
-    statements, params = [], []
-    for model, objs in ((Session, [session]), (TaskRun, runs)):
+    statements: list[str] = []
+    params: list[Any] = []
+    if expected is not None:
+        statements.append(_FRESHNESS_GUARD)
+        params.extend(expected.params())
+    statements.append(_QUOTA_GUARD)
+    params.extend([active_limit, session.user_id, active_limit])
+    batches: tuple[tuple[type[Session] | type[TaskRun], list[Any]], ...] = ((Session, [session]), (TaskRun, runs))
+    for model, objs in batches:
         fields = model._meta.concrete_fields
         values = []
         for obj in objs:
             values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
             params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
-        columns = ", ".join(connection.ops.quote_name(field.column) for field in fields)
+        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
         statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
     # Outside a transaction the statements are one implicit transaction of their own; inside
     # one (a caller's), a savepoint keeps a refused insert from breaking it.
-    with transaction.atomic() if connection.in_atomic_block else nullcontext():
-        with connection.cursor() as cursor:
-            cursor.execute(";\n".join(statements), params)
+    try:
+        with transaction.atomic() if connection.in_atomic_block else nullcontext():
+            with connection.cursor() as cursor:
+                cursor.execute(";\n".join(statements), params)
+    except DataError as error:
+        if _STALE_MARKER in str(error):
+            raise StaleRead() from None
+        if _QUOTA_MARKER in str(error):
+            raise TooManyActive() from None
+        raise
     for obj in (session, *runs):
         obj._state.adding, obj._state.db = False, connection.alias
 
@@ -183,6 +310,7 @@ _CLAIM_SQL = f"""
 SET LOCAL synchronous_commit TO OFF;
 UPDATE interactions_taskrun AS t
    SET status = 'running', attempts = t.attempts + 1, updated_at = %(now)s, lease_expires_at = %(lease)s,
+       worker = %(worker)s,
        -- never before a predecessor ended (`now` was taken before this round trip)
        started_at = GREATEST(%(now)s, (SELECT max(p.finished_at) FROM interactions_taskrun p
                                         WHERE p.session_id = %(sid)s AND %(accepts)s::jsonb ? p.name))
@@ -196,38 +324,45 @@ UPDATE interactions_taskrun AS t
          WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
 UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
  WHERE id = %(sid)s AND status = 'queued';
-SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at,
+SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at, s.end_user_id,
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND r.name = ANY(%(names)s))::text
-  FROM interactions_session s WHERE s.id = %(sid)s
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR o.n = 0))::text,
+       o.n
+  FROM interactions_session s,
+       -- every other task ended: all rows come back, and this task's record can end the session
+       (SELECT count(*) AS n FROM interactions_taskrun
+         WHERE session_id = %(sid)s AND status IN ('pending', 'running') AND name <> %(name)s) AS o
+ WHERE s.id = %(sid)s
 """
 
 
 def claim(
     *, session_id, name: str, names: list[str], accepts: str, now: datetime, lease: datetime,
-    max_losses: int, timer: bool,
+    max_losses: int, timer: bool, worker: str,
 ) -> Snapshot:
-    """Try to claim task `name`; return what the claim saw (`rows` holds `names`, own included).
+    """Try to claim task `name` for `worker`; return what the claim saw (`rows` holds `names`, own included).
 
-    The task is claimed when its row shows `running` with `lease` as its lease. A `timer`
-    task is never taken over: any delivery may end it once it is due.
+    The task is claimed when its row shows `running` with `lease` as its lease (and `worker`
+    as its worker). A `timer` task is never taken over: any delivery may end it once it is due.
     """
+    worker = worker_name(worker)
     if not _postgres():
         return _orm_claim(session_id=session_id, name=name, names=names, accepts=json.loads(accepts), now=now,
-                          lease=lease, max_losses=max_losses, timer=timer)
+                          lease=lease, max_losses=max_losses, timer=timer, worker=worker)
     with connection.cursor() as cursor:
         cursor.execute(_CLAIM_SQL, {
             "sid": session_id, "name": name, "names": names, "accepts": accepts, "now": now, "lease": lease,
-            "max_losses": max_losses, "timer": timer,
+            "max_losses": max_losses, "timer": timer, "worker": worker,
         })
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
-    status, raw_input, user_id, version_id, started_at, rows = found
-    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")))
+    status, raw_input, user_id, version_id, started_at, end_user_id, rows, others_unfinished = found
+    return Snapshot(status, json.loads(raw_input), user_id, version_id, started_at, _rows(json.loads(rows or "null")),
+                    end_user_id, others_unfinished)
 
 
-def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer) -> Snapshot:
+def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, timer, worker) -> Snapshot:
     with transaction.atomic():
         session = Session.objects.filter(pk=session_id).first()
         if session is None:
@@ -246,53 +381,83 @@ def _orm_claim(*, session_id, name, names, accepts, now, lease, max_losses, time
             if own and (own["status"] == PENDING or takeover):
                 runs.filter(name=name, status=own["status"], attempts=own["attempts"]).update(
                     status=RUNNING, attempts=own["attempts"] + 1, started_at=started, updated_at=now,
-                    lease_expires_at=lease,
+                    lease_expires_at=lease, worker=worker,
                 )
-        if session.status == "queued":
-            Session.objects.filter(pk=session_id, status="queued").update(status="running", started_at=now, updated_at=now)
+        if session.status == SessionStatus.QUEUED:
+            Session.objects.filter(pk=session_id, status=SessionStatus.QUEUED).update(status=SessionStatus.RUNNING, started_at=now, updated_at=now)
             session.refresh_from_db(fields=["status", "started_at"])
-        rows = {
-            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"], run["logs"])
-            for run in runs.filter(name__in=names).values(
-                "name", "status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at",
-                "logs")
-        }
-    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows)
+        rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS))
+                for run in runs.filter(name__in=names).values("name", *_ROW_FIELDS)}
+    return Snapshot(session.status, session.input, session.user_id, session.version_id, session.started_at, rows,
+                    session.end_user_id)
 
 
 # --- apply: record results, claim or skip what became ready -------------------------------------
 
 def apply(
-    *, session_id, results: list[Result] = (), skips: list[str] = (), candidates: dict[str, str] | None = None,
-    reads: set[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+    *, session_id, results: Sequence[Result] = (), skips: Sequence[str] = (), candidates: dict[str, str] | None = None,
+    reads: AbstractSet[str] = frozenset(), now: datetime, lease: datetime | None = None, durable: bool = False,
+    worker: str = "",
+    ending: Ending | None = None,
+    read_caller: bool = False,
 ) -> Applied:
     """Store `results` and `skips`, then claim (or skip) the `candidates` whose predecessors ended.
 
     `candidates` maps a fused task to its accepts JSON ({predecessor: [statuses]}); a candidate
-    whose predecessors all ended is claimed (`lease`) when they satisfy its edges, else skipped.
+    whose predecessors all ended is claimed (`lease`, for `worker`) when they satisfy its edges,
+    else skipped.
     A result is stored only while its task is `running` under that attempt (a cancel or a
     take-over that came first wins); one that would push the session past
     JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
-    the candidates, or every task when none is left unfinished.
+    the candidates, or every task when none is left unfinished. With an `ending` (and no
+    candidates), ends the session in the same round trip when it holds (`Applied.finished`);
+    other databases end it apart (the caller does, as for any round trip that leaves none).
+    With `read_caller`, also reads the session's input and callers (`Applied.caller`), for a
+    step that did not claim its task (a timer's due delivery) and so has not read them.
     """
     candidates = candidates or {}
     names = sorted(set(reads) | {r.name for r in results} | set(skips) | set(candidates))
+    worker = worker_name(worker)
     if not _postgres():
         return _orm_apply(session_id=session_id, results=results, skips=skips, candidates=candidates, names=names,
-                          now=now, lease=lease)
+                          now=now, lease=lease, worker=worker, read_caller=read_caller)
+    if candidates:
+        ending = None
     try:
-        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable)
+        return _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
+                         read_caller)
     except DataError as exc:
-        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead.
+        # A value jsonb refuses that `encode_output` did not foresee: store the failures instead
+        # (and end apart: the ending assumed the outputs).
         reason = f"output cannot be stored: {str(exc).splitlines()[0]}"
-        failed = [Result(r.name, r.attempt, FAILED, None, reason) if r.output else r for r in results]
-        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable)
+        failed = [Result(r.name, r.attempt, FAILED, None, reason, worker=r.worker) if r.output else r
+                  for r in results]
+        return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None, read_caller)
 
 
-def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable) -> Applied:
+# The folded end: only when every task has ended and each stored as the ending expects.
+_FOLDED_END_SQL = """
+UPDATE interactions_session SET status = %(fs)s, result = %(fr)s::jsonb, error = %(fe)s, finished_at = %(now)s,
+       updated_at = %(now)s
+ WHERE id = %(sid)s AND status IN ('queued', 'running')
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
+   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun r, jsonb_each_text(%(fx)s::jsonb) e
+                    WHERE r.session_id = %(sid)s AND r.name = e.key AND r.status <> e.value);"""
+_FOLDED_END_READ = """,
+       (SELECT json_build_array(s.interaction_id, v.number, s.input, s.created_at, s.started_at, s.end_user_id)
+          FROM interactions_session s JOIN interactions_interactionversion v ON v.id = s.version_id
+         WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
+
+
+_CALLER_READ = """,
+       (SELECT json_build_array(s.input, s.user_id, s.end_user_id) FROM interactions_session s
+         WHERE s.id = %(sid)s)::text"""
+
+
+def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
+              read_caller=False) -> Applied:
     params: dict[str, Any] = {
-        "sid": session_id, "now": now, "lease": lease, "names": names,
+        "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
         "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
         "cands": list(candidates), "accepts": json.dumps({k: json.loads(v) for k, v in candidates.items()}),
     }
@@ -304,6 +469,7 @@ def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable
     for i, result in enumerate(results):
         params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
                        f"o{i}": result.output, f"e{i}": result.error, f"l{i}": result.logs,
+                       f"w{i}": worker_name(result.worker) if result.worker else None,
                        f"z{i}": len(result.output or "") + len(result.logs)})
         sql.append(f"""
 WITH grown AS (
@@ -314,6 +480,7 @@ UPDATE interactions_taskrun SET
        output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
        error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
        logs = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(l{i})s ELSE '' END,
+       worker = COALESCE(%(w{i})s, worker),
        finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
  WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
     if skips:
@@ -321,6 +488,10 @@ UPDATE interactions_taskrun SET
         sql.append("""
 UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
  WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
+    if ending is not None:
+        params.update({"fs": ending.status, "fe": ending.error, "fx": json.dumps(ending.expect),
+                       "fr": json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None})
+        sql.append(_FOLDED_END_SQL)
     # The last statement claims or skips the candidates and reads back, in one: the rows it
     # reads are those before its own update, so the candidates' new state comes from RETURNING
     # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
@@ -344,6 +515,7 @@ changed AS (
          started_at = CASE WHEN e.ready THEN e.at END,
          finished_at = CASE WHEN e.ready THEN NULL ELSE e.at END,
          lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
+         worker = CASE WHEN e.ready THEN %(worker)s ELSE t.worker END,
          updated_at = %(now)s
     FROM ended e WHERE t.id = e.id AND e.ended
   RETURNING t.name, {_ROW_JSON.replace("r.", "t.")} AS row, t.status),
@@ -353,20 +525,32 @@ left_open AS (
        - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
 SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
        (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR (SELECT n FROM left_open) = 0))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text""")
+         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
+               -- none left but the tasks claimed here: all, so that their record can end the session
+               OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
+       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}\
+{_CALLER_READ if read_caller else ""}""")
     with connection.cursor() as cursor:
         cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed = cursor.fetchone()
+        session_status, unfinished, rows, changed, *extra = cursor.fetchone()
+    ended = extra[:1] if ending else []
+    caller = None
+    if read_caller and extra[-1]:
+        caller = Caller(*json.loads(extra[-1]))
+    finished = None
+    if ended and ended[0]:
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended[0])
+        finished = Finished(interaction_id, version, raw_input, datetime.fromisoformat(created_at), _time(started_at),
+                            end_user_id)
     found = _rows(json.loads(rows or "null"))
     changed_rows = _rows(json.loads(changed or "null"))
     found.update(changed_rows)
     claimed = {name: row.attempts for name, row in changed_rows.items() if row.status == RUNNING}
     skipped = tuple(sorted(name for name, row in changed_rows.items() if row.status == SKIPPED))
-    return Applied(session_status, found, unfinished, claimed, skipped)
+    return Applied(session_status, found, unfinished, claimed, skipped, finished, caller)
 
 
-def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> Applied:
+def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, worker, read_caller=False) -> Applied:
     claimed: dict[str, int] = {}
     skipped: list[str] = []
     with transaction.atomic():
@@ -383,6 +567,7 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
             runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).update(
                 status=status, output=json.loads(output) if output else None, error=error, logs=logs,
                 finished_at=now, updated_at=now, lease_expires_at=None,
+                **({"worker": worker_name(result.worker)} if result.worker else {}),
             )
         if skips:
             runs.filter(name__in=list(skips), status=PENDING).update(status=SKIPPED, finished_at=now, updated_at=now)
@@ -398,23 +583,34 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease) -> 
                 if all(statuses[pred] in accepted for pred, accepted in wanted.items()):
                     if runs.filter(name=name, status=PENDING).update(
                         status=RUNNING, attempts=F("attempts") + 1, started_at=at, updated_at=now,
-                        lease_expires_at=lease,
+                        lease_expires_at=lease, worker=worker,
                     ):
                         claimed[name] = runs.get(name=name).attempts
                 elif runs.filter(name=name, status=PENDING).update(status=SKIPPED, finished_at=at, updated_at=now):
                     skipped.append(name)
         unfinished = runs.filter(status__in=UNFINISHED).count()
-        wanted = runs if unfinished == 0 else runs.filter(name__in=names)
-        rows = {
-            run["name"]: Row(run["status"], run["output"], run["error"], run["attempts"], run["started_at"],
-                             run["finished_at"], run["lease_expires_at"], run["logs"])
-            for run in wanted.values("name", "status", "output", "error", "attempts", "started_at",
-                                     "finished_at", "lease_expires_at", "logs")
-        }
-    return Applied(session_status, rows, unfinished, claimed, tuple(skipped))
+        wanted = runs if unfinished <= len(claimed) else runs.filter(name__in=names)
+        rows = {run["name"]: Row(*(run[f] for f in _ROW_FIELDS)) for run in wanted.values("name", *_ROW_FIELDS)}
+    caller = None
+    if read_caller:
+        found = Session.objects.filter(pk=session_id).values("input", "user_id", "end_user_id").first()
+        caller = Caller(found["input"], found["user_id"], found["end_user_id"]) if found else None
+    return Applied(session_status, rows, unfinished, claimed, tuple(skipped), None, caller)
 
 
 # --- the rest of a task's life ------------------------------------------------------------------
+
+def mark_waiting(*, session_id, now: datetime, stall_seconds: float) -> None:
+    """Note that a session's task is waiting for a slow-task slot (interactions/slots.py): the
+    session makes no progress meanwhile, but is not stalled, so the sweeper must not resume it.
+
+    Writes at most once per third of JUNCTION_STALL_SECONDS (a conditional UPDATE otherwise
+    changes nothing); the session's deadline still bounds the wait.
+    """
+    Session.objects.filter(
+        pk=session_id, status__in=ACTIVE, updated_at__lt=now - timedelta(seconds=stall_seconds / 3),
+    ).update(updated_at=now)
+
 
 def give_back(*, session_id, name: str, attempt: int, error: str, now: datetime) -> bool:
     """Return a claim for a retry: the next delivery claims the task again as attempt + 1."""
@@ -426,7 +622,7 @@ def give_back(*, session_id, name: str, attempt: int, error: str, now: datetime)
 def cancel_pending(*, session_id, name: str, now: datetime) -> None:
     """A task delivered after its session ended never starts."""
     TaskRun.objects.filter(session_id=session_id, name=name, status=PENDING).update(
-        status="cancelled", finished_at=now, updated_at=now,
+        status=CANCELLED, finished_at=now, updated_at=now,
     )
 
 
@@ -437,7 +633,7 @@ UPDATE interactions_session s
        updated_at = %(now)s
   FROM interactions_interactionversion v
  WHERE s.id = %(sid)s AND s.status IN ('queued', 'running') AND v.id = s.version_id
-RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at
+RETURNING s.interaction_id, v.number, s.input::text, s.created_at, s.started_at, s.end_user_id
 """
 
 
@@ -455,8 +651,8 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             found = cursor.fetchone()
         if found is None:
             return None
-        interaction_id, version, raw_input, created_at, started_at = found
-        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at)
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = found
+        return Finished(interaction_id, version, json.loads(raw_input), created_at, started_at, end_user_id)
     with transaction.atomic():
         if not Session.objects.filter(pk=session_id, status__in=ACTIVE).update(
             status=status, result=result, error=error, finished_at=now, updated_at=now,
@@ -464,4 +660,5 @@ def finish(*, session_id, status: str, result: Any, error: str | None, now: date
             return None
         session = Session.objects.get(pk=session_id)
         number = InteractionVersion.objects.values_list("number", flat=True).get(pk=session.version_id)
-    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at)
+    return Finished(session.interaction_id, number, session.input, session.created_at, session.started_at,
+                    session.end_user_id)

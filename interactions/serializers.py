@@ -2,7 +2,8 @@ from django.conf import settings
 from rest_framework import serializers
 
 from config.json_input import JsonTypedInput
-from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion, Session, TaskRun
+from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion
+from interactions.statuses import SessionStatus, TaskStatus, choices
 
 
 class DefinitionField(serializers.JSONField):
@@ -22,6 +23,20 @@ class InteractionInputSerializer(JsonTypedInput, serializers.Serializer):
         "Write-only: the representation keeps SPEC's fields; the admin shows it.",
     )
 
+    app = serializers.UUIDField(
+        required=False, allow_null=True,
+        help_text="One of your apps (/api/apps/): its end users may run the interaction when `access` allows it.",
+    )
+    access = serializers.ChoiceField(
+        choices=Interaction.Access.choices, required=False,
+        help_text="Who may run it: `owner` (default: you, with your JWT or an API key), `end_users` (the app's "
+        "end users with their access token, of `allowed_groups`), `public` (anyone, no credentials, rate-limited "
+        "per address). Not `owner` needs `app`. A setting: changing it makes no new version.",
+    )
+    allowed_groups = serializers.ListField(
+        child=serializers.CharField(max_length=50), required=False, max_length=100,
+        help_text="Groups of the app admitted when access is `end_users`; empty (default): every group.",
+    )
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # The configured maximum (not only the hard one), so that the OpenAPI document states it.
@@ -46,7 +61,7 @@ class InteractionOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Interaction
         fields = ["id", "name", "description", "is_active", "version", "tasks", "endpoint_url",
-                  "created_at", "updated_at"]
+                  "app", "access", "allowed_groups", "created_at", "updated_at"]
 
     def get_endpoint_url(self, obj) -> str:
         path = f"/api/interactions/{obj.id}/run/"
@@ -65,6 +80,11 @@ class InteractionVersionSerializer(serializers.ModelSerializer):
 
 class EndpointSerializer(serializers.Serializer):
     method = serializers.CharField()
+    access = serializers.CharField(help_text="Who may call: owner, end_users or public.")
+    authentication = serializers.DictField(
+        help_text="How the caller authenticates: `scheme`, and for end users the app's `login_url`, "
+        "`allowed_groups` and an example `header`."
+    )
     url = serializers.URLField()
     headers = serializers.DictField()
     body = serializers.JSONField()
@@ -87,13 +107,18 @@ class PlanSerializer(serializers.Serializer):
 
 
 class TaskRunSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=TaskRun.Status.choices)
+    status = serializers.ChoiceField(choices=choices(TaskStatus))
     output = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     attempts = serializers.IntegerField()
     started_at = serializers.DateTimeField(allow_null=True)
     finished_at = serializers.DateTimeField(allow_null=True)
     duration_ms = serializers.IntegerField(allow_null=True)
+    worker = serializers.CharField(
+        allow_null=True,
+        help_text="Where the task ran: the Celery worker's node name (e.g. celery@host-b), or api@<host> "
+        "for a task run by the process that took the call; null while it never ran.",
+    )
 
 
 class SessionSerializer(serializers.Serializer):
@@ -101,8 +126,9 @@ class SessionSerializer(serializers.Serializer):
 
     id = serializers.UUIDField()
     interaction = serializers.UUIDField()
+    end_user = serializers.UUIDField(allow_null=True, help_text="The end user who called; null: the builder or anonymous.")
     version = serializers.IntegerField()
-    status = serializers.ChoiceField(choices=Session.Status.choices)
+    status = serializers.ChoiceField(choices=choices(SessionStatus))
     input = serializers.JSONField()
     result = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)

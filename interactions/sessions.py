@@ -19,27 +19,26 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import Http404
 from django.utils import timezone
-from rest_framework import status
 
 from accounts.models import User
 from config import metrics, oplog
-from config.errors import ApiError, Conflict
-from interactions import executor, runstore
+from config.errors import Conflict, InvalidInput, Unprocessable
+from interactions import executor, quotas, runstore
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
-from interactions.engine.execution import COMPLETED, SKIPPED, Record, session_outcome, settle
+from interactions.engine.execution import Record, session_outcome, settle
 from interactions.engine.inputs import check_input
 from interactions.models import Interaction, InteractionVersion, Session, TaskRun
+from interactions.statuses import COMPLETED, FAILED, SESSION_ACTIVE, SKIPPED
 from tasks_catalog.base import TaskFailed
-from tasks_catalog.registry import find_task_type
-from interactions.quotas import check_session_quota
+from tasks_catalog.registry import task_types
 from tasks_catalog.expressions import shared_budget
 
 logger = logging.getLogger(__name__)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-IDEMPOTENCY_KEY_MAX = Session._meta.get_field("idempotency_key").max_length
-ACTIVE = (Session.Status.QUEUED, Session.Status.RUNNING)
+IDEMPOTENCY_KEY_MAX: int = Session._meta.get_field("idempotency_key").max_length or 255
 
 
 def announce_end(*, session_id, status: str, data: dict[str, Any] | None = None) -> None:
@@ -58,17 +57,17 @@ def request_hash(data: Any) -> str:
     return hashlib.sha256(json.dumps(data, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def _existing_for_key(user: User, interaction: Interaction, key: str, digest: str) -> Session | None:
+def _existing_for_key(user: User, interaction: Interaction, key: str, digest: str, end_user=None) -> Session | None:
     found = (
         Session.objects.filter(
-            user=user, interaction=interaction, idempotency_key=key,
+            user=user, interaction=interaction, idempotency_key=key, end_user=end_user,
             created_at__gte=timezone.now() - IDEMPOTENCY_WINDOW,
         ).first()
     )
     if found is not None and found.request_hash != digest:
-        raise ApiError(
+        raise Unprocessable(
             "This Idempotency-Key was used with a different request body.",
-            code="idempotency_conflict", status_code=status.HTTP_422_UNPROCESSABLE_ENTITY,
+            code="idempotency_conflict",
             details={"Idempotency-Key": ["Already used with a different body."]},
         )
     return found
@@ -82,42 +81,50 @@ def _deadline(interaction: Interaction):
 
 
 def session_start(
-    *, user: User, interaction: Interaction, data: Any, idempotency_key: str | None = None
+    *, user: User, interaction: Interaction, data: Any, idempotency_key: str | None = None, end_user=None,
+    expected: runstore.Expected | None = None,
 ) -> tuple[Session, bool]:
     """Start a session of the interaction's current version; return it and whether it is new.
 
-    Raises Conflict (409) if the interaction is inactive, ApiError 400 naming `<task>.<field>`
-    for a bad input, 422 for an Idempotency-Key reused with another body. Nothing is written
-    on a rejected call.
+    `user` is the interaction's owner, whose quota the session counts against; `end_user` the
+    end user who called, if one did (their integrations serve the tasks that name none, and an
+    Idempotency-Key is theirs alone).
+
+    Raises Conflict if the interaction is inactive, InvalidInput naming `<task>.<field>`
+    for a bad input, Unprocessable for an Idempotency-Key reused with another body,
+    TooManyActiveSessions past the user's active sessions, runstore.StaleRead when `expected`
+    (what the caller took from caches) no longer holds. Nothing is written on a rejected call.
     """
-    check_session_quota(user=user)
     if not interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = interaction.current_version
+    if version is None:  # every interaction is created with its version 1
+        raise Conflict("The interaction has no version to run.", code="interaction_inactive")
     compiled = compiled_version(version.id)  # cached per process: the definition's JSON is not read
     problems = check_input(compiled.definition.blanks, data, tasks=compiled.definition.tasks)
     if problems:
-        raise ApiError("Invalid input. " + "; ".join(f"{k}: {v[0]}" for k, v in problems.items()),
-                       code="validation_error", details=problems)
+        raise InvalidInput(details=problems)
     if idempotency_key and len(idempotency_key) > IDEMPOTENCY_KEY_MAX:
-        raise ApiError(f"The Idempotency-Key header is longer than {IDEMPOTENCY_KEY_MAX} characters.",
-                       code="validation_error",
-                       details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]})
+        raise InvalidInput(f"The Idempotency-Key header is longer than {IDEMPOTENCY_KEY_MAX} characters.",
+                           details={"Idempotency-Key": [f"At most {IDEMPOTENCY_KEY_MAX} characters."]})
     digest = request_hash(data) if idempotency_key else ""
     if idempotency_key:
-        existing = _existing_for_key(user, interaction, idempotency_key, digest)
+        existing = _existing_for_key(user, interaction, idempotency_key, digest, end_user)
         if existing is not None:
             return existing, False
         # A key older than the window may be reused: forget the old session's claim on it.
-        Session.objects.filter(user=user, interaction=interaction, idempotency_key=idempotency_key).update(
-            idempotency_key=None
-        )
+        Session.objects.filter(user=user, interaction=interaction, idempotency_key=idempotency_key,
+                               end_user=end_user).update(idempotency_key=None)
     try:
         session = _create(user=user, interaction=interaction, version=version, compiled=compiled, data=data,
-                          idempotency_key=idempotency_key, request_hash=digest)
+                          idempotency_key=idempotency_key, request_hash=digest, end_user=end_user,
+                          expected=expected)
     except IntegrityError:
+        if not Interaction.objects.filter(pk=interaction.pk).exists():
+            # Deleted since this process looked it up (the run path caches interactions).
+            raise Http404("The interaction was deleted.") from None
         # Two requests with the same key raced: the other one won; answer with its session.
-        existing = _existing_for_key(user, interaction, idempotency_key, digest) if idempotency_key else None
+        existing = _existing_for_key(user, interaction, idempotency_key, digest, end_user) if idempotency_key else None
         if existing is None:
             raise
         return existing, False
@@ -154,9 +161,9 @@ def _settle_at_call(
             compiled, name, caller_input=data, records=dict(known), user_id=user_id)
         size = len(encoded or "")
         if size > room:
-            status_, output, error, size = runstore.FAILED, None, runstore.session_too_large(), 0
+            status_, output, error, size = FAILED, None, runstore.session_too_large(), 0
         room -= size
-        if status_ == runstore.FAILED:
+        if status_ == FAILED:
             oplog.task_failed(session_id, name, compiled.definition.tasks[name].type, error, 1)
         settled[name] = _Settled(status_, output, error, size, 1, started, timezone.now())
         return Record(status_, output, error)
@@ -175,19 +182,21 @@ def _settle_at_call(
 def _timers_at_call(
     *, compiled: CompiledVersion, data: Any, unfinished: set[str], done: dict[str, TaskRun],
     settled: dict[str, _Settled],
-) -> dict[str, float]:
+) -> dict[str, tuple[float, str | None]]:
     """The timers (delays) that can start with the call: their predecessors have all ended.
 
     The call claims them itself and sends each message with a countdown, so a delay costs one
-    delivery instead of two (claim, then come back when due). Returns {task: seconds to wait}.
-    A timer whose body cannot be resolved or checked here is left to its worker, which fails it.
+    delivery instead of two (claim, then come back when due), and that delivery only records it
+    (executor `_timer_due`). Returns {task: (seconds to wait, the error it ends with or None)}:
+    a wait longer than the task's timeout ends it as failed at the timeout. A timer whose body
+    cannot be resolved or checked here is left to its worker, which fails it.
     """
     records = {name: Record(COMPLETED, run.output) for name, run in done.items()}
     records.update({name: Record(task.status, task.output, task.error) for name, task in settled.items()})
-    timers: dict[str, float] = {}
+    timers: dict[str, tuple[float, str | None]] = {}
     for name in unfinished:
         spec = compiled.definition.tasks[name]
-        task_type = find_task_type(spec.type)
+        task_type = task_types.get(spec.type)
         if not task_type.timer or any(pred not in records for pred in spec.execute_after):
             continue  # (edges not satisfied would have been skipped by settle())
         try:
@@ -196,14 +205,15 @@ def _timers_at_call(
         except TaskFailed:
             continue
         if not problems:
-            timers[name] = min(task_type.wait_seconds(body), executor.task_timeout(compiled, name))
+            wanted, timeout = task_type.wait_seconds(body), executor.task_timeout(compiled, name)
+            timers[name] = (min(wanted, timeout), f"timed out after {timeout:g} s" if wanted > timeout else None)
     return timers
 
 
 def _create(
     *, user: User, interaction: Interaction, version: InteractionVersion, compiled: CompiledVersion, data: Any,
     done: dict[str, TaskRun] | None = None, retry_of: Session | None = None, idempotency_key: str | None = None,
-    request_hash: str = "",
+    request_hash: str = "", end_user=None, expected: runstore.Expected | None = None,
 ) -> Session:
     """Create a session, decided as far as the calling process can; send the rest on commit.
 
@@ -237,7 +247,8 @@ def _create(
                 f"{name}: {records[name].error}" for name in outcome.unhandled) if outcome.unhandled else None,
         }
     session = Session(
-        id=session_id, user=user, interaction=interaction, version=version, input=data, retry_of=retry_of,
+        id=session_id, user=user, end_user=end_user, interaction=interaction, version=version, input=data,
+        retry_of=retry_of,
         idempotency_key=idempotency_key, request_hash=request_hash,
         deadline_at=_deadline(interaction), size_bytes=size, **fields,
     )
@@ -246,29 +257,38 @@ def _create(
         if name in done:
             old = done[name]
             runs.append(TaskRun(session=session, name=name, status=COMPLETED, output=old.output,
-                                attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at))
-        elif name in settled:
+                                attempts=old.attempts, started_at=old.started_at, finished_at=old.finished_at,
+                                worker=old.worker))
+        elif name in settled:  # ran here: the process that took the call is its worker
             task = settled[name]
             runs.append(TaskRun(session=session, name=name, status=task.status, output=task.output,
                                 error=task.error, attempts=task.attempts, started_at=task.started_at,
-                                finished_at=task.finished_at))
+                                finished_at=task.finished_at,
+                                worker=executor.call_worker() if task.status != SKIPPED else ""))
         elif name in timers:  # claimed here: its message comes when it is due
             runs.append(TaskRun(session=session, name=name, status=TaskRun.Status.RUNNING, attempts=1,
-                                started_at=now, lease_expires_at=now + timedelta(
+                                started_at=now, worker=executor.call_worker(), lease_expires_at=now + timedelta(
                                     seconds=executor.lease_seconds(executor.task_timeout(compiled, name)))))
         else:
             runs.append(TaskRun(session=session, name=name))
-    runstore.insert_session(session, runs)  # one round trip, a synchronous commit
+    try:  # one round trip with the active-session limit, a synchronous commit
+        runstore.insert_session(session, runs, active_limit=quotas.active_limit(), expected=expected)
+    except runstore.TooManyActive:
+        raise quotas.too_many_active_sessions() from None
     # What the API renders needs no further query.
-    session._prefetched_objects_cache = {"task_runs": runs}
+    session._prefetched_objects_cache = {"task_runs": runs}  # type: ignore[attr-defined]  # Django's prefetch cache
     # Run now, or when the caller's transaction commits (never if it rolls back).
-    transaction.on_commit(lambda: (metrics.session_started(), oplog.session_started(
-        session.id, interaction.id, user.id, version=version.number)))
+    def started() -> None:
+        metrics.session_started()
+        oplog.session_started(session.id, interaction.id, user.id, version=version.number)
+
+    transaction.on_commit(started)
     if unfinished:
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
-            countdowns=timers))
+            timers={name: (now.timestamp() + seconds, error) for name, (seconds, error) in timers.items()},
+            user_id=str(user.id)))
     else:
         transaction.on_commit(lambda: executor.count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,
@@ -278,7 +298,7 @@ def _create(
 
 def session_end(*, session: Session, status: str, error: str, now: datetime) -> None:
     """End an active session as `status`; its unfinished tasks become `cancelled`."""
-    if Session.objects.filter(pk=session.pk, status__in=ACTIVE).update(
+    if Session.objects.filter(pk=session.pk, status__in=SESSION_ACTIVE).update(
         status=status, error=error, finished_at=now, updated_at=now
     ):
         transaction.on_commit(lambda: executor.count_end(session_id=session.pk, interaction_id=session.interaction_id,
@@ -294,10 +314,10 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
 def session_cancel(*, session: Session) -> Session:
     """Cancel a session: pending tasks never start, running ones are asked to stop.
 
-    Raises Conflict (409) if the session has already finished.
+    Raises Conflict if the session has already finished.
     """
     with transaction.atomic():
-        locked = Session.objects.select_for_update().filter(pk=session.pk, status__in=ACTIVE).first()
+        locked = Session.objects.select_for_update().filter(pk=session.pk, status__in=SESSION_ACTIVE).first()
         if locked is None:
             raise Conflict("The session has already finished.", code="session_finished")
         session_end(session=locked, status=Session.Status.CANCELLED, error="cancelled by the user",
@@ -310,13 +330,13 @@ def session_retry(*, session: Session) -> Session:
     """Start a new session of the same version and input that reuses completed outputs.
 
     Only the tasks that did not complete run again (the fused ones that can, right here).
-    Raises Conflict (409) if the interaction is not active, as a new run would.
+    Raises Conflict if the interaction is not active, as a new run would.
     """
-    check_session_quota(user=session.user)
     if not session.interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
     version = session.version
     compiled = compiled_version(version.id, version.tasks)
     done = {run.name: run for run in session.task_runs.filter(status=TaskRun.Status.COMPLETED)}
+    # The same call again: an end user's session is retried as theirs (their integrations).
     return _create(user=session.user, interaction=session.interaction, version=version, compiled=compiled,
-                   data=session.input, done=done, retry_of=session)
+                   data=session.input, done=done, retry_of=session, end_user=session.end_user)

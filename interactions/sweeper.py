@@ -30,10 +30,11 @@ from interactions.compiled import compiled_version
 from interactions.models import Session, TaskRun
 from interactions import executor
 from interactions.dispatch import dispatch_plan, worker_plan
-from interactions.sessions import ACTIVE, session_end
+from interactions.sessions import session_end
+from interactions.statuses import SESSION_ACTIVE as ACTIVE
+from interactions.statuses import TASK_UNFINISHED
 
 logger = logging.getLogger(__name__)
-UNFINISHED = (TaskRun.Status.PENDING, TaskRun.Status.RUNNING)
 BATCH = 200
 
 
@@ -49,25 +50,30 @@ class SweepReport:
         return self.timed_out + self.resumed + self.abandoned + self.waiting
 
 
-def session_resume(*, session: Session, now: datetime) -> None:
-    """Resume a stalled session: run its ready fused tasks, send its unfinished steps again.
+def session_resume(*, session: Session, now: datetime, worker: str | None = None) -> None:
+    """Resume a stalled session: run its ready fused tasks (recorded as run by `worker`), send
+    its unfinished steps again.
 
     With nothing left to send, the finishing task ends the session from its records.
     """
     compiled = compiled_version(session.version.id, session.version.tasks)
     Session.objects.filter(pk=session.pk).update(resumes=session.resumes + 1, updated_at=now)
     executor.fused_resume(session_id=session.pk, compiled=compiled, caller_input=session.input,
-                          user_id=session.user_id, now=now)
-    unfinished = set(session.task_runs.filter(status__in=UNFINISHED).values_list("name", flat=True))
+                          user_id=session.user_id, now=now, worker=worker)
+    unfinished = set(session.task_runs.filter(status__in=TASK_UNFINISHED).values_list("name", flat=True))
     if not unfinished:
         return  # the fused tasks ended it
     plan = worker_plan(compiled=compiled, unfinished=unfinished)
     transaction.on_commit(lambda: dispatch_plan(
-        session_id=str(session.pk), version_id=str(session.version_id), compiled=compiled, plan=plan))
+        session_id=str(session.pk), version_id=str(session.version_id), compiled=compiled, plan=plan,
+        user_id=str(session.user_id)))
 
 
-def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
-    """Time out, resume or abandon the sessions that need it; return what was done."""
+def sessions_sweep(*, now: datetime | None = None, worker: str | None = None) -> SweepReport:
+    """Time out, resume or abandon the sessions that need it; return what was done.
+
+    `worker` names where the fused tasks a resume runs ran (default: `executor.call_worker()`).
+    """
     now = now or timezone.now()
     report = SweepReport()
     with transaction.atomic():
@@ -77,21 +83,21 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
         )
         for session in overdue:
             oplog.session_timed_out(session.pk, interaction_id=session.interaction_id)
+            deadline = session.deadline_at.isoformat() if session.deadline_at else "unknown"
             session_end(session=session, status=Session.Status.TIMED_OUT,
-                        error=f"timed out: the session's deadline ({session.deadline_at.isoformat()}) passed",
+                        error=f"timed out: the session's deadline ({deadline}) passed",
                         now=now)
             report.timed_out += 1
 
     stalled_before = now - timedelta(seconds=settings.JUNCTION_STALL_SECONDS)
     live_claims = TaskRun.objects.filter(status=TaskRun.Status.RUNNING, lease_expires_at__gt=now)
     with transaction.atomic():
-        stalled = (
+        stalled = list(
             Session.objects.select_for_update(skip_locked=True, of=("self",))
             .select_related("version")
             .filter(status__in=ACTIVE, updated_at__lt=stalled_before)
             .exclude(Q(id__in=live_claims.values("session_id")))[:BATCH]
         )
-        stalled = list(stalled)
         depths = queue_depths() if stalled else {}
         backlog = None if depths is None else sum(depths.values())
         for session in stalled:
@@ -108,7 +114,7 @@ def sessions_sweep(*, now: datetime | None = None) -> SweepReport:
                 report.abandoned += 1
             else:
                 oplog.session_resumed(session.pk, session.resumes + 1, interaction_id=session.interaction_id)
-                session_resume(session=session, now=now)
+                session_resume(session=session, now=now, worker=worker)
                 report.resumed += 1
     metrics.sweeper_acted(timed_out=report.timed_out, resumed=report.resumed, abandoned=report.abandoned,
                           waiting=report.waiting)

@@ -20,11 +20,15 @@ INFRA_RETRIES = 8
 
 
 @shared_task(name="junction.run_task", bind=True, max_retries=None)
-def run_task(self, session_id: str, name: str, version_id: str | None = None, outages: int = 0) -> None:
+def run_task(self, session_id: str, name: str, version_id: str | None = None, outages: int = 0,
+             user_id: str | None = None, due: float | None = None, timer_error: str | None = None) -> None:
     """Run one step of a session. `outages` counts this message's database-outage retries only:
-    waits for predecessors, leases and timers are not outages and have no cap here."""
+    waits for predecessors, leases, timers and slow-task slots are not outages and have no cap
+    here. `user_id` is the session's owner (for the slow-task slots); `due` and `timer_error`
+    come with a timer the call claimed (executor.task_execute)."""
     try:
-        executor.task_execute(session_id=session_id, name=name, version_id=version_id)
+        executor.task_execute(session_id=session_id, name=name, version_id=version_id, user_id=user_id,
+                              worker=self.request.hostname, due=due, timer_error=timer_error)
     except executor.Duplicate:
         raise Ignore() from None
     except executor.RetryLater as later:
@@ -36,7 +40,8 @@ def run_task(self, session_id: str, name: str, version_id: str | None = None, ou
             logger.error("giving up on %s/%s after %d database errors: %s", session_id, name, outages, exc)
             raise Ignore() from None
         raise self.retry(
-            args=(session_id, name, version_id), kwargs={"outages": outages + 1},
+            args=(session_id, name, version_id),
+            kwargs={"outages": outages + 1, "user_id": user_id, "due": due, "timer_error": timer_error},
             countdown=executor.backoff(outages + 1),
         ) from None
 
@@ -55,9 +60,9 @@ def finish_session(self, session_id: str) -> str:
         raise self.retry(countdown=executor.backoff(self.request.retries + 1)) from None
 
 
-@shared_task(name="junction.sweep", ignore_result=True)
-def sweep() -> None:
-    report = sweeper.sessions_sweep()
+@shared_task(name="junction.sweep", bind=True, ignore_result=True)
+def sweep(self) -> None:
+    report = sweeper.sessions_sweep(worker=self.request.hostname)
     if report.total:
         logger.info("sweeper: %s", report)
 

@@ -2,19 +2,28 @@ import json
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import StreamingHttpResponse
+from django.http import Http404, StreamingHttpResponse
 from django_filters import rest_framework as filters
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import mixins, renderers, status, viewsets
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.decorators import action
+from rest_framework.exceptions import AuthenticationFailed, NotAuthenticated
+from rest_framework.permissions import BasePermission
 from rest_framework.response import Response
 
+from accounts.authentication import ApiKeyAuthentication, RevocableJWTAuthentication, hot_path, reauthenticate
+from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp, is_end_user
+from accounts.models import ApiKey
 from accounts.ownership import OwnedQuerysetMixin
-from accounts.rate_limits import EventsThrottle, RetryThrottle
-from accounts.throttling import PlanRateThrottle
-from interactions import event_stream, selectors, services, sessions
+from accounts.permissions import ApiKeyScope
+from accounts.rate_limits import EventsThrottle, RetryThrottle, public_run_check
+from accounts.throttling import PlanRateThrottle, plan_rate_check
+from config.errors import Forbidden, InvalidInput
+from interactions import event_stream, runstore, selectors, services, sessions
 from interactions.compiled import compiled_version
-from interactions.models import Session
+from interactions.models import Interaction, Session
+from interactions.statuses import SessionStatus, choices
 from interactions.waiting import requested_wait, session_response
 from config import listing
 from config.listing import Ordering, Search, apply_filters
@@ -45,6 +54,24 @@ RUN_HEADERS = [
     OpenApiParameter("Preference-Applied", str, OpenApiParameter.HEADER, response=[200, 202],
                      description="`wait=N` when the call waited (Prefer: wait=N or ?wait=N)."),
 ]
+
+
+class RunCallerPermission(BasePermission):
+    """Who may reach the run route: builders (as everywhere, API key scopes included), end users
+    and anonymous callers. Which interaction each may run is decided by the view."""
+
+    def has_permission(self, request, view) -> bool:
+        if request.user is None or is_end_user(request):
+            return True
+        return ApiKeyScope().has_permission(request, view)
+
+
+# The run route's authentication: an end user's token, else the builder's JWT or API key (an
+# end user's token is recognised without a query, so a builder's call costs what it did).
+# The API's own (settings: JWT, API key, then the admin's session with CSRF, for the canvas's
+# endpoint panel), after the end users' tokens.
+RUN_AUTHENTICATION = [EndUserJWTAuthentication, RevocableJWTAuthentication, ApiKeyAuthentication, SessionAuthentication]
+OPEN_TO_END_USERS = (Interaction.Access.END_USERS, Interaction.Access.PUBLIC)
 
 
 class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
@@ -141,7 +168,8 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     def endpoint(self, request, pk=None):
         interaction = self.get_object()
         run_url = request.build_absolute_uri(f"/api/interactions/{interaction.id}/run/")
-        return Response(selectors.interaction_endpoint(interaction=interaction, run_url=run_url))
+        login_url = request.build_absolute_uri(f"/api/apps/{interaction.app.slug}/auth/login/") if interaction.app else None
+        return Response(selectors.interaction_endpoint(interaction=interaction, run_url=run_url, login_url=login_url))
 
     @extend_schema(responses={200: PlanSerializer},
                    description="The compiled Celery canvas of the current version, e.g. "
@@ -184,35 +212,110 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
             **errors(
                 (400, "`validation_error`: a blank missing, unknown or of the wrong type, or a task that does "
                  "not exist or has no blanks, named in `details` (`<task>.<field>`, `<task>`)."),
+                (401, "No credentials (the interaction is not public), or an end user's token of another app or "
+                 "for an interaction not open to end users."),
+                (403, "`group_not_allowed`: the end user's group is not in `allowed_groups`."),
                 (409, "`interaction_inactive`: activate the interaction first."),
                 422,
-                (429, "`throttled` (the plan's run rate) or `too_many_active_sessions` "
-                 "(JUNCTION_MAX_ACTIVE_SESSIONS queued or running), with Retry-After."),
+                (429, "`throttled` (the plan's run rate; JUNCTION_THROTTLE_PUBLIC_RUN per address when public) or "
+                 "`too_many_active_sessions` (JUNCTION_MAX_ACTIVE_SESSIONS queued or running), with Retry-After."),
             ),
         },
         description="Run the interaction with the caller's values for its blanks: "
         "`{\"<task>\": {\"<field>\": value}}` (GET `…/endpoint/` shows the example body and its JSON Schema). "
-        "Also open to API keys of scope `run` (a limited key: only its interactions, others are 404).",
+        "Who may call depends on its `access` (docs/end-users.md): the owner "
+        "(JWT or API key; also API keys of scope `run`, a limited key only its interactions, others are 404); "
+        "with `end_users`, an end user of its app (`Authorization: Bearer <end user's access token>`; 403 "
+        "`group_not_allowed` outside `allowed_groups`, 401 for another app's token); with `public`, anyone "
+        "without credentials (429 past JUNCTION_THROTTLE_PUBLIC_RUN per address; no Idempotency-Key).",
     )
-    @action(detail=True, methods=["post"], throttle_classes=[PlanRateThrottle])
+    @action(detail=True, methods=["post"], throttle_classes=[PlanRateThrottle],
+            authentication_classes=RUN_AUTHENTICATION, permission_classes=[RunCallerPermission])
     def run(self, request, pk=None):
+        # A bad `Prefer`/`?wait` is refused before anything is created.
         wait = requested_wait(request.headers.get("Prefer"), request.query_params.get("wait"))
+        end_user, sessions_path = None, "/api/sessions/"
+        if request.user is None:
+            interaction = self._public_interaction(request, pk)
+            owner, sessions_path = interaction.user, None
+        elif is_end_user(request):
+            end_user = request.user
+            interaction = self._end_user_interaction(end_user, pk)
+            owner, sessions_path = end_user.app.owner, f"/api/apps/{end_user.app.slug}/sessions/"
+        else:
+            # A builder's call, the fast way: the caller and the interaction as this process's
+            # caches know them (config/hotcache.py), checked in the round trip that writes the
+            # session. Whatever would refuse the call, or a check that fails, is decided again
+            # from the database.
+            if hot_path(request) and not request.headers.get("Idempotency-Key"):
+                interaction = selectors.interaction_for_run(pk=pk, user=request.user)
+                if interaction is not None and interaction.is_active:
+                    self.check_object_permissions(request, interaction)
+                    try:
+                        return self._start(request, interaction, wait, owner=request.user,
+                                           expected=_expected(request, interaction))
+                    except runstore.StaleRead:
+                        pass
+                reauthenticate(request)
+                self.check_permissions(request)
+                self.check_throttles(request)  # by the plan the database holds
+            try:
+                interaction, owner = self.get_object(), request.user
+            except Http404:  # not theirs: anyone may still run a public interaction
+                interaction = self._public_interaction(request, pk, not_found=True)
+                owner, sessions_path = interaction.user, None
+        return self._start(request, interaction, wait, owner=owner, end_user=end_user, sessions_path=sessions_path)
+
+    def _start(self, request, interaction, wait, *, owner, end_user=None, sessions_path="/api/sessions/",
+               expected=None):
         session, created = sessions.session_start(
-            user=request.user, interaction=self.get_object(), data=request.data,
-            idempotency_key=request.headers.get("Idempotency-Key") or None,
+            user=owner, interaction=interaction, data=request.data, end_user=end_user,
+            idempotency_key=request.headers.get("Idempotency-Key") or None, expected=expected,
         )
-        return session_response(session, wait, replayed=not created)
+        return session_response(session, wait, sessions_path=sessions_path, replayed=not created)
+
+    def _end_user_interaction(self, end_user, pk) -> Interaction:
+        """The interaction an end user may run (one query): 401 when it is not open to end users
+        or belongs to another app, 403 when their group is not admitted."""
+        interaction = selectors.interaction_to_run(pk=pk, access=OPEN_TO_END_USERS)
+        if interaction is None:
+            raise AuthenticationFailed("This interaction cannot be run with an end user's token.",
+                                       code="not_open_to_end_users")
+        if interaction.app_id != end_user.app_id:
+            raise AuthenticationFailed("This token belongs to another app.", code="wrong_app")
+        allowed = interaction.allowed_groups
+        if interaction.access == Interaction.Access.END_USERS and allowed and end_user.group.name not in allowed:
+            raise Forbidden("Your group may not run this interaction.", code="group_not_allowed",
+                           details={"group": [end_user.group.name], "allowed_groups": list(allowed)})
+        return interaction
+
+    def _public_interaction(self, request, pk, not_found: bool = False) -> Interaction:
+        """A public interaction for a caller who is not its builder nor an end user (one query),
+        counted against the address's and the owner's rates; 401 (404 for a builder) otherwise."""
+        interaction = selectors.interaction_to_run(pk=pk, access=(Interaction.Access.PUBLIC,))
+        if interaction is None:
+            if not_found:
+                raise Http404
+            raise NotAuthenticated()
+        if request.headers.get("Idempotency-Key"):
+            raise InvalidInput("An anonymous call cannot use an Idempotency-Key: nothing tells its callers apart.",
+                           code="validation_error",
+                           details={"Idempotency-Key": ["Not accepted on anonymous calls of a public interaction."]})
+        public_run_check(request)
+        plan_rate_check(interaction.user)
+        return interaction
 
 
 class SessionFilter(listing.FilterSet):
     interaction = listing.UUIDFilter(field_name="interaction_id")
-    status = filters.MultipleChoiceFilter(choices=Session.Status.choices)
+    end_user = listing.UUIDFilter(field_name="end_user_id")
+    status = filters.MultipleChoiceFilter(choices=choices(SessionStatus))
     created_after = listing.DateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = listing.DateTimeFilter(field_name="created_at", lookup_expr="lt")
 
     class Meta:
         model = Session
-        fields = ["interaction", "status", "created_after", "created_before"]
+        fields = ["interaction", "end_user", "status", "created_after", "created_before"]
 
 
 class EventStreamRenderer(renderers.BaseRenderer):
@@ -316,5 +419,33 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
         return response
 
 
+def _expected(request, interaction) -> runstore.Expected:
+    user = request.user
+    return runstore.Expected(
+        user_id=user.pk, token_version=user.token_version, plan=user.plan, interaction_id=interaction.pk,
+        version_id=interaction.current_version_id, deadline_seconds=interaction.deadline_seconds,
+        api_key_id=request.auth.pk if isinstance(request.auth, ApiKey) else None,
+    )
+
+
 def _session_data(session_id) -> dict:
     return selectors.session_data(selectors.session_by_id(session_id=session_id))
+
+
+class EndUserSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    """An end user's own sessions of their app (`/api/apps/{slug}/sessions/`); anything else is 404."""
+
+    serializer_class = SessionSerializer
+    filterset_class = SessionFilter
+    authentication_classes = [EndUserJWTAuthentication]
+    permission_classes = [IsEndUserOfApp]
+
+    def get_queryset(self):
+        return selectors.end_user_session_list(end_user=self.request.user)
+
+    def list(self, request, slug=None):
+        page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
+        return self.get_paginated_response([selectors.session_data(s) for s in page])
+
+    def retrieve(self, request, slug=None, pk=None):
+        return Response(selectors.session_data(self.get_object()))

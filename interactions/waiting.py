@@ -25,10 +25,11 @@ from rest_framework.response import Response
 
 from interactions import events, selectors
 from interactions.models import Session
+from interactions.statuses import SESSION_TERMINAL
 
 _WAIT = re.compile(r"(?:^|[,;\s])wait\s*=\s*\"?(\d+(?:\.\d+)?)\"?", re.IGNORECASE)
 _NUMBER = re.compile(r"^-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?$")
-_TERMINAL = {str(status) for status in Session.TERMINAL}
+_TERMINAL = SESSION_TERMINAL
 
 
 def requested_wait(prefer_header: str | None, query_value: str | None) -> float | None:
@@ -67,22 +68,27 @@ def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tup
     return data, status.HTTP_200_OK, {}
 
 
-def session_response(session: Session, wait: float | None, *, replayed: bool = False) -> Response:
+def session_response(
+    session: Session, wait: float | None, *, sessions_path: str | None = "/api/sessions/", replayed: bool = False,
+) -> Response:
     """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`.
 
-    `replayed`: an earlier call with the same Idempotency-Key made the session; the answer says
-    so (`Idempotent-Replayed: true`, docs/api.md).
+    `Location` is the session under `sessions_path` (an end user's: their app's sessions;
+    None for an anonymous caller, who can read no session). `replayed`: an earlier call with the
+    same Idempotency-Key made the session; the answer says so (`Idempotent-Replayed: true`,
+    docs/api.md).
     """
-    headers = {"Location": f"/api/sessions/{session.id}/"}
+    headers = {"Location": f"{sessions_path}{session.id}/"} if sessions_path else {}
     if replayed:
         headers["Idempotent-Replayed"] = "true"
     waited = wait is not None
     if waited:
         headers["Preference-Applied"] = f"wait={wait:g}"
     reply_names = selectors.reply_tasks(version_id=session.version_id) if waited else []
-    if waited and wait > 0 and not session.is_finished:
+    if wait is not None and wait > 0 and not session.is_finished:
         response = Response(None, status=status.HTTP_202_ACCEPTED, headers=headers)
-        response.pending_wait = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        pending = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        response.pending_wait = pending  # type: ignore[attr-defined]  # read by waiting_view and config.asgi
         return response
     if not session.is_finished:
         session = selectors.session_by_id(session_id=session.pk)

@@ -9,11 +9,13 @@ the class.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from config.queues import Queue
 from config.jsonsize import BoundedJsonError, JsonTooDeep, JsonTooLarge, check_bounded
-from tasks_catalog.fields import FieldSpec, check_value
+from tasks_catalog.fields import FieldSpec, validate
 
 
 class TaskFailed(Exception):
@@ -48,10 +50,27 @@ def check_output(output: Any, *, limit: int, max_depth: int) -> None:
 
 @dataclass(frozen=True)
 class TaskContext:
-    """What a running task may use besides its body: its integration's credentials."""
+    """What a running task may use besides its body: its timeout, and its integration's client.
 
-    credentials: dict[str, Any] = field(default_factory=dict)
+    A task type never sees the integration's credentials: `client()` asks the provider
+    (`Provider.client`) to build the client from them (a tweepy client, an SMTP connection
+    through the SSRF guard), so secrets stay inside the provider and the client library.
+    """
+
     timeout: float | None = None
+    # Builds the integration's client (set by the executor); None for a task without one.
+    connect: Callable[[float], Any] | None = field(default=None, repr=False)
+
+    def client(self) -> Any:
+        """Build the client of the task's integration; raise TaskFailed when it cannot be built."""
+        from integrations.providers import ClientUnavailable
+
+        if self.connect is None:
+            raise TaskFailed("this task has no integration to build a client from")
+        try:
+            return self.connect(self.timeout or 30)
+        except ClientUnavailable as exc:
+            raise TaskFailed(str(exc), transient=exc.transient) from None
 
 
 class TaskType:
@@ -64,7 +83,7 @@ class TaskType:
     fields: tuple[FieldSpec, ...] = ()
     output_description: ClassVar[str] = ""
     output_schema: ClassVar[dict[str, Any]] = {}
-    queue: ClassVar[str] = "default"
+    queue: ClassVar[str] = Queue.DEFAULT
     # Capabilities the engine reads (never the type's key):
     # - `pure`: no I/O, no side effect, microseconds of work, the same output for the same body.
     #   The engine runs such a task where it becomes ready, fused into the step that made it
@@ -73,6 +92,13 @@ class TaskType:
     # - `timer`: the task only waits. Its step holds no worker while it waits: the claim is kept
     #   and the message is delivered again when `wait_seconds(body)` have passed.
     timer: ClassVar[bool] = False
+    # - `slow`: the task holds a worker process for up to its timeout doing I/O (a network call, a
+    #   sandbox). One user runs at most JUNCTION_MAX_SLOW_TASKS_PER_USER of them at once
+    #   (interactions/slots.py); the others wait for a slot without being claimed.
+    slow: ClassVar[bool] = False
+    # - `replies`: a completed task of this type is the HTTP answer of a waited run and the
+    #   session's result (`response`).
+    replies: ClassVar[bool] = False
 
     def wait_seconds(self, body: dict[str, Any]) -> float:
         """For a `timer` type: how long the task waits, from the moment it is claimed."""
@@ -81,19 +107,9 @@ class TaskType:
     def field(self, name: str) -> FieldSpec | None:
         return next((spec for spec in self.fields if spec.name == name), None)
 
-    def check_body(self, body: dict[str, Any]) -> dict[str, list[str]]:
-        """Return the problems of a concrete body per field name (empty when it can run)."""
-        problems: dict[str, list[str]] = {}
-        for name in body:
-            if self.field(name) is None:
-                problems[name] = [f"Unknown field for task type {self.key!r}."]
-        for spec in self.fields:
-            if body.get(spec.name) is None:
-                if spec.required:
-                    problems[spec.name] = ["This field is required."]
-            elif found := check_value(spec, body[spec.name]):
-                problems[spec.name] = found
-        return problems
+    def check_body(self, body: dict[str, Any], *, prefix: str = "") -> dict[str, list[str]]:
+        """Return the problems of a concrete body per `<prefix><field>` (empty when it can run)."""
+        return validate(self.fields, body, prefix=prefix, unknown=f"Unknown field for task type {self.key!r}.")
 
     def describe(self) -> dict[str, Any]:
         """Return the public description of the type (the catalog API's item)."""

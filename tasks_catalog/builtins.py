@@ -130,6 +130,7 @@ BODYLESS_STATUSES = (204, 304)
 
 class HttpResponse(TaskType):
     key = "response"
+    replies = True
     pure = True
     name = "Response"
     description = "Define the HTTP response of a waited call (Prefer: wait=N)."

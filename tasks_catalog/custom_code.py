@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from config.queues import Queue
 from tasks_catalog.base import TaskContext, TaskType
 from tasks_catalog.fields import FieldSpec
 from tasks_catalog.sandbox import run_in_sandbox
@@ -22,7 +23,8 @@ class Code(TaskType):
         FieldSpec("inputs", "object", default={}, description="Passed to main() as its argument."),
     )
     output_description = "Whatever main() returns (JSON-serialisable)."
-    queue = "code"
+    queue = Queue.CODE
+    slow = True
 
     def run(self, body: dict[str, Any], context: TaskContext) -> Any:
         """Return what main(inputs) returns; raise TaskFailed with its traceback or the limit hit.

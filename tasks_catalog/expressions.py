@@ -124,7 +124,8 @@ def bounded_equal(left: Any, right: Any, budget: Budget, *, strict_top: bool = T
     As jmespath does, 0/1 never equal false/true at the top level (`strict_top`; `contains`
     compares as Python's `in`, without it), and nested values compare as Python compares them.
     """
-    if strict_top and visitor._is_special_number_case(left, right):
+    # A private helper of jmespath (pinned in requirements.txt), kept so that 0/1 compare as jmespath does.
+    if strict_top and visitor._is_special_number_case(left, right):  # type: ignore[attr-defined]
         return False
     stack = [(left, right)]
     while stack:

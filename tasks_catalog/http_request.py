@@ -44,6 +44,7 @@ ERROR_EXCERPT_CHARS = 300
 
 class HttpRequest(TaskType):
     key = "http_request"
+    slow = True
     name = "HTTP request"
     description = (
         "Send an HTTP request. A status outside ok_statuses fails the task. Private, loopback "
@@ -272,7 +273,7 @@ def _result(
             + (f": {excerpt}" if excerpt else ""),
             transient=status >= 500 or status in TRANSIENT_STATUSES,
         )
-    headers = {}
+    headers: dict[str, Any] = {}
     for name, value in response.headers.items():
         name = name.lower()
         headers[name] = f"{headers[name]}, {value}" if name in headers else value

@@ -346,6 +346,7 @@ def _communicate(process: subprocess.Popen, stdin: bytes, result_fd: int, *, wal
     outcome = Outcome()
     deadline = time.monotonic() + wall
     selector = selectors.DefaultSelector()
+    assert process.stdout is not None and process.stderr is not None and process.stdin is not None  # piped
     for fd in (process.stdout.fileno(), process.stderr.fileno(), result_fd):
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ)
@@ -513,11 +514,12 @@ def _interpret(outcome: Outcome, limits: Limits, wall: float) -> Any:
     if code is not None and code > 128:
         signum = code - 128
         name = signal.Signals(signum).name if signum in signal.Signals._value2member_map_ else str(signum)
-        reason = {
+        reasons: dict[int, str] = {
             signal.SIGXCPU: f"the CPU time limit of {limits.cpu_seconds} s was exceeded",
             signal.SIGKILL: f"killed (CPU time limit of {limits.cpu_seconds} s or memory limit of "
                             f"{limits.memory_mib} MiB)",
             signal.SIGXFSZ: f"the file size limit of {limits.file_mib} MiB was exceeded",
-        }.get(signum, "killed")
+        }
+        reason = reasons.get(signum, "killed")
         raise TaskFailed(f"the code was stopped by {name}: {reason}" + with_output)
     raise TaskFailed(f"the code ended (exit status {code}) without returning a result from main()" + with_output)

@@ -76,7 +76,7 @@ def cgroup_parent() -> Path | None:
     Probed once per process and setting; the outcome is logged then (the start-up line that
     says whether limits apply per task or only per process).
     """
-    configured = settings.JUNCTION_CODE_CGROUP_PARENT
+    configured: str = settings.JUNCTION_CODE_CGROUP_PARENT or ""
     if configured not in _checked:
         if not configured:
             parent, found = None, "JUNCTION_CODE_CGROUP_PARENT is empty"

@@ -1,9 +1,7 @@
 """The `send_tweet` task type: post a tweet through tweepy.
 
-tweepy's Client calls the fixed host https://api.twitter.com; `ApiBaseSession` moves its
-requests to JUNCTION_TWITTER_API_BASE before they are signed, so the OAuth 1.0a signature
-covers the URL that is really called (a test server or a proxy can verify it), and gives every
-request a timeout (tweepy sets none).
+The tweepy client comes from the `twitter` provider (`integrations/twitter.py`), which points
+it at JUNCTION_TWITTER_API_BASE and gives it the task's timeout.
 """
 from __future__ import annotations
 
@@ -17,11 +15,10 @@ from django.conf import settings
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.fields import FieldSpec
 
-TWEEPY_HOST = "https://api.twitter.com"
-
 
 class SendTweet(TaskType):
     key = "send_tweet"
+    slow = True
     name = "Send tweet"
     description = "Post a tweet with a Twitter/X integration (tweepy, OAuth 1.0a)."
     provider = "twitter"
@@ -36,14 +33,7 @@ class SendTweet(TaskType):
     }
 
     def run(self, body: dict[str, Any], context: TaskContext) -> Any:
-        credentials = context.credentials
-        client = tweepy.Client(
-            consumer_key=credentials["consumer_key"],
-            consumer_secret=credentials["consumer_secret"],
-            access_token=credentials["access_token"],
-            access_token_secret=credentials["access_token_secret"],
-        )
-        client.session = ApiBaseSession(settings.JUNCTION_TWITTER_API_BASE, timeout=context.timeout or 30)
+        client = context.client()
         try:
             response = client.create_tweet(text=body["text"])
         except tweepy.TooManyRequests as exc:
@@ -64,21 +54,6 @@ class SendTweet(TaskType):
         if "id" not in data:
             raise TaskFailed("Twitter API answered without the created tweet")
         return {"id": str(data["id"]), "text": data.get("text", body["text"])}
-
-
-class ApiBaseSession(requests.Session):
-    """A requests session that sends tweepy's calls to `base` instead of api.twitter.com."""
-
-    def __init__(self, base: str, *, timeout: float) -> None:
-        super().__init__()
-        self.base = base.rstrip("/")
-        self.timeout = timeout
-
-    def request(self, method, url, *args, **kwargs):  # type: ignore[override]
-        if isinstance(url, str) and url.startswith(TWEEPY_HOST + "/"):
-            url = self.base + url[len(TWEEPY_HOST):]
-        kwargs.setdefault("timeout", self.timeout)
-        return super().request(method, url, *args, **kwargs)
 
 
 def _detail(exc: tweepy.HTTPException) -> str:

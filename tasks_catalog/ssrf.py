@@ -150,7 +150,7 @@ def resolve(host: str, port: int) -> tuple[IPAddress, ...]:
     addresses: list[IPAddress] = []
     for *_, sockaddr in infos:
         # Drop an IPv6 zone ("fe80::1%eth0"): the address alone decides.
-        address = ipaddress.ip_address(sockaddr[0].split("%", 1)[0])
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0])
         if address not in addresses:
             addresses.append(address)
     if not addresses:

@@ -5,9 +5,10 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts.rate_limits import TaskTestThrottle
-from config.errors import ApiError
+from config.errors import NotFound
 from config.json_input import JsonTypedInput
 from config.openapi import errors
+from interactions.statuses import COMPLETED, FAILED
 from tasks_catalog.registry import UnknownTaskType, task_types
 from tasks_catalog.trial import task_type_try
 
@@ -19,7 +20,8 @@ class TaskTypeSerializer(serializers.Serializer):
     name = serializers.CharField()
     description = serializers.CharField()
     provider = serializers.CharField(allow_null=True)
-    fields = serializers.ListField(child=serializers.DictField())
+    # DRF pops declared fields from the class, so this does not shadow Serializer.fields.
+    fields = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
     output = serializers.DictField()
 
 
@@ -49,7 +51,7 @@ class TaskTestSerializer(JsonTypedInput, serializers.Serializer):
 
 
 class TaskTestResultSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=["completed", "failed"])
+    status = serializers.ChoiceField(choices=[str(COMPLETED), str(FAILED)])  # what a trial ends as
     output = serializers.JSONField(allow_null=True)
     error = serializers.CharField(allow_null=True)
     duration_ms = serializers.IntegerField()
@@ -60,7 +62,7 @@ class TaskTestResultSerializer(serializers.Serializer):
     )
 
 
-class TaskTypeViewSet(viewsets.ViewSet):  
+class TaskTypeViewSet(viewsets.ViewSet):
     """The task catalog: every task type with its fields and output (read-only)."""
 
     lookup_field = "type"
@@ -77,7 +79,7 @@ class TaskTypeViewSet(viewsets.ViewSet):
         try:
             return Response(task_types.get(type).describe())
         except UnknownTaskType as exc:
-            raise ApiError(str(exc), code="not_found", status_code=404) from None
+            raise NotFound(str(exc)) from None
 
     @extend_schema(
         request=TaskTestSerializer,

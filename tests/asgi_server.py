@@ -59,6 +59,7 @@ class AsgiServer:
 
     def threads(self) -> int:
         """The number of OS threads of the server process now."""
+        assert self.process is not None, "start() first"
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
             if line.startswith("Threads:"):
                 return int(line.split()[1])

@@ -11,6 +11,9 @@ from accounts.models import User
 from integrations import services as integration_services
 from interactions import services as interaction_services
 
+# The admin's fixtures (superuser_client, builder, builder_client).
+pytest_plugins = ["tests.admin_helpers"]
+
 _counter = itertools.count(1)
 PASSWORD = "correct-horse-battery-staple"
 
@@ -69,7 +72,9 @@ TWITTER_CREDENTIALS = {
     "access_token": "at-public",
     "access_token_secret": "ats-very-secret-2",
 }
-SMTP_CREDENTIALS = {
+# A builder's Twitter developer app (a provider app): accounts connect through it by OAuth.
+TWITTER_APP_CREDENTIALS: dict[str, Any] = {"consumer_key": "ck-app-public", "consumer_secret": "cs-app-very-secret-4"}
+SMTP_CREDENTIALS: dict[str, Any] = {
     "host": "127.0.0.1",
     "port": 2525,
     "username": "mailer",
@@ -134,7 +139,8 @@ def fake_twitter():
     from tests.fake_twitter import FakeTwitter
 
     server = FakeTwitter(
-        consumers={TWITTER_CREDENTIALS["consumer_key"]: TWITTER_CREDENTIALS["consumer_secret"]},
+        consumers={TWITTER_CREDENTIALS["consumer_key"]: TWITTER_CREDENTIALS["consumer_secret"],
+                   TWITTER_APP_CREDENTIALS["consumer_key"]: TWITTER_APP_CREDENTIALS["consumer_secret"]},
         tokens={TWITTER_CREDENTIALS["access_token"]: TWITTER_CREDENTIALS["access_token_secret"]},
     ).start()
     previous = os.environ.get("JUNCTION_TWITTER_API_BASE")
@@ -198,3 +204,44 @@ def finished(api, session_id: str, seconds: float = 20) -> dict:
             return session
         time.sleep(0.1)
     raise AssertionError(f"session {session_id} did not finish within {seconds} s: {session}")
+
+
+# --- Apps and end users (docs/end-users.md) ---------------------------------------------------
+
+def make_app(owner: User, slug: str | None = None, **options: Any):
+    from accounts import app_services
+
+    return app_services.app_create(owner=owner, name=options.pop("name", "App"),
+                                   slug=slug or f"app-{next(_counter)}", **{"signup": "open", **options})
+
+
+def make_end_user(app, email: str | None = None, group: str | None = None, password: str = PASSWORD):
+    """An end user of `app` (registered through the service whatever the app's sign-up policy)."""
+    from accounts import app_services
+    from accounts.models import App
+
+    signup = app.signup
+    app.signup = App.Signup.OPEN
+    try:
+        end_user = app_services.end_user_register(app=app, email=email or f"eu{next(_counter)}@example.com",
+                                                  password=password)
+    finally:
+        app.signup = signup
+    if group is not None:
+        end_user = app_services.end_user_update(end_user=end_user, group=group)
+    return end_user
+
+
+def end_user_tokens(end_user, password: str = PASSWORD) -> dict:
+    """Log the end user in through their app's route; return {access, refresh}."""
+    response = APIClient().post(f"/api/apps/{end_user.app.slug}/auth/login/",
+                                {"email": end_user.email, "password": password}, format="json")
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def end_user_client(end_user, password: str = PASSWORD) -> APIClient:
+    """An APIClient that sends the end user's real access token."""
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {end_user_tokens(end_user, password)['access']}")
+    return client

@@ -81,7 +81,9 @@ def test_integration_change_page_shows_no_secret(admin_client, user):
 def test_integration_rename_keeps_secrets(admin_client, user):
     integration = make_integration(user, name="before")
     url = f"/admin/integrations/integration/{integration.pk}/change/"
-    response = admin_client.post(url, {"name": "after"})
+    # As the browser posts the form: the non-secret values prefilled, the secrets left blank.
+    response = admin_client.post(url, {"name": "after", "credential_consumer_key": TWITTER_CREDENTIALS["consumer_key"],
+                                       "credential_access_token": TWITTER_CREDENTIALS["access_token"]})
     assert response.status_code == 302
     integration.refresh_from_db()
     assert integration.name == "after"
@@ -161,7 +163,7 @@ def _session_with_runs(user):
         status=Session.Status.RUNNING, started_at=now,
     )
     TaskRun.objects.create(session=session, name="shape", status="completed", output={"marker": "out-1"},
-                           attempts=1, started_at=now, finished_at=now)
+                           attempts=1, started_at=now, finished_at=now, worker="celery@host-b")
     TaskRun.objects.create(session=session, name="check", status="pending")
     return session
 
@@ -174,6 +176,7 @@ def test_session_pages_show_tasks_read_only(admin_client, user):
     assert page.status_code == 200
     html = page.content.decode()
     assert "out-1" in html and "Pending" in html and "Completed" in html
+    assert "celery@host-b" in html  # where the task ran (docs/multi-host.md)
     # Read-only: a POST to the change page does not change the record.
     admin_client.post(f"/admin/interactions/session/{session.pk}/change/", {"status": "completed"})
     session.refresh_from_db()

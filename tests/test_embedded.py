@@ -147,6 +147,12 @@ def test_embedded_server_runs_a_diamond_with_parallel_delays(server, tmp_path):
     # The join waited for both.
     assert ts(join["started_at"]) >= max(ts(left["finished_at"]), ts(right["finished_at"]))
     assert session["duration_ms"] < 1900, session["duration_ms"]
+    # Where each ran (SQLite, so the ORM statements): the root in the process that took the
+    # call, the delays ended by the in-process worker, the join where a delay ended.
+    host = socket.gethostname()
+    assert start["worker"] == f"api@{host}"
+    assert left["worker"].startswith("embedded-") and left["worker"].endswith(f"@{host}"), left["worker"]
+    assert join["worker"] in {left["worker"], right["worker"]}
 
     # The state lives where the environment said: the SQLite file and the generated secrets.
     assert (tmp_path / "db.sqlite3").stat().st_size > 0

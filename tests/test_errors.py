@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from config.errors import flatten_details
+from config.api_errors import flatten_details
 from tests.accounts.test_auth import assert_error
 
 
@@ -77,7 +77,7 @@ class TestFlattenDetails:
 
 
 def test_server_error_under_api_is_json(rf):
-    from config.errors import handler500
+    from config.api_errors import handler500
 
     response = handler500(rf.get("/api/interactions/"))
     assert response.status_code == 500

@@ -16,12 +16,17 @@ from django.conf import settings
 from django.urls import get_resolver
 from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
 
+from accounts import app_services
 from accounts import services as account_services
+from integrations import services as integration_services
 from interactions.models import Session
-from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+from tests.conftest import SIMPLE_TASKS, TWITTER_APP_CREDENTIALS, make_integration, make_interaction
 
 KINDS = {"api-keys": "api_key", "integrations": "integration", "interactions": "interaction",
-         "sessions": "session"}
+         "sessions": "session", "apps": "app", "end-users": "end_user", "invitations": "invitation",
+         "provider-apps": "provider_app"}
+# A URL parameter, as a router's regex (`(?P<pk>…)`) or a `path()` converter (`<uuid:app_pk>`).
+PARAMETER = re.compile(r"\(\?P<(\w+)>[^)]*\)|<(?:\w+:)?(\w+)>")
 
 
 def api_routes() -> list[tuple[str, str]]:
@@ -51,14 +56,22 @@ def api_routes() -> list[tuple[str, str]]:
 
 
 ROUTES = api_routes()
-BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/")  # verbs that read no body
+BODILESS = ("/activate/", "/deactivate/", "/cancel/", "/retry/", "/connect/")  # verbs that read no body
+# An end user's connect names the provider app after the verb (`/api/apps/{slug}/connect/{id}/`).
+BODILESS_INSIDE = ("/connect/",)
 BODY_ROUTES = [(m, p) for m, p in ROUTES if m in ("post", "put", "patch")]
 GET_ROUTES = [(m, p) for m, p in ROUTES if m == "get" and not p.endswith("/docs/")]
 
 
-@pytest.fixture
-def objects(user):
+def make_provider_app(user):
+    return integration_services.provider_app_create(user=user, name="fuzz", provider="twitter",
+                                                    credentials=dict(TWITTER_APP_CREDENTIALS))
+
+
+def route_objects(user) -> dict:
+    """One object of each kind a route names, for `concrete` (the app's slug is `fuzz-app`)."""
     interaction = make_interaction(user, active=True)
+    app = app_services.app_create(owner=user, name="Fuzz", slug="fuzz-app", signup="open")
     return {
         "interaction": interaction,
         "integration": make_integration(user),
@@ -66,17 +79,35 @@ def objects(user):
         "session": Session.objects.create(user=user, interaction=interaction,
                                           version=interaction.current_version,
                                           status=Session.Status.COMPLETED, input={}),
+        "app": app,
+        "end_user": app_services.end_user_register(app=app, email="fuzz@example.com", password="x" * 12),
+        "invitation": app_services.invitation_create(app=app, email="inv@example.com").invitation,
+        "provider_app": make_provider_app(user),
     }
+
+
+@pytest.fixture
+def objects(user):
+    return route_objects(user)
 
 
 def concrete(path: str, objects) -> str:
     def replace(match: re.Match) -> str:
-        if match.group(1) == "type":
+        name = match.group(1) or match.group(2)
+        if name == "type":
             return "transform"
-        kind = KINDS[next(part for part in path.split("/") if part in KINDS)]
+        if name == "slug":
+            return objects["app"].slug
+        if name == "app_pk":
+            return str(objects["app"].id)
+        if name == "provider_app_id":
+            return str(objects["provider_app"].id)
+        # The object of the kind named right before the parameter (else the route's first kind).
+        before = path[:match.start()].rstrip("/").rsplit("/", 1)[-1]
+        kind = KINDS.get(before) or KINDS[next(part for part in path.split("/") if part in KINDS)]
         return str(objects[kind].id)
 
-    return re.sub(r"\(\?P<(\w+)>[^)]*\)", replace, path)
+    return PARAMETER.sub(replace, path)
 
 
 def assert_no_5xx(response, label: str) -> None:
@@ -181,7 +212,11 @@ def test_hostile_query_strings_never_give_a_5xx(api, objects, method, path):
 def valid_bodies(objects) -> dict[tuple[str, str], dict]:
     interaction = f"/api/interactions/{objects['interaction'].id}/"
     integration = f"/api/integrations/{objects['integration'].id}/"
-    definition = {"name": "fuzzed", "description": "d", "tasks": SIMPLE_TASKS, "deadline_seconds": 60}
+    app = f"/api/apps/{objects['app'].id}/"
+    by_slug = f"/api/apps/{objects['app'].slug}/"
+    provider_app = f"/api/provider-apps/{objects['provider_app'].id}/"
+    definition = {"name": "fuzzed", "description": "d", "tasks": SIMPLE_TASKS, "deadline_seconds": 60,
+                  "app": str(objects["app"].id), "access": "end_users", "allowed_groups": ["users"]}
     return {
         ("post", "/api/auth/register/"): {"username": "fuzz", "email": "f@example.com", "password": "x" * 12},
         ("post", "/api/auth/login/"): {"username": "alice", "password": "nope"},
@@ -200,6 +235,22 @@ def valid_bodies(objects) -> dict[tuple[str, str], dict]:
         ("put", interaction): definition,
         ("patch", interaction): {"deadline_seconds": 5, "tasks": SIMPLE_TASKS},
         ("post", interaction + "run/"): {"shape": {"data": {"items": [1]}}},
+        ("post", "/api/apps/"): {"name": "A", "slug": "fuzzed-app", "signup": "open", "groups": ["a", "b"],
+                                 "default_group": "a"},
+        ("patch", app): {"name": "B", "signup": "closed", "groups": ["users", "c"],
+                         "default_group": "users"},
+        ("patch", f"{app}end-users/{objects['end_user'].id}/"): {"group": "users", "is_active": True},
+        ("post", f"{app}invitations/"): {"email": "invitee@example.com"},
+        ("post", f"{by_slug}auth/register/"): {"email": "e@example.com", "password": "x" * 12, "invitation": None},
+        ("post", f"{by_slug}auth/login/"): {"email": "e@example.com", "password": "nope"},
+        ("post", f"{by_slug}auth/refresh/"): {"refresh": "not.a.token"},
+        ("post", f"{by_slug}auth/logout/"): {"refresh": "not.a.token"},
+        ("post", f"{by_slug}auth/password/"): {"old": "not-the-password", "new": "x" * 12},
+        ("post", "/api/provider-apps/"): {"name": "p", "provider": "twitter", "callback_url": "https://a.example/",
+                                          "credentials": {"consumer_key": "ck", "consumer_secret": "cs-12345678"}},
+        ("patch", provider_app): {"name": "p2", "callback_url": "https://b.example/",
+                                  "credentials": {"consumer_secret": "cs-87654321"}},
+        ("put", provider_app): {"name": "p3", "provider": "twitter", "credentials": {}},
     }
 
 
@@ -253,13 +304,12 @@ def test_any_value_in_any_field_never_gives_a_5xx(api, objects, data):
 
 def test_every_body_route_has_a_valid_body_to_fuzz():
     """A new route that takes a body gets a valid body in `valid_bodies` (its fields fuzzed)."""
-    objects = {kind: type("Obj", (), {"id": "ID"})() for kind in ("interaction", "integration",
-                                                                    "api_key", "session")}
-    covered = {(m, re.sub(r"/ID/", "/{id}/", u)) for m, u in valid_bodies(objects)}
-    wanted = {(m, re.sub(r"\(\?P<pk>[^)]*\)", "{id}", p).replace("(?P<type>[a-z0-9_]+)", "transform"))
+    objects = {kind: type("Obj", (), {"id": "ID", "slug": "ID"})() for kind in KINDS.values()}
+    covered = {(m, u.replace("/ID/", "/{id}/")) for m, u in valid_bodies(objects)}
+    wanted = {(m, PARAMETER.sub("{id}", p.replace("(?P<type>[a-z0-9_]+)", "transform")))
               for m, p in BODY_ROUTES}
     # Routes without a body of their own (verbs such as activate, cancel, retry).
-    bodiless = {p for p in wanted if p[1].endswith(BODILESS)}
+    bodiless = {p for p in wanted if p[1].endswith(BODILESS) or any(verb in p[1] for verb in BODILESS_INSIDE)}
     missing = wanted - covered - bodiless
     assert not missing, f"add a valid body for: {sorted(missing)}"
 

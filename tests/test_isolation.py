@@ -9,11 +9,20 @@ from dataclasses import dataclass
 import pytest
 from django.urls import get_resolver
 
+from accounts import app_services
 from accounts import services as account_services
-from accounts.models import ApiKey
-from integrations.models import Integration
+from accounts.models import ApiKey, App
+from integrations import services as integration_services
+from integrations.models import Integration, OAuthState, ProviderApp
 from interactions.models import Interaction, Session
-from tests.conftest import SIMPLE_TASKS, make_integration, make_interaction
+from tests.conftest import (
+    SIMPLE_TASKS,
+    TWITTER_APP_CREDENTIALS,
+    end_user_client,
+    make_end_user,
+    make_integration,
+    make_interaction,
+)
 
 
 @dataclass
@@ -22,6 +31,8 @@ class Objects:
     integration: Integration
     api_key: ApiKey
     session: Session
+    app: App
+    provider_app: ProviderApp
 
 
 def objects_of(user) -> Objects:
@@ -32,7 +43,11 @@ def objects_of(user) -> Objects:
         status=Session.Status.COMPLETED, input={},
     )
     api_key = account_services.api_key_create(user=user, name="shared-name").api_key
-    return Objects(interaction=interaction, integration=integration, api_key=api_key, session=session)
+    app = app_services.app_create(owner=user, name="shared-name", slug=f"app-of-{user.username}")
+    provider_app = integration_services.provider_app_create(
+        user=user, name="shared-name", provider="twitter", credentials=dict(TWITTER_APP_CREDENTIALS))
+    return Objects(interaction=interaction, integration=integration, api_key=api_key, session=session, app=app,
+                   provider_app=provider_app)
 
 
 @pytest.fixture
@@ -61,18 +76,28 @@ OBJECT_ROUTES = [
     ("patch", "/api/integrations/{id}/", "integration", {"name": "stolen"}),
     ("patch", "/api/integrations/{id}/", "integration", {"credentials": {"consumer_key": "stolen"}}),
     ("delete", "/api/integrations/{id}/", "integration", None),
+    ("get", "/api/provider-apps/{id}/", "provider_app", None),
+    ("patch", "/api/provider-apps/{id}/", "provider_app", {"name": "stolen"}),
+    ("patch", "/api/provider-apps/{id}/", "provider_app", {"credentials": {"consumer_secret": "stolen-secret"}}),
+    ("delete", "/api/provider-apps/{id}/", "provider_app", None),
+    ("post", "/api/provider-apps/{id}/connect/", "provider_app", None),
     ("get", "/api/auth/api-keys/{id}/", "api_key", None),
     ("delete", "/api/auth/api-keys/{id}/", "api_key", None),
     ("get", "/api/sessions/{id}/", "session", None),
     ("post", "/api/sessions/{id}/cancel/", "session", None),
     ("post", "/api/sessions/{id}/retry/", "session", None),
     ("get", "/api/sessions/{id}/events/", "session", None),
+    ("get", "/api/apps/{id}/", "app", None),
+    ("patch", "/api/apps/{id}/", "app", {"name": "stolen", "signup": "open"}),
+    ("delete", "/api/apps/{id}/", "app", None),
 ]
 LIST_ROUTES = {
     "interaction": "/api/interactions/",
     "integration": "/api/integrations/",
     "api_key": "/api/auth/api-keys/",
     "session": "/api/sessions/",
+    "app": "/api/apps/",
+    "provider_app": "/api/provider-apps/",
 }
 
 
@@ -130,6 +155,12 @@ def test_another_users_object_is_404(api, theirs, method, path, kind, body):
     assert integration.name == "shared-name" and integration.config["consumer_key"] == "ck-public"
     assert ApiKey.objects.get(id=theirs.api_key.id).revoked_at is None
     assert Session.objects.get(id=theirs.session.id).status == Session.Status.COMPLETED
+    app = App.objects.get(id=theirs.app.id)
+    assert app.name == "shared-name" and app.signup == App.Signup.INVITE
+    provider_app = ProviderApp.objects.get(id=theirs.provider_app.id)
+    assert provider_app.name == "shared-name"
+    assert integration_services.provider_app_credentials(provider_app=provider_app) == TWITTER_APP_CREDENTIALS
+    assert not OAuthState.objects.exists()
 
 
 @pytest.mark.django_db
@@ -211,3 +242,21 @@ def test_anonymous_is_401_on_every_object_route(anon, theirs, method, path, kind
     assert set(error) == {"code", "message", "details"} and error["code"] == "not_authenticated"
     assert Session.objects.count() == 1
     assert Interaction.objects.get(id=theirs.interaction.id).name == "shared-name"
+
+
+@pytest.mark.django_db
+def test_an_end_user_cannot_connect_through_another_builders_provider_app(mine, theirs):
+    """`POST /api/apps/{slug}/connect/{provider_app_id}/`: only the provider apps of the builder who
+    owns the end user's app; another builder's is 404, and nothing is started (issue 10)."""
+    client = end_user_client(make_end_user(mine.app))
+    response = client.post(f"/api/apps/{mine.app.slug}/connect/{theirs.provider_app.id}/")
+    assert response.status_code == 404
+    error = _json(response)
+    assert set(error) == {"code", "message", "details"} and error["code"] == "not_found"
+    assert str(theirs.provider_app.id) not in error["message"]
+    assert not OAuthState.objects.exists()
+    # …nor through their app's slug, with a token of mine (401), nor theirs through mine (404).
+    assert client.post(f"/api/apps/{theirs.app.slug}/connect/{theirs.provider_app.id}/").status_code == 401
+    their_client = end_user_client(make_end_user(theirs.app))
+    assert their_client.post(f"/api/apps/{theirs.app.slug}/connect/{mine.provider_app.id}/").status_code == 404
+    assert not OAuthState.objects.exists()

@@ -302,3 +302,10 @@ def test_creating_answers_link_to_the_operations_on_what_they_created(schema):
     assert created["interactions_run_create"]["parameters"] == {"id": "$response.body#/id"}
     ran = schema["paths"]["/api/interactions/{id}/run/"]["post"]["responses"]["202"]["links"]
     assert {"sessions_retrieve", "sessions_cancel_create", "sessions_retry_create", "sessions_events_retrieve"} <= set(ran)
+@pytest.mark.django_db
+def test_the_end_users_connect_route_is_documented(schema):
+    route = schema["paths"]["/api/apps/{slug}/connect/{provider_app_id}/"]["post"]
+    assert {"200", "401", "404"} <= set(route["responses"])
+    assert route["security"] == [{"endUserJwtAuth": []}]
+    ok = route["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+    assert set(schema["components"]["schemas"][ok]["properties"]) == {"authorize_url", "state"}

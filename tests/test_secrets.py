@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from urllib.parse import urlsplit
+from typing import Any
 
 import pytest
 import redis
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 WRONG_CONSUMER_SECRET = "cs-wrong-secret-5"
 WRONG_SMTP_PASSWORD = "smtp-wrong-secret-4"
-SECRETS = [
+SECRETS: list[str] = [
     TWITTER_CREDENTIALS["consumer_secret"], TWITTER_CREDENTIALS["access_token_secret"],
     SMTP_CREDENTIALS["password"], WRONG_CONSUMER_SECRET, WRONG_SMTP_PASSWORD,
 ]
@@ -79,7 +80,7 @@ class RedisRecorder:
     def stored(self) -> Iterator[tuple[str, bytes]]:
         """Every key and value now in the broker and result databases."""
         for url in self.urls:
-            client = redis.Redis.from_url(url)
+            client: Any = redis.Redis.from_url(url)  # bytes in, bytes out (no decode_responses)
             for key in client.scan_iter(count=500):
                 kind = client.type(key).decode()
                 values: list[bytes] = {

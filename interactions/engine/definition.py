@@ -22,12 +22,12 @@ from interactions.engine.references import (
     find_references,
     is_reference,
 )
+from interactions.statuses import EDGE_STATUSES
 from tasks_catalog.base import TaskType
-from tasks_catalog.fields import FieldSpec, check_value, type_ok
+from tasks_catalog.fields import FieldSpec, check_value, type_ok, validate
 from tasks_catalog.headers import header_problems
 
 TASK_KEYS = {"type", "integration", "body", "execute_after", "retries", "timeout"}
-EDGE_STATUSES = ("completed", "failed")
 STRING_TYPES = {"string", "expression", "string_or_list", "any"}
 
 
@@ -68,6 +68,7 @@ class TaskSpec:
     execute_after: dict[str, tuple[str, ...]] = field(default_factory=dict)
     retries: int = 0
     timeout: float | None = None
+    replies: bool = False  # its type's `TaskType.replies`: its output is the session's answer
 
 
 @dataclass(frozen=True)
@@ -126,48 +127,46 @@ def _check_body(
     if not isinstance(body, dict):
         errors.add(path, "Must be an object mapping field names to values.")
         return {}, []
-    blanks: list[Blank] = []
-    for key in body:
-        if task_type.field(key) is None:
-            known = ", ".join(spec.name for spec in task_type.fields)
-            errors.add(f"{path}.{key}", f"Unknown field for task type {task_type.key!r} (fields: {known}).")
-    for spec in task_type.fields:
-        if spec.name not in body:
-            if spec.required:
-                blanks.append(Blank(name, spec))
-            continue
-        value = body[spec.name]
-        if value is None:
-            blanks.append(Blank(name, spec))
-            continue
-        try:
-            json_depth(value, limits.max_depth)
-        except JsonTooDeep:
-            errors.add(f"{path}.{spec.name}", f"Nested deeper than {limits.max_depth} levels of arrays and objects.")
-            continue
-        costly = _reference_problems(value, limits)
-        if costly:
-            for problem in costly:
-                errors.add(f"{path}.{spec.name}", problem)
-            continue
-        try:
-            refs = find_references(value)
-        except ReferenceError_ as exc:
-            errors.add(f"{path}.{spec.name}", str(exc))
-            continue
-        if not refs and not is_reference(value):
-            for problem in check_value(spec, value):
-                errors.add(f"{path}.{spec.name}", problem)
-        elif is_reference(value) and TEMPLATE in value and spec.type not in STRING_TYPES:
-            errors.add(f"{path}.{spec.name}", f"A $template makes a string, but this field must be {spec.type}.")
-        elif not is_reference(value) and not type_ok(spec.type, value):
-            errors.add(f"{path}.{spec.name}", f"Must be {spec.type}.")
-        elif spec.type == "headers" and not is_reference(value):
-            # Names are literal even when values are references: check what can be checked
-            # now; the task type checks the resolved values when it runs.
-            for problem in header_problems(value, unresolved=is_reference):
-                errors.add(f"{path}.{spec.name}", problem)
+    known = ", ".join(spec.name for spec in task_type.fields)
+    problems = validate(
+        task_type.fields, body, prefix=f"{path}.", partial=True,  # a missing field is a blank, not an error
+        unknown=f"Unknown field for task type {task_type.key!r} (fields: {known}).",
+        check=lambda spec, value: _literal_problems(spec, value, limits),
+    )
+    for key, messages in problems.items():
+        for message in messages:
+            errors.add(key, message)
+    blanks = [
+        Blank(name, spec) for spec in task_type.fields
+        if (spec.name in body and body[spec.name] is None) or (spec.name not in body and spec.required)
+    ]
     return body, blanks
+
+
+def _literal_problems(spec: FieldSpec, value: Any, limits: Limits) -> list[str]:
+    """The problems of a definition's value for a field: a literal, or one holding references."""
+    try:
+        json_depth(value, limits.max_depth)
+    except JsonTooDeep:
+        return [f"Nested deeper than {limits.max_depth} levels of arrays and objects."]
+    costly = _reference_problems(value, limits)
+    if costly:
+        return costly
+    try:
+        refs = find_references(value)
+    except ReferenceError_ as exc:
+        return [str(exc)]
+    if not refs and not is_reference(value):
+        return check_value(spec, value)
+    if is_reference(value) and TEMPLATE in value and spec.type not in STRING_TYPES:
+        return [f"A $template makes a string, but this field must be {spec.type}."]
+    if not is_reference(value) and not type_ok(spec.type, value):
+        return [f"Must be {spec.type}."]
+    if spec.type == "headers" and not is_reference(value):
+        # Names are literal even when values are references: check what can be checked
+        # now; the task type checks the resolved values when it runs.
+        return header_problems(value, unresolved=is_reference)
+    return []
 
 
 def parse_definition(
@@ -176,12 +175,14 @@ def parse_definition(
     task_type: Callable[[str], TaskType | None],
     integrations: Mapping[str, str] | None,
     limits: Limits = Limits(),
+    caller_integrations: bool = False,
 ) -> Definition:
     """Validate `raw` (the `tasks` object) and return it parsed; raise DefinitionInvalid.
 
     `task_type(key)` returns the type or None; `integrations` maps the ids of the user's
     integrations to their provider, or is None to skip that check (for a stored definition,
-    checked when it was saved).
+    checked when it was saved). With `caller_integrations` (an interaction end users may
+    call), a task may leave its integration out: it uses the calling end user's own.
     """
     errors = _Errors()
     if not isinstance(raw, dict) or not raw:
@@ -223,8 +224,12 @@ def parse_definition(
             if kind.provider is None and integration is not None:
                 errors.add(f"{path}.integration", f"Task type {kind.key!r} takes no integration.")
             elif kind.provider is not None and integrations is not None:
-                if integration is None:
-                    errors.add(f"{path}.integration", f"Task type {kind.key!r} needs an integration of provider {kind.provider!r}.")
+                if integration is None and caller_integrations:
+                    pass  # the calling end user's integration of that provider, at run time
+                elif integration is None:
+                    errors.add(f"{path}.integration", f"Task type {kind.key!r} needs an integration of provider {kind.provider!r} "
+                               f"(it may be left out only when the interaction's access is not 'owner': "
+                               f"then the calling end user's own is used).")
                 elif str(integration) not in integrations:
                     errors.add(f"{path}.integration", f"Unknown integration {integration!r}.")
                 elif integrations[str(integration)] != kind.provider:
@@ -273,7 +278,7 @@ def parse_definition(
             name=name, type=str(type_key), body=body,
             integration=str(integration) if integration is not None else None,
             execute_after=execute_after, retries=retries if isinstance(retries, int) else 0,
-            timeout=timeout,
+            timeout=timeout, replies=kind is not None and kind.replies,
         )
 
     predecessors = {name: set(spec.execute_after) for name, spec in tasks.items()}

@@ -30,8 +30,8 @@ from tasks_catalog.expressions import (
     search,
 )
 
-COMPLETED, FAILED, SKIPPED, CANCELLED = "completed", "failed", "skipped", "cancelled"
-TERMINAL = frozenset({COMPLETED, FAILED, SKIPPED, CANCELLED})
+from interactions.statuses import CANCELLED, COMPLETED, FAILED, SKIPPED
+
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def session_outcome(definition: Definition, records: Mapping[str, Record]) -> Ou
 
     responses = sorted(
         name for name, spec in definition.tasks.items()
-        if spec.type == "response" and records.get(name, Record(SKIPPED)).status == COMPLETED
+        if spec.replies and records.get(name, Record(SKIPPED)).status == COMPLETED
     )
     if responses:
         result: Any = records[responses[0]].output.get("body")

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable
 from typing import Any
 
 from interactions.engine.definition import Blank
-from tasks_catalog.fields import check_value
+from tasks_catalog.fields import validate
 
 
 def _by_task(blanks: Iterable[Blank]) -> dict[str, list[Blank]]:
@@ -71,19 +71,8 @@ def check_input(blanks: Iterable[Blank], data: Any, *, tasks: Collection[str] = 
             problems[task] = ["Must be an object of {field: value}."]
     for task, items in grouped.items():
         values = data.get(task)
-        if not isinstance(values, dict):
-            values = {}
-        names = {b.field.name for b in items}
-        for name in values:
-            if name not in names:
-                problems[f"{task}.{name}"] = ["Unknown field: not a blank of this task."]
-        for blank in items:
-            name = blank.field.name
-            if name not in values or values[name] is None:
-                if blank.field.required:
-                    problems[f"{task}.{name}"] = ["This field is required."]
-                continue
-            found = check_value(blank.field, values[name])
-            if found:
-                problems[f"{task}.{name}"] = found
+        problems.update(validate(
+            [blank.field for blank in items], values if isinstance(values, dict) else {},
+            prefix=f"{task}.", unknown="Unknown field: not a blank of this task.",
+        ))
     return problems

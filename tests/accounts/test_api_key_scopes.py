@@ -12,8 +12,8 @@ from rest_framework.test import APIClient
 from accounts import services as account_services
 from accounts.models import ApiKey
 from interactions.models import Session
-from tests.conftest import make_integration, make_interaction
-from tests.test_hostile_input import ROUTES, concrete
+from tests.conftest import make_interaction
+from tests.test_hostile_input import ROUTES, concrete, route_objects
 
 RUN_BODY = {"shape": {"data": {"items": [1]}}}
 # What a run key may reach: (method, path pattern suffix).
@@ -30,9 +30,13 @@ def _shape(path: str) -> str:
 
 
 RUN_KEY_ROUTES = {(method, path) for method, path in ROUTES if (method, _shape(path)) in RUN_KEY_PATHS}
-# Routes that take no credentials at all (they are the way to get some), and the public schema.
+# Routes that take no credentials at all (they are the way to get some), the public schema, and
+# the OAuth callback (its state is the credential: docs/providers.md).
 CREDENTIAL_FREE = {"/api/auth/register/", "/api/auth/login/", "/api/auth/refresh/", "/api/auth/logout/",
-                   "/api/schema/", "/api/docs/"}
+                   "/api/schema/", "/api/docs/", "/api/oauth/callback/"}
+# End users' routes take no builder credentials at all: an API key is 401 there
+# (tests/accounts/test_end_users.py).
+END_USER_ROUTES = {path for _, path in ROUTES if "<slug:slug>" in path}
 
 
 def key_client(key: str) -> APIClient:
@@ -47,14 +51,7 @@ def _json(response) -> dict:
 
 @pytest.fixture
 def objects(user):
-    interaction = make_interaction(user, active=True)
-    return {
-        "interaction": interaction,
-        "integration": make_integration(user),
-        "api_key": account_services.api_key_create(user=user, name="other").api_key,
-        "session": Session.objects.create(user=user, interaction=interaction, version=interaction.current_version,
-                                          status=Session.Status.COMPLETED, input={}),
-    }
+    return route_objects(user)
 
 
 def run_key(user, **options) -> str:
@@ -67,7 +64,7 @@ class TestRunKeyEverywhere:
         assert len(RUN_KEY_ROUTES) == len(RUN_KEY_PATHS)
 
     @pytest.mark.parametrize("method,path", [r for r in ROUTES if r not in RUN_KEY_ROUTES
-                                             and r[1] not in CREDENTIAL_FREE],
+                                             and r[1] not in CREDENTIAL_FREE | END_USER_ROUTES],
                              ids=lambda v: v)
     def test_a_run_key_is_403_on_every_other_route(self, user, objects, method, path):
         client = key_client(run_key(user))

@@ -80,11 +80,11 @@ class EchoingSmtpType(TaskType):
     fields = (FieldSpec("mode", "string", required=True),)
 
     def run(self, body, context):
-        c = context.credentials
-        plain = b64(f"\0{c['username']}\0{c['password']}".encode())
+        c = context.client().connection  # the e-mail backend holds the login, as smtplib does
+        plain = b64(f"\0{c.username}\0{c.password}".encode())
         if body["mode"] == "crash":
             raise RuntimeError(f"server closed after AUTH PLAIN {plain}")
-        raise TaskFailed(f"535 authentication failed for AUTH PLAIN {plain} / {b64(c['password'].encode())}")
+        raise TaskFailed(f"535 authentication failed for AUTH PLAIN {plain} / {b64(c.password.encode())}")
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ import functools
 import itertools
 import random
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import celery
 import pytest
@@ -420,7 +421,7 @@ def series_parallel_graphs(draw: st.DrawFn) -> dict[str, set[str]]:
     names = iter(draw(st.permutations([f"t{i:02d}" for i in range(size)])))
     graph: dict[str, set[str]] = {}
 
-    def build(node: object) -> tuple[list[str], list[str]]:
+    def build(node: Any) -> tuple[list[str], list[str]]:
         """Add a composed node's tasks; return its sources and sinks."""
         if node == "task":
             name = next(names)
@@ -442,7 +443,7 @@ def series_parallel_graphs(draw: st.DrawFn) -> dict[str, set[str]]:
     return graph
 
 
-def _leaves(tree: object) -> Iterable[str]:
+def _leaves(tree: Any) -> Iterable[str]:
     if tree == "task":
         yield "task"
     else:

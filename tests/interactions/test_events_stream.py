@@ -199,6 +199,7 @@ def test_wait_and_events_work_in_the_embedded_mode(tmp_path: Path):
         env={**embedded_env(tmp_path), "JUNCTION_SSE_POLL_SECONDS": "60", "JUNCTION_SSE_RESYNC_SECONDS": "60"},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
+    assert process.stdout is not None  # piped
     try:
         base = None
         deadline = time.monotonic() + 90

@@ -8,6 +8,7 @@ from typing import Any
 
 from interactions.engine.definition import Definition, TaskSpec
 from interactions.engine.execution import Record, readiness, resolve_body, session_outcome
+from tasks_catalog.registry import task_types
 
 COMPLETED, FAILED = ["completed"], ["failed"]
 EITHER = ["completed", "failed"]
@@ -17,6 +18,7 @@ def spec(name: str, type_: str = "transform", body: dict | None = None, **after:
     return TaskSpec(
         name=name, type=type_, body=body or {},
         execute_after={pred: tuple(statuses) for pred, statuses in after.items()},
+        replies=task_types.get(type_).replies,  # as parse_definition sets it
     )
 
 
@@ -71,7 +73,7 @@ def test_a_predecessor_without_a_terminal_record_does_not_satisfy_an_edge():
 # --- resolve_body ----------------------------------------------------------------------------
 
 TRANSFORM_FIELDS = {"data": None, "expression": None}
-RESPONSE_FIELDS = {"status_code": 200, "body": None, "headers": {}}
+RESPONSE_FIELDS: dict[str, Any] = {"status_code": 200, "body": None, "headers": {}}
 RECORDS = {
     "fetch": Record("completed", {"items": [{"id": 7, "tags": ["x", "y"]}], "name": "order", "n": 3}),
     "boom": Record("failed", None, "kaput"),

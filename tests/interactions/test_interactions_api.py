@@ -12,7 +12,8 @@ from interactions.models import Interaction, InteractionVersion
 from tests.accounts.test_auth import assert_error
 from tests.conftest import SIMPLE_TASKS, make_integration
 
-FIELDS = {"id", "name", "description", "is_active", "version", "tasks", "endpoint_url", "created_at", "updated_at"}
+FIELDS = {"id", "name", "description", "is_active", "version", "tasks", "endpoint_url", "app", "access",
+          "allowed_groups", "created_at", "updated_at"}
 
 CHANGED_TASKS = {
     **SIMPLE_TASKS,

@@ -154,12 +154,12 @@ def nested(levels: int):
 @pytest.mark.parametrize("levels", [settings.JUNCTION_MAX_JSON_DEPTH + 1, 900, 5000])
 def test_a_definition_nested_too_deeply_is_refused_by_the_service(user, levels):
     # The API's parser refuses such a body before; the service refuses it from any caller.
-    from rest_framework.exceptions import ValidationError
+    from config.errors import InvalidInput
 
     tasks = {"t": {"type": "transform", "body": {"data": nested(levels), "expression": "@"}}}
-    with pytest.raises(ValidationError) as raised:
+    with pytest.raises(InvalidInput) as raised:
         interaction_create(user=user, name="deep", tasks=tasks)
-    assert "tasks.t.body.data" in str(raised.value.detail) or "tasks" in raised.value.detail
+    assert "tasks.t.body.data" in raised.value.details or "tasks" in raised.value.details
 
 
 def test_an_expression_longer_than_the_limit_is_refused(api):

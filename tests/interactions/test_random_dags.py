@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -77,7 +78,7 @@ def interpret(nodes: list[Node]) -> tuple[dict[str, str], str, dict]:
         for name in status
     }
     unhandled = [name for name, value in status.items() if value == "failed" and not handled[name]]
-    result = {
+    result: dict[str, Any] = {
         node.name: {} if node.step else int(node.name[1:])
         for node in nodes
         if not dependants[node.name] and status[node.name] == "completed"

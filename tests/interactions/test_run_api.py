@@ -5,6 +5,7 @@ before anything is written need no worker.
 """
 from __future__ import annotations
 
+import socket
 
 import pytest
 from celery.result import AsyncResult
@@ -16,10 +17,10 @@ from interactions.sessions import session_start
 from tests.conftest import finished, make_interaction
 
 SESSION_KEYS = {
-    "id", "interaction", "version", "status", "input", "result", "error",
+    "id", "interaction", "end_user", "version", "status", "input", "result", "error",
     "created_at", "started_at", "finished_at", "duration_ms", "tasks",
 }
-TASK_KEYS = {"status", "output", "error", "attempts", "started_at", "finished_at", "duration_ms"}
+TASK_KEYS = {"status", "output", "error", "attempts", "started_at", "finished_at", "duration_ms", "worker"}
 
 SHAPE = {
     "shape": {"type": "transform", "body": {"data": None, "expression": "items[0]"}},
@@ -67,6 +68,11 @@ def test_default_is_202_with_location_and_the_session(celery_workers, api, user)
     shape = done["tasks"]["shape"]
     assert shape["status"] == "completed" and shape["output"] == 7 and shape["attempts"] == 1
     assert shape["error"] is None and shape["started_at"] and shape["finished_at"]
+    # Where each ran: the worker (its Celery node name) that ended the pause ran the fused
+    # tasks it made ready in the same step.
+    workers = {name: task["worker"] for name, task in done["tasks"].items()}
+    assert workers["pause"].startswith("test") and "@" in workers["pause"], workers
+    assert workers["shape"] == workers["double"] == workers["pause"]
 
 
 @pytest.mark.django_db
@@ -84,6 +90,8 @@ def test_a_session_of_pure_tasks_ends_in_the_call_without_a_worker(api, user):
         assert task["status"] == "completed" and task["attempts"] == 1 and task["error"] is None
         assert task["started_at"] <= task["finished_at"]
     assert session["tasks"]["shape"]["finished_at"] <= session["tasks"]["double"]["started_at"]
+    # They ran in the process that took the call.
+    assert {task["worker"] for task in session["tasks"].values()} == {f"api@{socket.gethostname()}"}
     assert api.get(f"/api/sessions/{session['id']}/").json() == session
     assert TaskRun.objects.filter(session_id=session["id"], status="completed").count() == 2
 

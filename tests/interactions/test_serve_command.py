@@ -28,7 +28,14 @@ def _post_json(url: str, body: dict) -> tuple[int, dict]:
         return response.status, json.loads(response.read())
 
 
+def _found(pattern: str, text: str) -> str:
+    match = re.search(pattern, text)
+    assert match is not None, (pattern, text)
+    return match.group(1)
+
+
 def _wait_for_banner(process: subprocess.Popen, deadline: float) -> str:
+    assert process.stdout is not None  # piped
     lines = []
     while time.monotonic() < deadline:
         line = process.stdout.readline()
@@ -48,9 +55,10 @@ def test_serve_runs_the_api_admin_and_demo_on_the_embedded_default(tmp_path: Pat
     )
     try:
         banner = _wait_for_banner(process, time.monotonic() + 90)
-        base = re.search(r"Junction is running at (http://[\d.]+:\d+)/", banner).group(1)
-        password = re.search(r"Password:\s+(\S+)", banner).group(1)
-        key = re.search(r"API key:\s+(jk_\S+)", banner).group(1)
+        base, password, key = (
+            _found(r"Junction is running at (http://[\d.]+:\d+)/", banner), _found(r"Password:\s+(\S+)", banner),
+            _found(r"API key:\s+(jk_\S+)", banner),
+        )
         assert "Embedded mode" in banner and "/run/" in banner and "curl" in banner
 
         assert _get(f"{base}/healthz")[0] == 200
@@ -64,7 +72,12 @@ def test_serve_runs_the_api_admin_and_demo_on_the_embedded_default(tmp_path: Pat
         assert _get(f"{base}/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")[0] == 200
         assert _get(f"{base}/static/admin/css/base.css")[0] == 200
         assert _get(f"{base}/admin/login/")[0] == 200
+        assert _get(f"{base}/static/interactions/junction-admin.css")[0] == 200
+        status, landing = _get(f"{base}/")
+        demo_id = listed[0]["id"]
+        assert status == 200 and f"{base}/api/interactions/{demo_id}/run/".encode() in landing
     finally:
         process.terminate()
         process.wait(timeout=10)
-        process.stdout.close()
+        if process.stdout is not None:
+            process.stdout.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from django.utils import timezone
@@ -27,7 +28,7 @@ LIFECYCLE = ["pending", "running", "completed", "failed", "skipped", "cancelled"
 
 def started(user, interaction, *, status: str = "queued", created_at: datetime | None = None) -> Session:
     session, _ = session_start(user=user, interaction=interaction, data={})
-    changes = {"status": status}
+    changes: dict[str, Any] = {"status": status}
     if created_at is not None:
         changes["created_at"] = created_at
     Session.objects.filter(pk=session.pk).update(**changes)
@@ -126,7 +127,7 @@ def test_detail_renders_the_session_and_its_tasks(api, user):
     assert body["status"] == "queued"
     assert body["tasks"] == {"one": {
         "status": "pending", "output": None, "error": None, "attempts": 0,
-        "started_at": None, "finished_at": None, "duration_ms": None,
+        "started_at": None, "finished_at": None, "duration_ms": None, "worker": None,
     }}
 
 

@@ -214,6 +214,7 @@ def assert_completed_once(session: Session, slow_attempts: int) -> None:
     slow, after = run_of(session, "slow"), run_of(session, "after")
     assert (slow.status, slow.attempts) == ("completed", slow_attempts)
     assert (after.status, after.attempts, after.output) == ("completed", 1, 1)
+    assert after.started_at is not None and slow.finished_at is not None
     assert after.started_at >= slow.finished_at
     assert_consistent(session)
 
@@ -277,7 +278,7 @@ def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_
 
 def test_a_task_message_published_twice_records_one_result_and_fires_successors_once(short, user, slow_url):
     interaction = make_active(user, slow_then_transform(slow_url))
-    with workers(concurrency=2) as pool:
+    with workers(concurrency=2):
         session = start(user, interaction)
         message_id = f"{session.id}.slow"
         wait_for(lambda: claimed(session, "slow", 1), "the first attempt")

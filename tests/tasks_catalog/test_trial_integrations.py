@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
 import pytest
 
@@ -13,7 +14,7 @@ SECRETS = [TWITTER_CREDENTIALS["consumer_secret"], TWITTER_CREDENTIALS["access_t
 
 
 def try_type(api, type_key: str, body: dict, integration=None):
-    payload = {"body": body}
+    payload: dict[str, Any] = {"body": body}
     if integration is not None:
         payload["integration"] = str(integration.id)
     response = api.post(f"/api/task-types/{type_key}/test/", payload, format="json")

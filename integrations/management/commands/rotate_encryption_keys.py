@@ -6,15 +6,18 @@ this command, then remove the old keys.
 from django.core.management.base import BaseCommand, CommandError
 
 from integrations.encryption import DecryptionError
-from integrations.services import integration_rotate_keys
+from integrations.services import secrets_rotate_keys
 
 
 class Command(BaseCommand):
-    help = "Re-encrypt every integration's secrets with the first key of JUNCTION_ENCRYPTION_KEYS."
+    help = "Re-encrypt every stored secret (integrations, provider apps, OAuth states) with the first key of JUNCTION_ENCRYPTION_KEYS."
 
     def handle(self, *args, **options):
         try:
-            count = integration_rotate_keys()
+            rotated = secrets_rotate_keys()
         except DecryptionError as exc:
             raise CommandError(f"{exc}: keep every old key in JUNCTION_ENCRYPTION_KEYS until rotation is done.") from None
-        self.stdout.write(self.style.SUCCESS(f"Re-encrypted the secrets of {count} integration(s) with the first key."))
+        self.stdout.write(self.style.SUCCESS(
+            f"Re-encrypted the secrets of {rotated.integrations} integration(s), {rotated.provider_apps} provider "
+            f"app(s) and {rotated.oauth_states} OAuth dance(s) in progress with the first key."
+        ))
