@@ -22,6 +22,7 @@ from accounts.app_serializers import (
 )
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
 from config.errors import Unauthenticated
+from config.openapi import errors
 from accounts.models import EndUser, Invitation
 from accounts.ownership import OwnedQuerysetMixin
 from accounts.serializers import PasswordChangeSerializer, TokenPairSerializer
@@ -161,7 +162,9 @@ class EndUserRegisterView(_Anonymous):
 
 class EndUserLoginView(_Anonymous):
     @extend_schema(
-        request=EndUserLoginSerializer, responses={200: TokenPairSerializer, 429: THROTTLED},
+        request=EndUserLoginSerializer, responses={
+            200: TokenPairSerializer, 429: THROTTLED,
+            **errors((401, "`no_active_account`: wrong e-mail or password, or a disabled end user."))},
         description="Log in: a token pair whose claims are the app, the end user and their group. Failed "
         "logins are limited per e-mail and per client address (JUNCTION_THROTTLE_LOGIN), in windows of the app.",
     )
@@ -180,7 +183,10 @@ class EndUserLoginView(_Anonymous):
 
 
 class EndUserRefreshView(_Anonymous):
-    @extend_schema(request=RefreshSerializer, responses=TokenPairSerializer,
+    @extend_schema(request=RefreshSerializer, responses={
+        200: TokenPairSerializer,
+        **errors((401, "`token_not_valid`, `wrong_app`, `account_disabled` or `token_revoked`: the refresh token "
+                       "cannot be used."))},
                    description="Rotate: a new pair; the refresh token sent is blacklisted.")
     def post(self, request, slug):
         app = app_selectors.app_by_slug(slug=slug)

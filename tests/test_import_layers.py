@@ -21,6 +21,10 @@ GLUE_MODULES = {
     "interactions.waiting", "config.asgi", "interactions.management.commands.serve",
     # End users' routes: their views, serializers and URLs, and the end-user token authentication.
     "accounts.app_views", "accounts.app_serializers", "accounts.app_urls", "accounts.enduser_auth",
+    # The API's conventions (docs/api.md): the OpenAPI document, routes with and without the
+    # slash, lists, JSON-typed input.
+    "config.openapi", "config.routing", "config.listing", "config.json_input",
+    "integrations.openapi", "interactions.openapi",
 }
 FRAMEWORK = ("rest_framework", "drf_spectacular", "django_filters.rest_framework")
 
