@@ -1,21 +1,23 @@
 from rest_framework import serializers
 
-from accounts.models import App, EndUser, Invitation
+from accounts.models import GROUP_PATTERN, SLUG_PATTERN, App, EndUser, Invitation
+from config.json_input import JsonTypedInput
 
 
-class AppInputSerializer(serializers.Serializer):
+class AppInputSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    slug = serializers.CharField(
-        max_length=50, help_text="Unique; end users' routes are /api/apps/{slug}/… (lower-case letters, digits, '-')."
+    slug = serializers.RegexField(
+        SLUG_PATTERN, max_length=50,
+        help_text="Unique; end users' routes are /api/apps/{slug}/… (lower-case letters, digits, '-').",
     )
     signup = serializers.ChoiceField(choices=App.Signup.choices, default=App.Signup.INVITE)
     groups = serializers.ListField(
-        child=serializers.CharField(max_length=50), required=False, max_length=100,
+        child=serializers.RegexField(GROUP_PATTERN, max_length=50), required=False, max_length=100,
         help_text="Group names. On PATCH the new set: groups left out are deleted (409 `group_in_use` "
         "while end users are in one or an interaction admits it).",
     )
-    default_group = serializers.CharField(
-        max_length=50, required=False, help_text="New end users join it. Default: `users` (created if missing)."
+    default_group = serializers.RegexField(
+        GROUP_PATTERN, max_length=50, required=False, help_text="New end users join it. Default: `users` (created if missing)."
     )
 
 
@@ -48,14 +50,14 @@ class EndUserOutputSerializer(serializers.ModelSerializer):
         fields = ["id", "email", "group", "is_active", "created_at"]
 
 
-class EndUserUpdateSerializer(serializers.Serializer):
+class EndUserUpdateSerializer(JsonTypedInput, serializers.Serializer):
     group = serializers.CharField(max_length=50, required=False)
     is_active = serializers.BooleanField(
         required=False, help_text="false disables the end user: every token they hold stops working (401)."
     )
 
 
-class InvitationInputSerializer(serializers.Serializer):
+class InvitationInputSerializer(JsonTypedInput, serializers.Serializer):
     email = serializers.EmailField()
 
 
@@ -77,7 +79,7 @@ class InvitationCreatedSerializer(InvitationOutputSerializer):
 
 # --- the end user's own routes ---------------------------------------------------------------
 
-class EndUserRegisterSerializer(serializers.Serializer):
+class EndUserRegisterSerializer(JsonTypedInput, serializers.Serializer):
     email = serializers.EmailField()
     password = serializers.CharField(write_only=True, max_length=128)
     invitation = serializers.CharField(required=False, allow_null=True, allow_blank=True, max_length=200)
@@ -91,10 +93,10 @@ class EndUserMeSerializer(serializers.ModelSerializer):
         fields = ["id", "email", "group"]
 
 
-class EndUserLoginSerializer(serializers.Serializer):
+class EndUserLoginSerializer(JsonTypedInput, serializers.Serializer):
     email = serializers.CharField(max_length=254)
     password = serializers.CharField(max_length=128)
 
 
-class RefreshSerializer(serializers.Serializer):
+class RefreshSerializer(JsonTypedInput, serializers.Serializer):
     refresh = serializers.CharField()

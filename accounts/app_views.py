@@ -1,5 +1,5 @@
 """Apps (the builder's routes) and the end users' own authentication routes (docs/end-users.md)."""
-from django_filters import rest_framework as filters
+import django_filters
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, permissions, status, viewsets
 from rest_framework.exceptions import NotFound
@@ -21,6 +21,7 @@ from accounts.app_serializers import (
     RefreshSerializer,
 )
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
+from config import listing
 from config.errors import Unauthenticated
 from config.openapi import errors
 from accounts.models import EndUser, Invitation
@@ -39,6 +40,9 @@ class AppViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModel
 
     serializer_class = AppOutputSerializer
     filterset_fields = ["slug", "signup"]
+    ordering_fields = ["name", "slug", "created_at", "updated_at"]
+    ordering = ["name"]
+    search_fields = ["name", "slug"]
     lookup_value_regex = "[0-9a-fA-F-]{36}"
 
     def owned_queryset(self, user):
@@ -53,7 +57,8 @@ class AppViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveModel
         data.is_valid(raise_exception=True)
         return self._render(app_services.app_create(owner=request.user, **data.validated_data), status.HTTP_201_CREATED)
 
-    @extend_schema(request=AppInputSerializer, responses=AppOutputSerializer)
+    @extend_schema(request=AppInputSerializer, responses={200: AppOutputSerializer, **errors(
+        (409, "`group_in_use`: a group left out of `groups` still has end users or is admitted by an interaction."))})
     def partial_update(self, request, pk=None):
         app = self.get_object()
         data = AppInputSerializer(data=request.data, partial=True)
@@ -78,8 +83,8 @@ class _OwnedAppMixin:
         return self._app
 
 
-class EndUserFilter(filters.FilterSet):
-    group = filters.CharFilter(field_name="group__name")
+class EndUserFilter(listing.FilterSet):
+    group = django_filters.CharFilter(field_name="group__name")
 
     class Meta:
         model = EndUser
@@ -92,6 +97,9 @@ class AppEndUserViewSet(_OwnedAppMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
     serializer_class = EndUserOutputSerializer
     filterset_class = EndUserFilter
+    ordering_fields = ["email", "created_at"]
+    ordering = ["-created_at"]
+    search_fields = ["email"]
     queryset = EndUser.objects.none()  # for the OpenAPI generator; get_queryset() scopes it
 
     def get_queryset(self):
@@ -114,6 +122,9 @@ class AppEndUserViewSet(_OwnedAppMixin, mixins.ListModelMixin, mixins.RetrieveMo
 
 class AppInvitationViewSet(_OwnedAppMixin, mixins.ListModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     serializer_class = InvitationOutputSerializer
+    ordering_fields = ["email", "created_at", "expires_at"]
+    ordering = ["-created_at"]
+    search_fields = ["email"]
     queryset = Invitation.objects.none()  # for the OpenAPI generator; get_queryset() scopes it
 
     def get_queryset(self):
@@ -196,7 +207,9 @@ class EndUserRefreshView(_Anonymous):
 
 
 class EndUserLogoutView(_Anonymous):
-    @extend_schema(request=RefreshSerializer, responses={204: None})
+    @extend_schema(request=RefreshSerializer, responses={204: None, **errors(
+        (401, "`token_not_valid` or `wrong_app`: not a refresh token of this app, expired or already used."))},
+                   description="Log out: blacklist the refresh token. Access tokens it issued expire on their own.")
     def post(self, request, slug):
         app = app_selectors.app_by_slug(slug=slug)
         data = RefreshSerializer(data=request.data)

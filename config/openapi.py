@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from django.core.validators import RegexValidator
 from drf_spectacular.drainage import get_override
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.utils import OpenApiResponse
@@ -148,6 +149,7 @@ class AutoSchema(SpectacularAutoSchema):
         if (
             direction == "request" and isinstance(field, serializers.CharField) and isinstance(schema, dict)
             and schema.get("type") == "string" and not {"pattern", "enum", "format", "$ref"} & set(schema)
+            and not any(isinstance(validator, RegexValidator) for validator in field.validators)  # its own pattern
         ):
             schema["pattern"] = NO_NUL
         return schema

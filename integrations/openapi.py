@@ -13,6 +13,7 @@ from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.plumbing import ResolvedComponent
 
 from integrations.providers import providers
+from integrations.serializers import oauth_provider_keys
 
 _JSON_TYPES = {"string": "string", "integer": "integer", "boolean": "boolean"}
 
@@ -90,4 +91,66 @@ class IntegrationUpdateExtension(OpenApiSerializerExtension):
             "description": "New values for some of the integration's provider's fields (merged over the stored "
             "ones). Changing where the secrets go (a `destination` field) requires sending the secrets again.",
         }
+        return schema
+
+
+def _app_fields(described: dict[str, Any]) -> dict[str, Any]:
+    return {**described, "fields": [field for field in described["fields"] if field["app"]]}
+
+
+# What `callback_url` may be: empty, or an http(s) URL (integrations/services.py `_check_callback_url`).
+CALLBACK_URL = {
+    "type": "string", "maxLength": 2000, "pattern": "^(?:[hH][tT][tT][pP][sS]?://[^\\s]+)?$",
+    "description": "Where to send the account owner's browser once connected (with `?integration=<id>`); "
+    "empty for none. An http or https URL.",
+}
+
+
+class ProviderAppInputExtension(OpenApiSerializerExtension):
+    """`POST /api/provider-apps/`: one of the OAuth providers, with its app's fields as `credentials`."""
+
+    target_class = "integrations.serializers.ProviderAppInputSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        base = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        mapping: dict[str, str] = {}
+        for provider in sorted(providers, key=lambda p: p.key):
+            if provider.key not in oauth_provider_keys():
+                continue
+            described = provider.describe()
+            schema = {
+                **base,
+                "title": described["name"],
+                "properties": {
+                    **base["properties"],
+                    "provider": {"type": "string", "const": provider.key},
+                    "credentials": credentials_schema(_app_fields(described)),
+                    "callback_url": {**CALLBACK_URL, "default": ""},
+                },
+            }
+            component = ResolvedComponent(
+                name=f"ProviderAppInput_{provider.key}", type=ResolvedComponent.SCHEMA,
+                object=f"ProviderAppInput_{provider.key}", schema=schema,
+            )
+            auto_schema.registry.register_on_missing(component)
+            mapping[provider.key] = component.ref["$ref"]
+        return {
+            "oneOf": [{"$ref": ref} for ref in mapping.values()],
+            "discriminator": {"propertyName": "provider", "mapping": mapping},
+        }
+
+
+class ProviderAppUpdateExtension(OpenApiSerializerExtension):
+    """PATCH: the provider is the stored one, so `credentials` is any OAuth provider's app fields, each optional."""
+
+    target_class = "integrations.serializers.ProviderAppUpdateSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        schema = auto_schema._map_basic_serializer(self.target, direction)
+        schema["properties"]["credentials"] = {
+            "anyOf": [credentials_schema(_app_fields(p.describe()), partial=True)
+                      for p in sorted(providers, key=lambda p: p.key) if p.key in oauth_provider_keys()],
+            "description": "New values for some of the app's fields (merged over the stored ones).",
+        }
+        schema["properties"]["callback_url"] = CALLBACK_URL
         return schema

@@ -3,7 +3,13 @@ from rest_framework import serializers
 
 from config.json_input import JsonTypedInput
 from integrations.models import Integration, ProviderApp
+from integrations.providers import CREDENTIALS, providers
 from integrations.services import masked_credentials, provider_app_masked_credentials
+
+
+def oauth_provider_keys() -> list[str]:
+    """The registered providers whose accounts connect through a provider app."""
+    return sorted(provider.key for provider in providers if provider.connect != CREDENTIALS)
 
 
 class IntegrationInputSerializer(JsonTypedInput, serializers.Serializer):
@@ -47,14 +53,20 @@ class ProviderSerializer(serializers.Serializer):
     fields = serializers.ListField(child=serializers.DictField())  # type: ignore[assignment]
 
 
-class ProviderAppInputSerializer(serializers.Serializer):
+class ProviderAppInputSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100)
-    provider = serializers.CharField(max_length=50)
+    provider = serializers.ChoiceField(
+        choices=[], help_text="A provider whose accounts connect by OAuth (`connect: oauth1` in GET /api/providers/).")
     credentials = serializers.DictField(help_text="The provider's `app` fields: for Twitter consumer_key, consumer_secret.")
     callback_url = serializers.URLField(max_length=2000, required=False, allow_blank=True, default="")
 
 
-class ProviderAppUpdateSerializer(serializers.Serializer):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["provider"].choices = oauth_provider_keys()
+
+
+class ProviderAppUpdateSerializer(JsonTypedInput, serializers.Serializer):
     name = serializers.CharField(max_length=100, required=False)
     credentials = serializers.DictField(required=False)
     callback_url = serializers.URLField(max_length=2000, required=False, allow_blank=True)

@@ -11,9 +11,11 @@ from rest_framework.views import APIView
 from accounts.app_views import END_USER_ONLY
 from accounts.enduser_auth import EndUserJWTAuthentication, IsEndUserOfApp
 from accounts.ownership import OwnedQuerysetMixin
+from config import listing
 from config.errors import NotFound
 from config.openapi import errors
 from integrations import connect, selectors, services
+from integrations.models import Integration
 from integrations.providers import providers
 from integrations.serializers import (
     ConnectStartedSerializer,
@@ -35,9 +37,17 @@ class ProviderListView(APIView):
         return Response([provider.describe() for provider in providers])
 
 
+class IntegrationFilter(listing.FilterSet):
+    provider_app = listing.UUIDFilter(field_name="provider_app_id")
+
+    class Meta:
+        model = Integration
+        fields = ["provider", "name", "provider_app"]
+
+
 class IntegrationViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
     serializer_class = IntegrationOutputSerializer
-    filterset_fields = ["provider", "name", "provider_app"]
+    filterset_class = IntegrationFilter
     ordering_fields = ["name", "provider", "created_at", "updated_at"]
     ordering = ["name"]
     search_fields = ["name"]
@@ -89,6 +99,9 @@ class EndUserIntegrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin
 
     serializer_class = IntegrationOutputSerializer
     filterset_fields = ["provider"]
+    ordering_fields = ["name", "provider", "created_at", "updated_at"]
+    ordering = ["name"]
+    search_fields = ["name"]
     authentication_classes = [EndUserJWTAuthentication]
     permission_classes = [IsEndUserOfApp]
 
@@ -141,6 +154,9 @@ class ProviderAppViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
 
     serializer_class = ProviderAppOutputSerializer
     filterset_fields = ["provider", "name"]
+    ordering_fields = ["name", "provider", "created_at", "updated_at"]
+    ordering = ["name"]
+    search_fields = ["name"]
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def owned_queryset(self, user):

@@ -437,6 +437,9 @@ class EndUserSessionViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
 
     serializer_class = SessionSerializer
     filterset_class = SessionFilter
+    ordering_fields = SessionViewSet.ordering_fields
+    ordering = SessionViewSet.ordering
+    search_fields = SessionViewSet.search_fields
     authentication_classes = [EndUserJWTAuthentication]
     permission_classes = [IsEndUserOfApp]
 

@@ -25,6 +25,8 @@ GLUE_MODULES = {
     # slash, lists, JSON-typed input.
     "config.openapi", "config.routing", "config.listing", "config.json_input",
     "integrations.openapi", "interactions.openapi",
+    # The apps that register those schema extensions when Django starts.
+    "integrations.apps", "interactions.apps",
 }
 FRAMEWORK = ("rest_framework", "drf_spectacular", "django_filters.rest_framework")
 

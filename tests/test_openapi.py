@@ -135,7 +135,7 @@ class TestErrorResponses:
     def test_authenticated_operations_document_401_and_open_ones_do_not(self, schema):
         for path, method, operation in operations(schema):
             if path in ("/api/auth/register/", "/api/auth/logout/", "/api/schema/", "/api/oauth/callback/",
-                        "/api/apps/{slug}/auth/register/", "/api/apps/{slug}/auth/logout/"):
+                        "/api/apps/{slug}/auth/register/"):
                 assert "401" not in operation["responses"], (path, method)
             elif path.startswith("/api/"):
                 assert "401" in operation["responses"], (path, method)
@@ -154,8 +154,17 @@ class TestErrorResponses:
         open_to_run_keys = {("/api/interactions/{id}/run/", "post"), ("/api/sessions/", "get"),
                             ("/api/sessions/{id}/", "get"), ("/api/sessions/{id}/events/", "get")}
         for path, method, operation in operations(schema):
-            if "401" in operation["responses"] and path not in ("/api/auth/login/", "/api/auth/refresh/"):
-                assert ("403" in operation["responses"]) == ((path, method) not in open_to_run_keys), (path, method)
+            # The schemes say who may call: anonymous and end users' routes take no API key, so
+            # no scope to lack; their own 403s (`signup_closed`, `group_not_allowed`) are others.
+            takes_api_keys = any("ApiKeyAuth" in scheme for scheme in operation.get("security", []))
+            forbidden = operation["responses"].get("403", {}).get("description", "")
+            expected = takes_api_keys and (path, method) not in open_to_run_keys
+            assert ("insufficient_scope" in forbidden) == expected, (path, method)
+
+    def test_end_users_routes_take_end_user_tokens_only(self, schema):
+        for path, method, operation in operations(schema):
+            if path.startswith("/api/apps/{slug}/"):
+                assert [list(scheme) for scheme in operation.get("security", [])] in ([["endUserJwtAuth"]], [[]]), (path, method)
 
     def test_throttled_operations_document_429_with_retry_after(self, schema):
         for path, method in [("/api/interactions/{id}/run/", "post"), ("/api/sessions/{id}/retry/", "post"),
