@@ -103,6 +103,8 @@ _LINKS: dict[tuple[str, str, str], str] = {
     ("/api/sessions/{id}/retry/", "post", "202"): "/api/sessions/{id}/",
     ("/api/integrations/", "post", "201"): "/api/integrations/{id}/",
     ("/api/auth/api-keys/", "post", "201"): "/api/auth/api-keys/{id}/",
+    ("/api/apps/", "post", "201"): "/api/apps/{id}/",
+    ("/api/provider-apps/", "post", "201"): "/api/provider-apps/{id}/",
 }
 
 

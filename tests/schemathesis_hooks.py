@@ -1,7 +1,7 @@
 """Schemathesis hooks for `tests/test_fuzz_api.py` (loaded through SCHEMATHESIS_HOOKS).
 
 The fuzzer authenticates as a builder with the JWT access token the test puts in
-JUNCTION_FUZZ_TOKEN. A JWT rather than an API key: the stateful phase deletes the API keys it
+JUNCTION_FUZZ_TOKEN, and on the end users' routes as an end user (JUNCTION_FUZZ_END_USER_TOKEN). A JWT rather than an API key: the stateful phase deletes the API keys it
 lists, and it cannot revoke a JWT without knowing the password. Issued before the run rather than
 by logging in: the fuzzer's own failed logins fill the login throttle.
 """
@@ -12,10 +12,25 @@ import os
 import schemathesis
 
 
-@schemathesis.auth(refresh_interval=3600)
+END_USERS_ROUTES = r"^/api/apps/\{slug\}/"
+
+
+@schemathesis.auth(refresh_interval=3600).skip_for(path_regex=END_USERS_ROUTES)
 class BuilderJwt:
     def get(self, case, context):
         return os.environ["JUNCTION_FUZZ_TOKEN"]
+
+    def set(self, case, data, context):
+        case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}
+
+
+@schemathesis.auth(refresh_interval=3600).apply_to(path_regex=END_USERS_ROUTES)
+class EndUserJwt:
+    """The end users' own routes (`/api/apps/{slug}/…`, the slug set in tests/schemathesis.toml):
+    an end user's access token of that app (a builder's token is 401 there)."""
+
+    def get(self, case, context):
+        return os.environ["JUNCTION_FUZZ_END_USER_TOKEN"]
 
     def set(self, case, data, context):
         case.headers = {**(case.headers or {}), "Authorization": f"Bearer {data}"}

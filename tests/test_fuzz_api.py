@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pytest
 
+from accounts import enduser_tokens
 from accounts.services import token_pair
+from integrations import services as integration_services
 from tests.asgi_server import AsgiServer
-from tests.conftest import make_integration, make_interaction, make_user
+from tests.conftest import TWITTER_APP_CREDENTIALS, make_app, make_end_user, make_integration, make_interaction, make_user
 
 ROOT = Path(__file__).resolve().parent.parent
 BLANKS = {
@@ -62,6 +64,12 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
     make_integration(builder, "twitter", name="fuzz-twitter")
     make_interaction(builder, tasks=BLANKS, name="fuzz-active", active=True)
     make_interaction(builder, name="fuzz-inactive")
+    # The end users' routes: an app (its slug, tests/schemathesis.toml), one of its end users (their
+    # token, tests/schemathesis_hooks.py) and a provider app they connect through.
+    app = make_app(builder, slug="fuzz-app")
+    end_user = make_end_user(app)
+    provider_app = integration_services.provider_app_create(
+        user=builder, name="fuzz-twitter-app", provider="twitter", credentials=TWITTER_APP_CREDENTIALS)
     server = AsgiServer(extra_env={
         # Short task limits keep the task-type test endpoint quick whatever the fuzzer asks.
         "JUNCTION_DEFAULT_TASK_TIMEOUT": "1", "JUNCTION_MAX_TASK_TIMEOUT": "2",
@@ -73,6 +81,9 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
             "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
             "PYTHONPATH": str(ROOT),
             "JUNCTION_FUZZ_TOKEN": token_pair(user=builder)["access"],
+            "JUNCTION_FUZZ_END_USER_TOKEN": enduser_tokens.token_pair(end_user=end_user)["access"],
+            "JUNCTION_FUZZ_APP": str(app.id),
+            "JUNCTION_FUZZ_PROVIDER_APP": str(provider_app.id),
         }
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "--config-file", str(ROOT / "tests/schemathesis.toml"),
