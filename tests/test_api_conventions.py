@@ -46,6 +46,28 @@ def test_a_login_without_the_trailing_slash_is_not_redirected(anon, user):
     assert "access" in response.json()
 
 
+@pytest.mark.django_db
+def test_every_route_of_the_document_resolves_without_its_trailing_slash(anon):
+    from django.urls import resolve
+
+    paths = anon.get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()["paths"]
+    values = {"slug": "shop", "type": "transform"}
+    for path in paths:
+        concrete = re.sub(r"\{(\w+)\}", lambda m: values.get(m.group(1), "8c1f3b1e-3a55-4b8e-9d1e-1a2b3c4d5e6f"), path)
+        assert concrete.endswith("/"), path
+        assert resolve(concrete[:-1]).func == resolve(concrete).func, path
+
+
+@pytest.mark.django_db
+def test_an_end_users_login_without_the_trailing_slash_is_not_redirected(anon, user):
+    from tests.conftest import PASSWORD, make_app, make_end_user
+
+    end_user = make_end_user(make_app(user, slug="shop"))
+    response = anon.post("/api/apps/shop/auth/login", {"email": end_user.email, "password": PASSWORD}, format="json")
+    assert response.status_code == 200, response.content
+    assert "access" in response.json()
+
+
 # --- lists: ordering, search, page_size -----------------------------------------------------
 
 
@@ -216,3 +238,46 @@ def test_versions_are_searched_by_their_definition(api, user):
     path = f"/api/interactions/{interaction.id}/versions/"
     assert [v["version"] for v in api.get(f"{path}?search=transform").json()["results"]] == [1]
     assert api.get(f"{path}?search=http_request").json()["results"] == []
+
+
+# --- apps, end users and provider apps follow the same conventions ----------------------------
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("query", ["is_active=null", "is_active=1", "is_active=True"])
+def test_an_end_users_filter_that_cannot_be_read_is_400_naming_it(api, user, query):
+    from tests.conftest import make_app
+
+    app = make_app(user)
+    response = api.get(f"/api/apps/{app.id}/end-users/?{query}")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["details"]) == ["is_active"]
+
+
+@pytest.mark.django_db
+def test_integrations_filtered_by_an_unknown_provider_app_are_none(api, user):
+    make_integration(user, "twitter")
+    response = api.get("/api/integrations/?provider_app=8c1f3b1e-3a55-4b8e-9d1e-1a2b3c4d5e6f")
+    assert response.status_code == 200, response.content
+    assert response.json()["results"] == []
+    assert list(api.get("/api/integrations/?provider_app=8c1f3b1e3a554b8e9d1e1a2b3c4d5e6f").json()["details"]) == [
+        "provider_app"]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(("path", "body", "field"), [
+    ("/api/apps/", {"name": "A", "slug": "a", "groups": [0]}, "groups"),
+    ("/api/apps/", {"name": 5, "slug": "a"}, "name"),
+    ("/api/provider-apps/", {"name": "P", "provider": "twitter", "credentials": {}, "callback_url": 5}, "callback_url"),
+])
+def test_apps_and_provider_apps_take_their_json_types_only(api, path, body, field):
+    response = api.post(path, body, format="json")
+    assert response.status_code == 400, response.content
+    assert field in response.json()["details"]
+
+
+@pytest.mark.django_db
+def test_a_provider_app_of_a_provider_without_oauth_is_400_naming_provider(api):
+    response = api.post("/api/provider-apps/", {"name": "P", "provider": "smtp", "credentials": {}}, format="json")
+    assert response.status_code == 400, response.content
+    assert list(response.json()["details"]) == ["provider"]
