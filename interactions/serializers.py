@@ -1,6 +1,7 @@
 from django.conf import settings
 from rest_framework import serializers
 
+from accounts.models import GROUP_PATTERN
 from config.json_input import JsonTypedInput
 from interactions.models import MAX_SESSION_DEADLINE, Interaction, InteractionVersion
 from interactions.statuses import SessionStatus, TaskStatus, choices
@@ -34,7 +35,7 @@ class InteractionInputSerializer(JsonTypedInput, serializers.Serializer):
         "per address). Not `owner` needs `app`. A setting: changing it makes no new version.",
     )
     allowed_groups = serializers.ListField(
-        child=serializers.CharField(max_length=50), required=False, max_length=100,
+        child=serializers.RegexField(GROUP_PATTERN, max_length=50), required=False, max_length=100,
         help_text="Groups of the app admitted when access is `end_users`; empty (default): every group.",
     )
     def __init__(self, *args, **kwargs) -> None:
