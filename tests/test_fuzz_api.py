@@ -65,9 +65,13 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
     make_interaction(builder, tasks=BLANKS, name="fuzz-active", active=True)
     make_interaction(builder, name="fuzz-inactive")
     # The end users' routes: an app (its slug, tests/schemathesis.toml), one of its end users (their
-    # token, tests/schemathesis_hooks.py) and a provider app they connect through.
+    # token, tests/schemathesis_hooks.py) and a provider app they connect through. The builder's
+    # routes of an app's end users (`app_pk`) get another app, so that the fuzzer, which deletes
+    # and disables the end users it lists there, leaves this one's token working.
     app = make_app(builder, slug="fuzz-app")
     end_user = make_end_user(app)
+    managed = make_app(builder, slug="fuzz-managed", name="Managed")
+    make_end_user(managed)
     provider_app = integration_services.provider_app_create(
         user=builder, name="fuzz-twitter-app", provider="twitter", credentials=TWITTER_APP_CREDENTIALS)
     server = AsgiServer(extra_env={
@@ -82,7 +86,7 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
             "PYTHONPATH": str(ROOT),
             "JUNCTION_FUZZ_TOKEN": token_pair(user=builder)["access"],
             "JUNCTION_FUZZ_END_USER_TOKEN": enduser_tokens.token_pair(end_user=end_user)["access"],
-            "JUNCTION_FUZZ_APP": str(app.id),
+            "JUNCTION_FUZZ_APP": str(managed.id),
             "JUNCTION_FUZZ_PROVIDER_APP": str(provider_app.id),
         }
         result = subprocess.run(
