@@ -318,6 +318,18 @@ class SessionFilter(listing.FilterSet):
         fields = ["interaction", "end_user", "status", "created_after", "created_before"]
 
 
+# One Server-Sent Event, as a client's parser reads it (the schema applies to each event of the stream).
+SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "description": "Resume after this event with `Last-Event-ID`."},
+        "event": {"type": "string", "description": "`task` (a task's record and `name`) or `session` (the last)."},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "The record, as JSON."},
+    },
+    "required": ["data"],
+}
+
+
 class EventStreamRenderer(renderers.BaseRenderer):
     media_type = "text/event-stream"
     format = "sse"
@@ -387,7 +399,7 @@ class SessionViewSet(OwnedQuerysetMixin, mixins.ListModelMixin, mixins.RetrieveM
             OpenApiParameter("last_event_id", str, OpenApiParameter.QUERY, description="alias of Last-Event-ID"),
         ],
         responses={
-            (200, "text/event-stream"): OpenApiResponse(str, description="Server-Sent Events: `task` events "
+            (200, "text/event-stream"): OpenApiResponse(SSE_EVENT, description="Server-Sent Events: `task` events "
                                                         "(a task's record and `name`), then one `session` event."),
             204: OpenApiResponse(description="The stream already ended (Last-Event-ID of the `session` event)."),
             **errors((429, "`throttled`: streams opened per user (JUNCTION_THROTTLE_EVENTS), with Retry-After.")),

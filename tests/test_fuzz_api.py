@@ -20,9 +20,13 @@ from pathlib import Path
 
 import pytest
 
+from rest_framework.test import APIClient
+
 from accounts import enduser_tokens
 from accounts.services import token_pair
 from integrations import services as integration_services
+from integrations.models import Integration
+from interactions.models import Interaction
 from tests.asgi_server import AsgiServer
 from tests.conftest import TWITTER_APP_CREDENTIALS, make_app, make_end_user, make_integration, make_interaction, make_user
 
@@ -72,6 +76,15 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
     end_user = make_end_user(app)
     managed = make_app(builder, slug="fuzz-managed", name="Managed")
     make_end_user(managed)
+    # The end user's own objects: a connected account and a session of theirs.
+    account = make_integration(builder, "twitter", name="fuzz-end-user-twitter")
+    Integration.objects.filter(pk=account.pk).update(end_user=end_user)
+    for_end_users = make_interaction(builder, tasks=BLANKS, name="fuzz-end-users", active=True)
+    Interaction.objects.filter(pk=for_end_users.pk).update(app=app, access=Interaction.Access.END_USERS)
+    end_user_token = enduser_tokens.token_pair(end_user=end_user)["access"]
+    ran = APIClient().post(f"/api/interactions/{for_end_users.id}/run/", {"shape": {"data": [1]}}, format="json",
+                           HTTP_AUTHORIZATION=f"Bearer {end_user_token}")
+    assert ran.status_code in (200, 202), ran.content
     provider_app = integration_services.provider_app_create(
         user=builder, name="fuzz-twitter-app", provider="twitter", credentials=TWITTER_APP_CREDENTIALS)
     server = AsgiServer(extra_env={
@@ -85,7 +98,9 @@ def test_the_api_answers_as_its_openapi_document_says(no_worker_consumes):
             "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
             "PYTHONPATH": str(ROOT),
             "JUNCTION_FUZZ_TOKEN": token_pair(user=builder)["access"],
-            "JUNCTION_FUZZ_END_USER_TOKEN": enduser_tokens.token_pair(end_user=end_user)["access"],
+            "JUNCTION_FUZZ_END_USER_TOKEN": end_user_token,
+            "JUNCTION_FUZZ_END_USER_INTEGRATION": str(account.id),
+            "JUNCTION_FUZZ_END_USER_SESSION": ran.json()["id"],
             "JUNCTION_FUZZ_APP": str(managed.id),
             "JUNCTION_FUZZ_PROVIDER_APP": str(provider_app.id),
         }
