@@ -35,7 +35,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 
 from accounts.admin_scoping import OwnerScopedAdmin, sees_everything
-from accounts.models import User
+from accounts.models import App, User
 from config.errors import DomainError, InvalidInput
 from config.jsonsize import JsonTooDeep, loads_bounded
 from interactions import services, sessions
@@ -83,6 +83,17 @@ class InteractionAdminForm(forms.ModelForm):
     )
     # The canvas's task positions, posted by its script (interactions/admin_canvas.py, docs/ui.md).
     layout = forms.JSONField(required=False, widget=forms.HiddenInput)
+    # Who may run it (SPEC §2.7, docs/end-users.md): settings of the interaction, saved through
+    # the same service as the API's PATCH.
+    app = forms.ModelChoiceField(
+        queryset=App.objects.none(), required=False,
+        help_text="One of your apps: its end users may run the interaction when access allows it.")
+    access = forms.ChoiceField(
+        choices=Interaction.Access.choices, initial=Interaction.Access.OWNER, required=False,
+        help_text="owner: you (JWT or API key); end_users: the app's end users; public: anyone, rate-limited.")
+    allowed_groups = forms.CharField(
+        required=False, max_length=5000,
+        help_text="With end_users: the app's groups admitted, separated by commas (empty: every group).")
 
     class Meta:
         model = Interaction
@@ -93,7 +104,19 @@ class InteractionAdminForm(forms.ModelForm):
         if self.instance.pk and self.instance.current_version_id:
             self.initial.setdefault("tasks", self.instance.current_version.tasks)
             self.initial.setdefault("layout", self.instance.current_version.layout)
+        if self.instance.pk:
+            self.initial.setdefault("app", self.instance.app_id)
+            self.initial.setdefault("access", self.instance.access)
+            self.initial.setdefault("allowed_groups", ", ".join(self.instance.allowed_groups or []))
+        owner_id = self.instance.user_id
+        chooser = self.fields["app"]
+        assert isinstance(chooser, forms.ModelChoiceField)
+        chooser.queryset = App.objects.filter(owner_id=owner_id) if owner_id else App.objects.all()
         self.definition_errors: dict[str, list[str]] = {}  # by path, for the canvas to place
+
+    def clean_allowed_groups(self) -> list[str]:
+        raw = self.cleaned_data.get("allowed_groups") or ""
+        return [name.strip() for name in raw.split(",") if name.strip()]
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data
@@ -103,9 +126,19 @@ class InteractionAdminForm(forms.ModelForm):
             taken = Interaction.objects.filter(user=user, name=name).exclude(pk=self.instance.pk)
             if taken.exists():
                 self.add_error("name", "This user already has an interaction with this name.")
+        # Left out of a post: unchanged (owner for a new interaction).
+        access = cleaned["access"] = cleaned.get("access") or self.instance.access or Interaction.Access.OWNER
+        if user is not None:
+            try:
+                services.access_check(user=user, app=cleaned.get("app"), access=access,
+                                      allowed_groups=cleaned.get("allowed_groups") or [])
+            except InvalidInput as exc:
+                for path, problems in exc.details.items():
+                    for message in problems:
+                        self.add_error(path if path in self.fields else None, message)
         if user is not None and "tasks" in cleaned:
             try:
-                services.definition_parse(user=user, tasks=cleaned["tasks"], access=self.instance.access)
+                services.definition_parse(user=user, tasks=cleaned["tasks"], access=access)
             except InvalidInput as exc:
                 for path, problems in exc.details.items():
                     self.definition_errors[str(path)] = list(problems)
@@ -211,16 +244,14 @@ class InteractionAdmin(OwnerScopedAdmin):
     def get_fields(self, request, obj: Interaction | None = None):
         if obj is None:
             owner = ["user"] if sees_everything(request) else []
-            return [*owner, "name", "description", "deadline_seconds", "tasks"]
+            return [*owner, "name", "description", "deadline_seconds", "app", "access", "allowed_groups", "tasks"]
         return ["user", "name", "description", "deadline_seconds", "is_active", "app", "access", "allowed_groups",
                 "version", "graph", "plan", "tasks", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request, obj: Interaction | None = None) -> list[str]:
         if obj is None:
             return []
-        # Who may run it is set through the API (PATCH app, access, allowed_groups): shown here.
-        return ["user", "is_active", "app", "access", "allowed_groups", "version", "graph", "plan", "created_at",
-                "updated_at"]
+        return ["user", "is_active", "version", "graph", "plan", "created_at", "updated_at"]
 
     def get_form(self, request, obj=None, change=False, **kwargs):
         form = super().get_form(request, obj, change=change, **kwargs)
@@ -234,6 +265,9 @@ class InteractionAdmin(OwnerScopedAdmin):
             def __init__(self, *args: Any, **kw: Any) -> None:
                 super().__init__(*args, **kw)
                 self.instance.user = owner
+                chooser = self.fields["app"]
+                assert isinstance(chooser, forms.ModelChoiceField)
+                chooser.queryset = App.objects.filter(owner=owner)  # only their own apps to choose
 
         return OwnedInteractionForm
 
@@ -277,12 +311,14 @@ class InteractionAdmin(OwnerScopedAdmin):
             saved = services.interaction_update(
                 interaction=obj, name=data["name"], description=data["description"], tasks=data["tasks"],
                 deadline_seconds=data.get("deadline_seconds"), layout=data.get("layout"),
+                app=data.get("app"), access=data["access"], allowed_groups=data.get("allowed_groups") or [],
             )
         else:
             saved = services.interaction_create(
                 user=self.owner_for(request, data.get("user")), name=data["name"],
                 description=data["description"], tasks=data["tasks"], deadline_seconds=data.get("deadline_seconds"),
-                layout=data.get("layout"),
+                layout=data.get("layout"), app=data.get("app"), access=data["access"],
+                allowed_groups=data.get("allowed_groups") or [],
             )
         # The admin goes on with `obj` (messages, log entry, redirect): make it the saved row.
         for field in obj._meta.concrete_fields:

@@ -41,6 +41,12 @@ def definition_parse(*, user: User, tasks: Any, access: str = Interaction.Access
 UNCHANGED = object()  # for fields where None is a value
 
 
+def access_check(*, user: User, app: Any, access: str, allowed_groups: list[str]) -> App | None:
+    """Check who may run an interaction of `user` (the admin's form asks before saving); return
+    the app. Raises InvalidInput naming `app`, `access` or `allowed_groups`."""
+    return _access(user=user, app=app, access=access, allowed_groups=list(dict.fromkeys(allowed_groups)))
+
+
 def _access(*, user: User, app: Any, access: str, allowed_groups: list[str]) -> App | None:
     """Check who may run an interaction; return the app (None for none).
 

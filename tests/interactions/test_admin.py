@@ -354,3 +354,38 @@ def test_buttons_need_the_csrf_token(user):
     assert client.post(f"{INTERACTIONS}{interaction.pk}/activate/", {"csrfmiddlewaretoken": token}).status_code == 302
     interaction.refresh_from_db()
     assert interaction.is_active
+
+
+def test_who_may_run_is_set_in_the_interaction_form(builder_client, builder, other_user):
+    """The app, the access and the allowed groups (SPEC §2.7) are set in the same form, through the
+    same checks as the API: only one's own app, groups of that app, an app for end users."""
+    import json
+
+    from accounts import app_services
+
+    shop = app_services.app_create(owner=builder, name="Shop", slug="admin-shop", groups=["users", "premium"])
+    theirs = app_services.app_create(owner=other_user, name="Theirs", slug="admin-theirs")
+    form = {"name": "for-members", "description": "", "deadline_seconds": "", "tasks": json.dumps(SIMPLE_TASKS),
+            "app": str(shop.pk), "access": "end_users", "allowed_groups": "premium"}
+    assert 'name="access"' in builder_client.get(f"{INTERACTIONS}add/").content.decode()
+    assert builder_client.post(f"{INTERACTIONS}add/", form).status_code == 302
+    saved = Interaction.objects.get(name="for-members")
+    assert (saved.app_id, saved.access, saved.allowed_groups) == (shop.pk, "end_users", ["premium"])
+
+    refused = [
+        ({"app": str(theirs.pk)}, "app"),  # not theirs: not even offered
+        ({"app": "", "access": "end_users", "allowed_groups": ""}, "access"),  # end users need an app
+        ({"allowed_groups": "gold"}, "allowed_groups"),  # not a group of the app
+    ]
+    for change, field in refused:
+        response = builder_client.post(f"{INTERACTIONS}add/", {**form, "name": f"refused-{field}", **change})
+        assert response.status_code == 200, field
+        assert field in response.context["adminform"].form.errors, (field, response.context["adminform"].form.errors)
+        assert not Interaction.objects.filter(name=f"refused-{field}").exists()
+
+    page = builder_client.get(f"{INTERACTIONS}{saved.pk}/change/")
+    edit = {**form, "access": "public", "allowed_groups": ""}
+    response = builder_client.post(f"{INTERACTIONS}{saved.pk}/change/", edit)
+    assert page.status_code == 200 and response.status_code == 302
+    saved.refresh_from_db()
+    assert (saved.access, saved.allowed_groups, saved.current_version.number) == ("public", [], 1)
