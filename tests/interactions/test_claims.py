@@ -257,16 +257,20 @@ def test_a_timer_keeps_its_claim_and_ends_when_due(user):
                               now=t0 + timedelta(seconds=6))
 
 
+# Two delays that can start at once, joined by a transform.
+DELAYS_AND_JOIN = {
+    "a": {"type": "delay", "body": {"seconds": 0}},
+    "b": {"type": "delay", "body": {"seconds": 0}},
+    "join": {"type": "transform", "body": {"data": {"a": {"$ref": "a"}, "b": {"$ref": "b"}}, "expression": "[a, b]"},
+             "execute_after": {"a": ["completed"], "b": ["completed"]}},
+}
+
+
 def test_a_worker_step_costs_two_statements_and_the_last_one_ends_the_session(user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    interaction = make_interaction(user, active=True, tasks={
-        "a": {"type": "delay", "body": {"seconds": 0}},
-        "b": {"type": "delay", "body": {"seconds": 0}},
-        "join": {"type": "transform", "body": {"data": {"a": {"$ref": "a"}, "b": {"$ref": "b"}}, "expression": "[a, b]"},
-                 "execute_after": {"a": ["completed"], "b": ["completed"]}},
-    })
+    interaction = make_interaction(user, active=True, tasks=DELAYS_AND_JOIN)
     session, _ = session_start(user=user, interaction=interaction, data={})
     compiled_version(session.version_id)  # compiled once per process, not per step
     with CaptureQueriesContext(connection) as first:
@@ -333,12 +337,7 @@ def test_a_timer_the_call_claimed_costs_one_round_trip_when_due(user):
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
-    interaction = make_interaction(user, active=True, tasks={
-        "a": {"type": "delay", "body": {"seconds": 0}},
-        "b": {"type": "delay", "body": {"seconds": 0}},
-        "join": {"type": "transform", "body": {"data": {"a": {"$ref": "a"}, "b": {"$ref": "b"}}, "expression": "[a, b]"},
-                 "execute_after": {"a": ["completed"], "b": ["completed"]}},
-    })
+    interaction = make_interaction(user, active=True, tasks=DELAYS_AND_JOIN)
     session, _ = session_start(user=user, interaction=interaction, data={})
     assert {run.name: run.status for run in session.task_runs.all()}["a"] == "running"  # claimed by the call
     compiled_version(session.version_id)
