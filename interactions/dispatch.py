@@ -13,7 +13,7 @@ from django.conf import settings
 from config.queues import Queue
 
 from interactions.compiled import CompiledVersion
-from interactions.engine.canvas import Plan, compile_plan, restrict, to_canvas
+from interactions.engine.canvas import Plan, chord_headers, compile_plan, restrict, to_canvas
 from tasks_catalog.registry import task_types
 
 logger = logging.getLogger(__name__)
@@ -25,7 +25,7 @@ def task_message_id(session_id: str, name: str) -> str:
 
 
 def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str,
-                   timers: dict[str, tuple[float, str | None]], user_id: str | None):
+                   timers: dict[str, tuple[float, str | None]], user_id: str | None, headers: frozenset[str]):
     from interactions.tasks import run_task
 
     def make(name: str):
@@ -39,6 +39,9 @@ def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str,
             # Prefork workers enforce these; task types also honour the timeout themselves.
             soft_time_limit=timeout,
             time_limit=timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE,
+            # Junction reads every outcome from PostgreSQL: Celery stores a step's result only
+            # for a chord that waits on it (engine/canvas.py `chord_headers`).
+            ignore_result=name not in headers,
         )
         if timer:  # a timer claimed by the call: delivered once, when due
             signature = signature.set(countdown=max(0.0, timer[0] - time.time()))
@@ -83,7 +86,8 @@ def dispatch_plan(
     if plan is None:
         canvas = finish_session.si(session_id).set(queue=str(Queue.DEFAULT))
     else:
-        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, timers or {}, user_id))
+        canvas = to_canvas(plan, _signature_for(session_id, compiled, version_id, timers or {}, user_id,
+                                                chord_headers(plan)))
     try:
         canvas.apply_async()
     except Exception:  # the broker is down: kombu raises its own and redis' errors

@@ -201,6 +201,28 @@ def to_canvas(plan: Plan, make_signature: Callable[[str], Signature]) -> Signatu
     return _node_signature(plan.root, make_signature)
 
 
+def chord_headers(plan: Plan) -> frozenset[str]:
+    """The steps whose Celery result a chord waits for (conservatively, every step inside a
+    parallel that something follows in a series, at any depth). `to_canvas` makes those
+    chords: no other step's result is ever read, so only these need a result stored."""
+    found: set[str] = set()
+
+    def walk(node: Node, in_header: bool) -> None:
+        if isinstance(node, Step):
+            if in_header:
+                found.add(node.name)
+        elif isinstance(node, Series):
+            last = len(node.parts) - 1
+            for index, part in enumerate(node.parts):
+                walk(part, in_header or (isinstance(part, Parallel) and index < last))
+        else:
+            for part in node.parts:
+                walk(part, in_header)
+
+    walk(plan.root, False)
+    return frozenset(found)
+
+
 def _node_signature(node: Node, make_signature: Callable[[str], Signature]) -> Signature:
     """Build the signature of one node (see :func:`to_canvas`)."""
     if isinstance(node, Step):

@@ -23,6 +23,7 @@ from interactions.engine.canvas import (
     Plan,
     Series,
     Step,
+    chord_headers,
     compile_plan,
     to_canvas,
 )
@@ -487,3 +488,39 @@ def test_a_fan_out_beside_an_independent_root_stays_exact() -> None:
     plan = compile_plan({"a": [], "b": ["a"], "c": ["a"], "d": []})
     assert plan.render() == "group(chain(a, group(b, c)), d)"
     assert plan.extra_waits == ()
+
+
+@pytest.mark.parametrize("graph, headers", [
+    ({"a": [], "b": ["a"], "c": ["b"]}, set()),  # a chain: nothing waits on a result
+    ({"a": [], "b": []}, set()),  # a group at the end is not a chord
+    ({"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}, {"b", "c"}),  # chain(a, chord([b, c], d))
+    ({"a": [], "b": [], "c": ["a", "b"], "d": ["c"]}, {"a", "b"}),
+    ({"a": [], "b": ["a"], "c": [], "d": ["b", "c"]}, {"a", "b", "c"}),  # a chain inside the header
+])
+def test_only_steps_a_chord_waits_on_store_their_result(graph, headers):
+    plan = compile_plan(graph)
+    assert chord_headers(plan) == headers
+    # Against Celery's own reading of the canvas: every task in a chord's header is listed.
+    canvas = to_canvas(plan, lambda name: celery.signature("noop", args=(name,), immutable=True))
+    in_headers: set[str] = set()
+
+    def visit(node: Any) -> None:
+        if isinstance(node, _chord):
+            for task in node.tasks:
+                collect(task)
+            visit(node.body)
+        elif isinstance(node, (_chain, group)):
+            for task in node.tasks:
+                visit(task)
+
+    def collect(node: Any) -> None:
+        if isinstance(node, (_chain, group, _chord)):
+            for task in node.tasks:
+                collect(task)
+            if isinstance(node, _chord):
+                collect(node.body)
+        else:
+            in_headers.add(node.args[0])
+
+    visit(canvas)
+    assert in_headers <= chord_headers(plan)
