@@ -1,8 +1,14 @@
 """The Celery application: configured from Django settings (`CELERY_*`), tasks autodiscovered."""
 import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from typing import Any, NamedTuple
 
 from celery import Celery
+from celery.app.amqp import AMQP
+from kombu.utils.objects import cached_property
 from celery.signals import (
     setup_logging, task_postrun, task_prerun, worker_init, worker_process_init, worker_process_shutdown,
     worker_shutdown,
@@ -11,7 +17,54 @@ from celery.signals import (
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 logger = logging.getLogger(__name__)
-app = Celery("junction")
+
+
+class RecordedMessage(NamedTuple):
+    """A task message as Celery hands it to its sender: the task's name, the message (headers,
+    properties, body, sent event) and the routing options."""
+
+    name: str
+    message: Any
+    options: dict[str, Any]
+
+
+_recording: ContextVar[list[RecordedMessage] | None] = ContextVar("junction_recording", default=None)
+
+
+class RecordingAMQP(AMQP):
+    """Celery's AMQP, whose task sender records instead of publishing within `recorded_messages()`."""
+
+    @cached_property
+    def send_task_message(self):
+        send = self._create_task_sender()
+
+        def send_task_message(producer, name, message, **options):
+            recorded = _recording.get()
+            if recorded is None:
+                return send(producer, name, message, **options)
+            recorded.append(RecordedMessage(name, message, options))
+            return None
+
+        return send_task_message
+
+
+@contextmanager
+def recorded_messages() -> Iterator[list[RecordedMessage]]:
+    """Record, instead of publishing, the task messages this context sends (in order).
+
+    Everything else `apply_async` does still happens (ids, results, routing): what is recorded
+    is exactly what Celery would publish. Used to prepare a plan's messages once
+    (interactions/dispatch.py).
+    """
+    recorded: list[RecordedMessage] = []
+    token = _recording.set(recorded)
+    try:
+        yield recorded
+    finally:
+        _recording.reset(token)
+
+
+app = Celery("junction", amqp=RecordingAMQP)
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
