@@ -25,6 +25,7 @@ from celery.app.amqp import task_message
 from celery.canvas import Signature
 from celery.utils import uuid
 from django.conf import settings
+from kombu.exceptions import BatchPublishError
 
 from config.queues import Queue
 
@@ -158,9 +159,9 @@ class Prepared:
     ids: int
     options: tuple[dict[str, Any], ...]
 
-    def messages(self, session_id: str, reply_to: str) -> list[tuple[str, Any, dict[str, Any]]]:
-        """The messages of one session: (task name, Celery's task message, routing options)."""
-        fresh = [uuid() for _ in range(self.ids)]
+    def messages(self, session_id: str, reply_to: str, fresh: list[str]) -> list[tuple[str, Any, dict[str, Any]]]:
+        """The messages of one session: (task name, Celery's task message, routing options).
+        `fresh` are the ids standing for Celery's (as many as `ids`)."""
         session_id = json.dumps(session_id)[1:-1]  # a UUID: nothing to escape, but never broken JSON
         pieces = [self.text[0]]
         for slot, text in zip(self.slots, self.text[1:]):
@@ -173,12 +174,30 @@ class Prepared:
         ]
 
     def send(self, session_id: str) -> None:
-        """Publish one session's messages with Celery's task sender (its retry policy included)."""
+        """Publish one session's messages with Celery's task sender, several in one Redis
+        pipeline (kombu's publish batch).
+
+        A batch is sent once, without the publish retry policy: if it fails, the messages are
+        sent again one by one with it, as Celery's own retry would (a message of the failed
+        batch may have arrived all the same: a duplicate delivery does nothing twice).
+        """
         from config.celery import app
 
         send = app.amqp.send_task_message
+        fresh = [uuid() for _ in range(self.ids)]
+        messages = self.messages(session_id, app.thread_oid, fresh)
         with app.producer_or_acquire() as producer:
-            for name, message, options in self.messages(session_id, app.thread_oid):
+            if len(messages) > 1:
+                try:
+                    with producer.batch():
+                        for name, message, options in messages:
+                            send(producer, name, message, **options)
+                    return
+                except BatchPublishError:
+                    logger.warning("could not send session %s in one batch; sending its messages one by one",
+                                   session_id, exc_info=True)
+                    messages = self.messages(session_id, app.thread_oid, fresh)  # the same ids
+            for name, message, options in messages:
                 send(producer, name, message, **options)
 
 
