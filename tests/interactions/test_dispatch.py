@@ -12,6 +12,7 @@ import json
 import re
 import uuid
 from datetime import datetime
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -69,8 +70,8 @@ def sent_by_both(tasks: dict, timers: dict | None = None, version_id: str | None
     session_id = str(uuid.uuid4())
     user_id = str(uuid.uuid5(uuid.NAMESPACE_OID, version_id))  # one owner per version, as in the API
     compiled = compiled_version(version_id, tasks)
-    arguments = dict(session_id=session_id, version_id=version_id, compiled=compiled, plan=compiled.worker_plan,
-                     timers=timers, user_id=user_id)
+    arguments: dict[str, Any] = dict(session_id=session_id, version_id=version_id, compiled=compiled,
+                                     plan=compiled.worker_plan, timers=timers, user_id=user_id)
     with recorded_messages() as by_celery:
         plan_canvas(**arguments).apply_async()
     with recorded_messages() as by_dispatch:
