@@ -100,7 +100,7 @@ def dispatch_plan(
     """
     try:
         # The usual call: the plan's messages as prepared once (`Prepared`).
-        prepared = None if plan is None or timers else _prepared(
+        prepared = None if plan is None or timers else prepared_plan(
             compiled=compiled, version_id=version_id, plan=plan, user_id=user_id)
         if prepared is not None:
             prepared.send(session_id)
@@ -204,7 +204,7 @@ class Prepared:
 _prepared_plans: dict[tuple, Prepared | None] = {}
 
 
-def _prepared(*, compiled: CompiledVersion, version_id: str, plan: Plan, user_id: str | None) -> Prepared | None:
+def prepared_plan(*, compiled: CompiledVersion, version_id: str, plan: Plan, user_id: str | None) -> Prepared | None:
     """The prepared messages of a plan, or None where each call must go through Celery's canvas.
 
     Celery's canvas is used where a message depends on more than the session: a chord (its
@@ -215,7 +215,10 @@ def _prepared(*, compiled: CompiledVersion, version_id: str, plan: Plan, user_id
 
     if app.current_worker_task is not None or app.conf.task_always_eager or app.conf.task_send_sent_event:
         return None
-    key = (plan, version_id, user_id, os.getpid())
+    # The messages depend on the plan, the version (task types, timeouts), the owner and the
+    # settings the time limits come from; `origin` names the process.
+    key = (plan, version_id, user_id, settings.JUNCTION_DEFAULT_TASK_TIMEOUT, settings.JUNCTION_HARD_TIMEOUT_GRACE,
+           os.getpid())
     try:
         return _prepared_plans[key]
     except KeyError:
@@ -248,6 +251,8 @@ def _prepare(*, compiled: CompiledVersion, version_id: str, plan: Plan, user_id:
     except TypeError:  # not JSON
         logger.warning("plan %s of version %s cannot be prepared", plan.render(), version_id)
         return None
+    if not options:
+        return None  # nothing recorded: let Celery's canvas say why
     named = {SESSION_SLOT: _SESSION, app.thread_oid: _REPLY_TO}
     pattern = re.compile("(" + "|".join([*(re.escape(name) for name in named), _UUID]) + ")")
     # Literal text at even positions, a session id, reply-to or UUID at odd ones.

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from config.celery import recorded_messages
 from interactions.compiled import compiled_version
-from interactions.dispatch import dispatch_plan, plan_canvas
+from interactions.dispatch import dispatch_plan, plan_canvas, prepared_plan
 from tests.conftest import make_interaction
 from tests.http_server import LocalHttpServer
 
@@ -85,6 +85,16 @@ def test_dispatch_sends_what_the_canvas_sends(shape):
     by_celery, by_dispatch, count = sent_by_both(SHAPES[shape])
     assert count >= 1
     assert by_dispatch == by_celery
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_every_plan_but_a_chord_is_prepared(shape):
+    version_id = str(uuid.uuid4())
+    compiled = compiled_version(version_id, SHAPES[shape])
+    assert compiled.worker_plan is not None
+    prepared = prepared_plan(compiled=compiled, version_id=version_id, plan=compiled.worker_plan, user_id=None)
+    # A chord's header is set up in the result backend as it is sent: Celery's canvas each time.
+    assert (prepared is None) == (shape == "chord")
 
 
 def test_later_sessions_of_a_version_use_what_the_first_prepared():
