@@ -1,9 +1,9 @@
 """Session events: publish a task's new record and a session's end; subscribe to them.
 
-Publishers (the executor, cancel, the sweeper) call `publish_task_change` and
-`publish_session_end` after the record they announce has committed. Both are synchronous,
-cheap and never raise: a lost message must never break a task, because every reader falls
-back on the database (the source of truth).
+Publishers (the executor, cancel, the sweeper) call `publish_task_changes` and
+`publish_session_end` after the record they announce has committed. Both are cheap, the first
+does not even wait for the network, and neither raises: a lost message must never break a
+task, because every reader falls back on the database (the source of truth).
 
 Subscribers are asynchronous (`subscribe`, `wait_for_end`): the run endpoint's
 `Prefer: wait` and the `/events` stream await messages on the event loop, holding no thread.
