@@ -101,7 +101,11 @@ class Slot:
             if not ok:  # not given back: it frees itself when its lease ends
                 logger.warning("slow-task slot %s not released: the cache is unavailable", member)
 
-        redis_sender.send(client, lambda commands: commands.append(("ZREM", key, member)), sent)
+        def build(commands: list[tuple[Any, ...]]) -> None:
+            if _unsent.holds(key, member):  # else a `take` or `held` of this process removed it
+                commands.append(("ZREM", key, member))
+
+        redis_sender.send(client, build, sent)
 
 
 class _Unsent:
@@ -114,6 +118,10 @@ class _Unsent:
     def add(self, key: str, member: str) -> None:
         with self._lock:
             self._members.setdefault(key, set()).add(member)
+
+    def holds(self, key: str, member: str) -> bool:
+        with self._lock:
+            return member in self._members.get(key, ())
 
     def of(self, key: str) -> list[str]:
         with self._lock:
