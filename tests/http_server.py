@@ -15,7 +15,9 @@ Routes:
 Every request is recorded in `requests` (method, path, headers, body, and the number of the
 TCP connection it came on); `connections` counts the connections accepted. `drop_on_reuse = n`
 makes the server read the next n requests that arrive on an already used connection and close
-it without an answer: the keep-alive race as a client sees it.
+it without an answer: the keep-alive race as a client sees it. `pause_after_next_response(s)`
+makes the handler of the next answered connection sleep before reading again (it notices
+nothing the client does meanwhile).
 """
 from __future__ import annotations
 
@@ -112,6 +114,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
         else:
             self._json(404, {"error": "no such route"})
+        pause = self.server.take_pause()
+        if pause:
+            self.wfile.flush()
+            time.sleep(pause)
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
 
@@ -138,6 +144,7 @@ class _Server(ThreadingHTTPServer):
         self.seen: list[SeenRequest] = []
         self.connections = 0
         self.drop_on_reuse = 0
+        self.pause_after_response = 0.0
         self.open_sockets: set = set()
         self.lock = threading.Lock()
 
@@ -154,6 +161,11 @@ class _Server(ThreadingHTTPServer):
                 self.drop_on_reuse -= 1
                 return True
             return False
+
+    def take_pause(self) -> float:
+        with self.lock:
+            pause, self.pause_after_response = self.pause_after_response, 0.0
+            return pause
 
     def shutdown_request(self, request):
         with self.lock:
@@ -191,6 +203,10 @@ class LocalHttpServer:
 
     def drop_next_reused_requests(self, count: int = 1) -> None:
         self._server.drop_on_reuse = count
+
+    def pause_after_next_response(self, seconds: float) -> None:
+        """After its next answer, the connection's handler sleeps before it reads again."""
+        self._server.pause_after_response = seconds
 
     def url(self, path: str = "/", host: str | None = None) -> str:
         return f"http://{host or self.host}:{self.port}{path}"

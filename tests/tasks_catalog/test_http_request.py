@@ -1,6 +1,7 @@
 """The `http_request` task type against a local HTTP server, and its SSRF guard."""
 from __future__ import annotations
 
+import ipaddress
 import socket
 import time
 from typing import Any
@@ -8,8 +9,10 @@ from urllib.parse import quote
 
 import pytest
 
+from tasks_catalog import http_pools
 from tasks_catalog.base import TaskContext, TaskFailed
 from tasks_catalog.registry import task_types
+from tasks_catalog.ssrf import checked_destination
 from tests.http_server import LocalHttpServer
 
 
@@ -295,6 +298,21 @@ class TestKeptAliveConnections:
         assert [r.method for r in local_http.requests] == ["GET", "POST"]
         assert run({"url": local_http.url("/echo")})["status_code"] == 200
         assert local_http.connections == 2
+
+    def test_a_request_not_written_to_a_kept_alive_connection_is_sent_again_whatever_its_method(self, local_http):
+        # The kept-alive connection breaks in a way the idle check cannot see: this side can no
+        # longer write, and the server does not notice for a while. The POST's first write
+        # fails, so nothing reached the server: it is sent again, on a new connection.
+        local_http.pause_after_next_response(0.5)
+        run({"url": local_http.url("/echo")})
+        pool = http_pools.pool_for(checked_destination(local_http.url("/echo")), ipaddress.ip_address("127.0.0.1"))
+        assert pool.pool is not None
+        idle = [conn for conn in pool.pool.queue if conn is not None and conn.sock is not None]
+        assert len(idle) == 1
+        idle[0].sock.shutdown(socket.SHUT_WR)
+        output = run({"method": "POST", "url": local_http.url("/echo"), "json": {"order": 1}})
+        assert output["body"]["body"] == '{"order": 1}'
+        assert [(r.method, r.connection) for r in local_http.requests] == [("GET", 1), ("POST", 2)]
 
     def test_a_request_asking_connection_close_gets_a_new_connection_each_time(self, local_http):
         for _ in range(2):
