@@ -1,8 +1,10 @@
 """The database statements of a running session: one round trip to claim, one to record.
 
 This is the only module that writes task records while a session runs. On PostgreSQL each
-operation is one multi-statement string — one network round trip, one implicit transaction,
-each statement with its own snapshot — so a worker task costs exactly two round trips:
+operation is one call of a PL/pgSQL function (migration 0009: `junction_claim_v1`,
+`junction_apply_v1`) — one network round trip, one implicit transaction, each statement of the
+function with its own snapshot, and plans kept per connection instead of planned on every call —
+so a worker task costs exactly two round trips:
 
 - `claim`: take the task if it is pending (or its claimant's lease ran out) *and* every
   predecessor ended in a status its edge accepts *and* the session is still active, naming the
@@ -170,10 +172,6 @@ def _rows(found: dict[str, list] | None) -> dict[str, Row]:
     }
 
 
-_ROW_JSON = (
-    "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at, "
-    "r.logs, r.worker)"
-)
 _ROW_FIELDS = ("status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at", "logs",
                "worker")
 
@@ -306,34 +304,10 @@ def insert_session(
 
 # --- claim ------------------------------------------------------------------------------------
 
-_CLAIM_SQL = f"""
-SET LOCAL synchronous_commit TO OFF;
-UPDATE interactions_taskrun AS t
-   SET status = 'running', attempts = t.attempts + 1, updated_at = %(now)s, lease_expires_at = %(lease)s,
-       worker = %(worker)s,
-       -- never before a predecessor ended (`now` was taken before this round trip)
-       started_at = GREATEST(%(now)s, (SELECT max(p.finished_at) FROM interactions_taskrun p
-                                        WHERE p.session_id = %(sid)s AND %(accepts)s::jsonb ? p.name))
- WHERE t.session_id = %(sid)s AND t.name = %(name)s
-   AND (t.status = 'pending' OR (
-        t.status = 'running' AND t.lease_expires_at <= %(now)s AND t.attempts < %(max_losses)s
-        AND NOT %(timer)s))
-   AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
-   AND NOT EXISTS (
-        SELECT 1 FROM interactions_taskrun p, jsonb_each(%(accepts)s::jsonb) e
-         WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
-UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
- WHERE id = %(sid)s AND status = 'queued';
-SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at, s.end_user_id,
-       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR o.n = 0))::text,
-       o.n
-  FROM interactions_session s,
-       -- every other task ended: all rows come back, and this task's record can end the session
-       (SELECT count(*) AS n FROM interactions_taskrun
-         WHERE session_id = %(sid)s AND status IN ('pending', 'running') AND name <> %(name)s) AS o
- WHERE s.id = %(sid)s
-"""
+# The claim and the record are PL/pgSQL functions (migration 0009): planned once per connection.
+_CLAIM_SQL = "SELECT * FROM junction_claim_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_APPLY_SQL = ("SELECT * FROM junction_apply_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+              "%s)")
 
 
 def claim(
@@ -350,10 +324,7 @@ def claim(
         return _orm_claim(session_id=session_id, name=name, names=names, accepts=json.loads(accepts), now=now,
                           lease=lease, max_losses=max_losses, timer=timer, worker=worker)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {
-            "sid": session_id, "name": name, "names": names, "accepts": accepts, "now": now, "lease": lease,
-            "max_losses": max_losses, "timer": timer, "worker": worker,
-        })
+        cursor.execute(_CLAIM_SQL, [session_id, name, names, accepts, now, lease, max_losses, timer, worker])
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
@@ -435,111 +406,34 @@ def apply(
         return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None, read_caller)
 
 
-# The folded end: only when every task has ended and each stored as the ending expects.
-_FOLDED_END_SQL = """
-UPDATE interactions_session SET status = %(fs)s, result = %(fr)s::jsonb, error = %(fe)s, finished_at = %(now)s,
-       updated_at = %(now)s
- WHERE id = %(sid)s AND status IN ('queued', 'running')
-   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
-   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun r, jsonb_each_text(%(fx)s::jsonb) e
-                    WHERE r.session_id = %(sid)s AND r.name = e.key AND r.status <> e.value);"""
-_FOLDED_END_READ = """,
-       (SELECT json_build_array(s.interaction_id, v.number, s.input, s.created_at, s.started_at, s.end_user_id)
-          FROM interactions_session s JOIN interactions_interactionversion v ON v.id = s.version_id
-         WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
-
-
-_CALLER_READ = """,
-       (SELECT json_build_array(s.input, s.user_id, s.end_user_id) FROM interactions_session s
-         WHERE s.id = %(sid)s)::text"""
+def _results_json(results: Sequence[Result]) -> str:
+    """The results as the apply function's JSON array; each output is spliced in as encoded."""
+    return "[" + ",".join(
+        '{"n":%s,"a":%d,"s":%s,"o":%s,"e":%s,"l":%s,"w":%s,"z":%d}' % (
+            json.dumps(r.name), r.attempt, json.dumps(r.status), r.output or "null", json.dumps(r.error),
+            json.dumps(r.logs), json.dumps(worker_name(r.worker) if r.worker else None),
+            len(r.output or "") + len(r.logs))
+        for r in results
+    ) + "]"
 
 
 def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
               read_caller=False) -> Applied:
-    params: dict[str, Any] = {
-        "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
-        "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
-        "cands": list(candidates), "accepts": json.dumps({k: json.loads(v) for k, v in candidates.items()}),
-    }
-    sql = [
-        f"SET LOCAL synchronous_commit TO {'ON' if durable else 'OFF'};",
-        # Lock the session row and move its progress clock: the records of one session queue here.
-        "UPDATE interactions_session SET updated_at = %(now)s WHERE id = %(sid)s;",
-    ]
-    for i, result in enumerate(results):
-        params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
-                       f"o{i}": result.output, f"e{i}": result.error, f"l{i}": result.logs,
-                       f"w{i}": worker_name(result.worker) if result.worker else None,
-                       f"z{i}": len(result.output or "") + len(result.logs)})
-        sql.append(f"""
-WITH grown AS (
-  UPDATE interactions_session SET size_bytes = size_bytes + %(z{i})s
-   WHERE id = %(sid)s AND size_bytes <= %(max)s - %(z{i})s RETURNING 1)
-UPDATE interactions_taskrun SET
-       status = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(s{i})s ELSE 'failed' END,
-       output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
-       error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
-       logs = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(l{i})s ELSE '' END,
-       worker = COALESCE(%(w{i})s, worker),
-       finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
- WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
-    if skips:
-        params["skips"] = list(skips)
-        sql.append("""
-UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
- WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
-    if ending is not None:
-        params.update({"fs": ending.status, "fe": ending.error, "fx": json.dumps(ending.expect),
-                       "fr": json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None})
-        sql.append(_FOLDED_END_SQL)
-    # The last statement claims or skips the candidates and reads back, in one: the rows it
-    # reads are those before its own update, so the candidates' new state comes from RETURNING
-    # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
-    # task starts (or is skipped) no earlier than its last predecessor ended: `now` was taken
-    # before this round trip waited for the session's lock.
-    sql.append(f"""
-WITH ended AS (
-  SELECT t.id,
-         bool_and(p.status IN ('completed', 'failed', 'skipped', 'cancelled')) AS ended,
-         bool_and((%(accepts)s::jsonb -> t.name -> p.name) ? p.status) AS ready,
-         GREATEST(%(now)s, max(p.finished_at)) AS at
-    FROM interactions_taskrun t
-    JOIN interactions_taskrun p ON p.session_id = t.session_id AND (%(accepts)s::jsonb -> t.name) ? p.name
-   WHERE t.session_id = %(sid)s AND t.name = ANY(%(cands)s) AND t.status = 'pending'
-     AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
-   GROUP BY t.id),
-changed AS (
-  UPDATE interactions_taskrun t SET
-         status = CASE WHEN e.ready THEN 'running' ELSE 'skipped' END,
-         attempts = t.attempts + CASE WHEN e.ready THEN 1 ELSE 0 END,
-         started_at = CASE WHEN e.ready THEN e.at END,
-         finished_at = CASE WHEN e.ready THEN NULL ELSE e.at END,
-         lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
-         worker = CASE WHEN e.ready THEN %(worker)s ELSE t.worker END,
-         updated_at = %(now)s
-    FROM ended e WHERE t.id = e.id AND e.ended
-  RETURNING t.name, {_ROW_JSON.replace("r.", "t.")} AS row, t.status),
-left_open AS (
-  SELECT (SELECT count(*) FROM interactions_taskrun
-           WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
-       - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
-SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
-       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
-               -- none left but the tasks claimed here: all, so that their record can end the session
-               OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}\
-{_CALLER_READ if read_caller else ""}""")
     with connection.cursor() as cursor:
-        cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed, *extra = cursor.fetchone()
-    ended = extra[:1] if ending else []
-    caller = None
-    if read_caller and extra[-1]:
-        caller = Caller(*json.loads(extra[-1]))
+        cursor.execute(_APPLY_SQL, [
+            session_id, now, durable, settings.JUNCTION_MAX_SESSION_BYTES, session_too_large(),
+            _results_json(results), list(skips),
+            list(candidates), json.dumps({k: json.loads(v) for k, v in candidates.items()}), lease, worker,
+            names,
+            *((ending.status, json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None,
+               ending.error, json.dumps(ending.expect)) if ending is not None else (None, None, None, None)),
+            read_caller,
+        ])
+        session_status, unfinished, rows, changed, ended, raw_caller = cursor.fetchone()
+    caller = Caller(*json.loads(raw_caller)) if raw_caller else None
     finished = None
-    if ended and ended[0]:
-        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended[0])
+    if ended:
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended)
         finished = Finished(interaction_id, version, raw_input, datetime.fromisoformat(created_at), _time(started_at),
                             end_user_id)
     found = _rows(json.loads(rows or "null"))
