@@ -290,9 +290,23 @@ def _timer_due(*, session_id: UUID | str, name: str, compiled: CompiledVersion, 
     remaining = due - time.time()
     if remaining > 0:
         raise RetryLater(remaining)
-    result = (Result(name, 1, FAILED, error=error, worker=worker) if error
-              else Result(name, 1, COMPLETED, "{}", worker=worker))
-    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=[result])
+    timers_due(session_id=session_id, compiled=compiled, timers={name: error}, worker=worker)
+
+
+def timers_due(*, session_id: UUID | str, compiled: CompiledVersion, timers: dict[str, str | None],
+               worker: str | None = None) -> None:
+    """Record timers the call claimed, now due ({task: the error it ends with, or None}), in one
+    round trip, then run what they make ready — the session's end included (`advance`).
+
+    A timer's Celery delivery calls this (`_timer_due`), and so does the process that took a
+    waiting call when it holds the session's timers itself (interactions/holding.py). Each record
+    holds only while the call's claim does: a session cancelled meanwhile, or a second delivery,
+    stores nothing and runs nothing.
+    """
+    worker = worker or call_worker()
+    results = [Result(name, 1, FAILED, error=error, worker=worker) if error
+               else Result(name, 1, COMPLETED, "{}", worker=worker) for name, error in sorted(timers.items())]
+    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=results)
 
 
 def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
