@@ -116,6 +116,11 @@ class Session(TimeStampedModel):
             models.Index(fields=["user", "-created_at"]),
             models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["end_user", "-created_at"]),
+            # The active-session limit counts a user's queued and running sessions on every
+            # call (runstore.insert_session): only those are in this index, however many
+            # finished sessions the user has.
+            models.Index(fields=["user"], condition=models.Q(status__in=["queued", "running"]),
+                         name="session_active_by_user"),
         ]
         # An Idempotency-Key belongs to its caller: the builder, or one end user.
         constraints = [
