@@ -34,6 +34,7 @@ from datetime import datetime, timedelta
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import DataError, connection, transaction
@@ -183,20 +184,10 @@ def worker_name(worker: str) -> str:
 
 # --- a new session ----------------------------------------------------------------------------
 
-# Guards before a new session's inserts. Each aborts the round trip's implicit transaction
-# (nothing is written) with a failed cast whose marker tells that refusal apart from any other
-# failure; the cast's operand depends on the row (a constant one would fail at planning).
+# A refused call's marker, in the error the insert function raises (migration 0012).
 _QUOTA_MARKER = "too_many_active_sessions"
-_QUOTA_GUARD = f"""SELECT CASE WHEN n >= %s THEN ('{_QUOTA_MARKER} ' || n)::int END FROM (SELECT count(*) AS n FROM (
-    SELECT 1 FROM interactions_session WHERE user_id = %s AND status IN ('queued', 'running') LIMIT %s) AS a) AS c"""
 _STALE_MARKER = "stale_read"
-_FRESHNESS_GUARD = f"""SELECT CASE WHEN n = 0 THEN ('{_STALE_MARKER} ' || n)::int END FROM (SELECT count(*) AS n
-  FROM accounts_user u JOIN interactions_interaction i ON i.user_id = u.id
- WHERE u.id = %s AND u.is_active AND u.token_version = %s AND u.plan = %s
-   AND i.id = %s AND i.is_active AND i.current_version_id = %s AND i.deadline_seconds IS NOT DISTINCT FROM %s
-   AND (%s::uuid IS NULL OR EXISTS (
-        SELECT 1 FROM accounts_apikey k WHERE k.id = %s::uuid AND k.user_id = u.id AND k.revoked_at IS NULL
-           AND (k.expires_at IS NULL OR k.expires_at > %s)))) AS c"""
+_INSERT_SQL = "SELECT junction_insert_session_v1(%s, %s, %s, %s)"
 
 
 class TooManyActive(Exception):
@@ -221,12 +212,17 @@ class Expected:
     deadline_seconds: int | None
     api_key_id: Any | None = None
 
-    def params(self) -> list[Any]:
+    def as_json(self) -> str:
+        """The insert function's `p_expected` (migration 0012)."""
         from django.utils import timezone
 
-        key = str(self.api_key_id) if self.api_key_id is not None else None
-        return [self.user_id, self.token_version, self.plan, self.interaction_id, self.version_id,
-                self.deadline_seconds, key, key, timezone.now()]
+        return json.dumps({
+            "user": str(self.user_id), "token_version": self.token_version, "plan": self.plan,
+            "interaction": str(self.interaction_id), "version": str(self.version_id),
+            "deadline_seconds": self.deadline_seconds,
+            "api_key": str(self.api_key_id) if self.api_key_id is not None else None,
+            "now": timezone.now().isoformat(),
+        })
 
     def holds(self) -> bool:
         """The same check through the ORM (other databases)."""
@@ -270,28 +266,13 @@ def insert_session(
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
-    statements: list[str] = []
-    params: list[Any] = []
-    if expected is not None:
-        statements.append(_FRESHNESS_GUARD)
-        params.extend(expected.params())
-    statements.append(_QUOTA_GUARD)
-    params.extend([active_limit, session.user_id, active_limit])
-    batches: tuple[tuple[type[Session] | type[TaskRun], list[Any]], ...] = ((Session, [session]), (TaskRun, runs))
-    for model, objs in batches:
-        fields = model._meta.concrete_fields
-        values = []
-        for obj in objs:
-            values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
-            params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
-        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-        statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
-    # Outside a transaction the statements are one implicit transaction of their own; inside
-    # one (a caller's), a savepoint keeps a refused insert from breaking it.
+    # Outside a transaction the call is one implicit transaction of its own; inside one (a
+    # caller's), a savepoint keeps a refused insert from breaking it.
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             with connection.cursor() as cursor:
-                cursor.execute(";\n".join(statements), params)
+                cursor.execute(_INSERT_SQL, [_row_json(session), "[" + ",".join(_row_json(run) for run in runs) + "]",
+                                             active_limit, expected.as_json() if expected is not None else None])
     except DataError as error:
         if _STALE_MARKER in str(error):
             raise StaleRead() from None
@@ -300,6 +281,20 @@ def insert_session(
         raise
     for obj in (session, *runs):
         obj._state.adding, obj._state.db = False, connection.alias
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # every digit: DjangoJSONEncoder keeps only milliseconds
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _row_json(obj: Session | TaskRun) -> str:
+    """A new row as a JSON object keyed by column, the values as Django would save them."""
+    return json.dumps({field.column: field.pre_save(obj, True) for field in obj._meta.concrete_fields},
+                      default=_json_value, separators=(",", ":"))
 
 
 # --- claim ------------------------------------------------------------------------------------
