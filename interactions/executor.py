@@ -522,9 +522,8 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
 
 def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.Ending, finished: runstore.Finished,
            now: datetime) -> None:
-    """Count, log and publish the end of a session that this process just recorded."""
-    count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
-              status=ending.status, error=ending.error, now=now)
+    """Publish the end of a session that this process just recorded (its waiting callers are
+    woken first), then count and log it."""
     data = selectors.session_data_from(
         id=session.id, interaction_id=finished.interaction_id, end_user_id=finished.end_user_id,
         version=finished.version, status=ending.status,
@@ -535,6 +534,8 @@ def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.En
     from interactions.sessions import announce_end
 
     announce_end(session_id=session.id, status=ending.status, data=data)
+    count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
+              status=ending.status, error=ending.error, now=now)
 
 
 def session_finish(*, session_id: UUID | str) -> str:
