@@ -248,11 +248,16 @@ class _RedisBus:
     def publish(self, session_id: str, event: Event, *, keep: bool) -> None:
         payload = _encode(event)
         if keep:  # the end: kept, and on both channels (waiters listen to the second only)
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(end_key(session_id), payload, ex=int(settings.JUNCTION_EVENTS_TTL))
-            pipe.publish(channel_name(session_id), payload)
-            pipe.publish(end_channel(session_id), payload)
-            pipe.execute()
+            # One round trip on this thread's own connection (redis_sender.call): the step
+            # that ends a session waits for it.
+            replies = redis_sender.call(self.client, [
+                ("MULTI",), ("SET", end_key(session_id), payload, "EX", int(settings.JUNCTION_EVENTS_TTL)),
+                ("PUBLISH", channel_name(session_id), payload), ("PUBLISH", end_channel(session_id), payload),
+                ("EXEC",),
+            ])
+            refused = next((reply for reply in replies if isinstance(reply, Exception)), None)
+            if refused is not None:
+                raise refused
         else:
             self.client.publish(channel_name(session_id), payload)
 

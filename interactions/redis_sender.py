@@ -119,6 +119,44 @@ class _Sender:
         return True
 
 
+_calls = threading.local()  # each thread's own connections for `call`, per server
+
+
+def call(client: Any, commands: list[tuple[Any, ...]]) -> list[Any]:
+    """Send `commands` in one write and return their replies: for the few commands a step waits
+    for (taking a slot, publishing a session's end), the sender's lean way, on a connection of
+    the calling thread's own per server, without redis-py's per-call pool, retry and reply
+    layers.
+
+    A reply the server refused comes back as the `ResponseError` in its place. Replies are as
+    the protocol gives them (bytes, ints), not redis-py's parsed forms. Raises redis'
+    `ConnectionError`/`TimeoutError` when the server cannot be reached; the connection is
+    dropped and the next call connects again.
+    """
+    from redis.exceptions import ResponseError
+
+    connections = getattr(_calls, "connections", None)
+    if connections is None or _calls.pid != os.getpid():  # a forked child never uses its parent's
+        connections = _calls.connections = {}
+        _calls.pid = os.getpid()
+    server = _server(client)
+    connection = connections.get(server)
+    if connection is None:
+        connection = connections[server] = client.connection_pool.make_connection()
+    try:
+        connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except ResponseError as error:
+                replies.append(error)
+        return replies
+    except BaseException:
+        connection.disconnect()  # whatever was half read is gone with it
+        raise
+
+
 def _server(client: Any) -> tuple[Any, ...]:
     """What makes two clients' commands interchangeable: the same server, database and user."""
     kwargs = client.connection_pool.connection_kwargs

@@ -17,7 +17,8 @@ holds its own member, so a redelivered message never frees the slot of a deliver
 running.
 
 Only slow types pay, and only for one round trip: taking a slot is a Lua script, sent by its
-SHA (EVALSHA; redis-py loads it again when the server has lost it). Giving it back does not
+SHA (EVALSHA, sent again whole when the server has lost it), on the calling thread's own
+connection (`redis_sender.call`: none of redis-py's per-call layers). Giving it back does not
 wait: the ZREM goes out through this process's Redis sender thread (`interactions.redis_sender`),
 usually in the same pipeline as the step's task events. Until that thread has sent it, this
 process's own `take` and `held` remove the slot themselves, in their round trip: so a slot
@@ -30,6 +31,7 @@ the embedded mode (no Redis, one process) the same rules hold in process memory.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -40,7 +42,7 @@ from typing import Any
 from django.conf import settings
 from django.core.cache import cache
 
-from redis.commands.core import Script
+from redis.exceptions import NoScriptError, ResponseError
 
 from config.errors import UNAVAILABLE
 from config.rediscache import redis_client
@@ -189,7 +191,7 @@ def take(*, user_id: Any, lease_seconds: float, label: str = "") -> Slot | None:
         return Slot(key, member) if _local.take(key, limit, lease_seconds, member) else None
     given_back = _unsent.of(key)
     try:
-        taken = _script(client, _TAKE)(keys=[key], args=[limit, lease_seconds, member, *given_back], client=client)
+        taken = _run_script(client, _TAKE, key, [limit, lease_seconds, member, *given_back])
     except UNAVAILABLE:
         logger.warning("JUNCTION_MAX_SLOW_TASKS_PER_USER not checked for user %s: the cache is unavailable",
                        user_id, exc_info=True)
@@ -206,18 +208,24 @@ def held(*, user_id: Any) -> int:
     if client is None:
         return _local.held(key)
     given_back = _unsent.of(key)
-    count = int(_script(client, _HELD)(keys=[key], args=given_back, client=client))
+    count = int(_run_script(client, _HELD, key, given_back))
     if given_back:
         _unsent.discard(key, given_back)
     return count
 
 
-_scripts: dict[str, Script] = {}
+_SHA = {text: hashlib.sha1(text.encode()).hexdigest() for text in (_TAKE, _HELD)}
 
 
-def _script(client, text: str) -> Script:
-    """The script `text` as redis-py's `Script` (EVALSHA, loading it again on NOSCRIPT)."""
-    found = _scripts.get(text)
-    if found is None:
-        found = _scripts[text] = Script(client, text)
-    return found
+def _run_script(client: Any, text: str, key: str, args: list[Any]) -> Any:
+    """EVALSHA `text` with one key, loading it (EVAL) when the server does not know it yet.
+
+    One round trip on the calling thread's own connection (`redis_sender.call`): this runs
+    for every slow task's step.
+    """
+    (reply,) = redis_sender.call(client, [("EVALSHA", _SHA[text], 1, key, *args)])
+    if isinstance(reply, NoScriptError):
+        (reply,) = redis_sender.call(client, [("EVAL", text, 1, key, *args)])
+    if isinstance(reply, ResponseError):
+        raise reply
+    return reply

@@ -97,3 +97,56 @@ def test_a_build_runs_on_the_senders_thread_not_the_callers(client):
     redis_sender.send(redis_client, lambda commands: seen.append(threading.current_thread().name))
     assert redis_sender.flush()
     assert seen == ["junction-redis-sender"]
+
+
+# --- call: the commands a step waits for -------------------------------------------------------
+
+
+def test_call_returns_the_replies_of_its_commands_in_order(client):
+    redis_client, keys = client
+    name = key(keys)
+    replies = redis_sender.call(redis_client, [("SET", name, "1"), ("INCRBY", name, 41), ("GET", name)])
+    assert replies[1:] == [42, b"42"]
+    assert redis_client.get(name) == b"42"
+
+
+def test_a_refused_command_comes_back_in_its_place_and_the_connection_goes_on(client):
+    redis_client, keys = client
+    name = key(keys)
+    redis_client.set(name, "text")
+    refused, after = redis_sender.call(redis_client, [("INCR", name), ("GET", name)])
+    assert isinstance(refused, redis.exceptions.ResponseError) and after == b"text"
+    assert redis_sender.call(redis_client, [("EXISTS", name)]) == [1]
+
+
+def test_an_unreachable_server_raises_and_the_next_call_connects_again(client):
+    redis_client, keys = client
+    nobody = redis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=1)
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis_sender.call(nobody, [("PING",)])
+    name = key(keys)
+    redis_client.set(name, "x")
+    # A connection dropped by the server (as on a Redis restart) is replaced by the next call.
+    redis_sender.call(redis_client, [("CLIENT", "SETNAME", f"call-{name}")])
+    killed = [c for c in redis_client.client_list() if c.get("name") == f"call-{name}"]
+    assert len(killed) == 1
+    redis_client.client_kill_filter(_id=killed[0]["id"])
+    with pytest.raises(redis.exceptions.ConnectionError):
+        redis_sender.call(redis_client, [("GET", name)])
+    assert redis_sender.call(redis_client, [("GET", name)]) == [b"x"]
+
+
+def test_each_thread_calls_on_a_connection_of_its_own(client):
+    redis_client, keys = client
+    names: list = []
+
+    def who_am_i() -> None:
+        names.append(redis_sender.call(redis_client, [("CLIENT", "ID")])[0])
+
+    threads = [threading.Thread(target=who_am_i) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    who_am_i()
+    assert len(set(names)) == 4

@@ -181,3 +181,17 @@ class TestTrials:
         assert result["status"] == "failed"
         assert "timed out" in result["error"] or "timeout" in result["error"].lower()
         assert result["duration_ms"] < 3000
+
+
+@pytest.mark.django_db
+def test_a_server_that_lost_the_scripts_still_gives_and_counts_slots(settings, held):
+    """The scripts go by their SHA; a Redis that forgot them (a restart, SCRIPT FLUSH) gets them again."""
+    from config.rediscache import redis_client
+
+    settings.JUNCTION_MAX_SLOW_TASKS_PER_USER = 1
+    user = make_user()
+    redis_client().script_flush()
+    fill(held, user, 1)
+    assert slots.take(user_id=user.id, lease_seconds=60) is None
+    redis_client().script_flush()
+    assert slots.held(user_id=user.id) == 1
