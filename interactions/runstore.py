@@ -373,8 +373,8 @@ def apply(
     whose predecessors all ended is claimed (`lease`, for `worker`) when they satisfy its edges,
     else skipped.
     A result is stored only while its task is `running` under that attempt (a cancel or a
-    take-over that came first wins); one that would push the session past
-    JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
+    take-over that came first wins), and only a stored result grows the session; one that would
+    push the session past JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
     the candidates, or every task when none is left unfinished. With an `ending` (and no
     candidates), ends the session in the same round trip when it holds (`Applied.finished`);
     other databases end it apart (the caller does, as for any round trip that leaves none).
@@ -446,6 +446,8 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, wor
         Session.objects.filter(pk=session_id).update(updated_at=now)
         runs = TaskRun.objects.filter(session_id=session_id)
         for result in results:
+            if not runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).exists():
+                continue  # the claim no longer holds: nothing stored, the session does not grow
             size = len(result.output or "") + len(result.logs)
             grown = Session.objects.filter(
                 pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size
