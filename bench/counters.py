@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -201,6 +202,24 @@ def pg_commits() -> int:
     try:
         with conn.cursor() as cursor:
             cursor.execute("SELECT xact_commit FROM pg_stat_database WHERE datname = %s", [DB_NAME])
+            return int(cursor.fetchone()[0])
+    finally:
+        conn.close()
+
+
+def tasks_run_by_workers(since: datetime, until: datetime) -> int:
+    """Task records that Celery workers ran (delivered to them, or fused into their steps) in the
+    sessions created between `since` and `until`: `TaskRun.worker` names the worker node, where a
+    task the call ran says `api@…`."""
+    import psycopg2
+
+    conn = psycopg2.connect(f"{PG_URL}/{DB_NAME}")
+    try:
+        with conn.cursor() as cursor:
+            cursor.execute(
+                "SELECT count(*) FROM interactions_taskrun t JOIN interactions_session s ON s.id = t.session_id "
+                "WHERE s.created_at >= %s AND s.created_at < %s AND t.worker <> '' AND t.worker NOT LIKE 'api@%%'",
+                [since, until])
             return int(cursor.fetchone()[0])
     finally:
         conn.close()

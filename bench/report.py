@@ -109,8 +109,14 @@ def _rows(m: dict[str, Any], p: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _per_worker_task_rows(m: dict[str, Any], rows: list[dict[str, Any]]) -> None:
-    for field, metric in (("statements_per_worker_task", "SQL statements per worker task"),
-                          ("commits_per_worker_task", "commits per worker task")):
+    """The targets are judged per task a worker runs (delivered or fused into a step); the same
+    counts per delivered message are shown beside them, without a verdict."""
+    for field, metric, judged in (
+        ("statements_per_task_run", "SQL statements per worker task (delivered or fused)", True),
+        ("commits_per_task_run", "commits per worker task (delivered or fused)", True),
+        ("statements_per_worker_task", "SQL statements per delivered message", False),
+        ("commits_per_worker_task", "commits per delivered message", False),
+    ):
         values = {key: sides["junction"].get("counters", {}).get(field, float("nan")) for key, sides in m.items()}
         values = {k: v for k, v in values.items() if not math.isnan(v)}
         if not values:
@@ -118,8 +124,8 @@ def _per_worker_task_rows(m: dict[str, Any], rows: list[dict[str, Any]]) -> None
         worst = max(values, key=values.get)
         j = values[worst]
         rows.append({"metric": f"{metric} (worst scenario: {worst})", "unit": "", "junction": j,
-                     "raws": (float("nan"), float("nan")), "target": "≤ 2",
-                     "verdict": "met" if j <= 2 else "missed"})
+                     "raws": (float("nan"), float("nan")), "target": "≤ 2" if judged else "—",
+                     "verdict": ("met" if j <= 2 else "missed") if judged else "—"})
 
 
 def _fmt(value: float, unit: str = "") -> str:
@@ -160,7 +166,8 @@ MEASUREMENT_TITLES = {
 
 def counters_table(m: dict[str, Any], clients: int) -> list[str]:
     lines = ["| scenario | CPU ms J / raw def / raw JD | PG commits (pg_stat) | SQL statements | "
-             "transactions counted | worker tasks | SQL / worker task | commits / worker task | "
+             "transactions counted | worker tasks: messages / run | SQL / worker task: message / run | "
+             "commits / worker task: message / run | "
              "Redis commands J / raw def / raw JD | broker messages J / raw def / raw JD |",
              "|---|---|---:|---:|---:|---:|---:|---:|---|---|"]
     for key, sides in m.items():
@@ -172,12 +179,17 @@ def counters_table(m: dict[str, Any], clients: int) -> list[str]:
         lines.append(
             f"| {MEASUREMENT_TITLES.get(key, key).format(c=clients)} | {three(lambda x: x['server_cpu_ms'])} "
             f"| {_fmt(j.get('pg_commits', math.nan))} | {_fmt(j.get('statements', math.nan))} "
-            f"| {_fmt(j.get('transactions_counted', math.nan))} | {_fmt(j.get('worker_tasks', math.nan))} "
-            f"| {_fmt(j.get('statements_per_worker_task', math.nan))} "
-            f"| {_fmt(j.get('commits_per_worker_task', math.nan))} "
+            f"| {_fmt(j.get('transactions_counted', math.nan))} "
+            f"| {_pair(j, 'worker_tasks', 'tasks_run_by_workers')} "
+            f"| {_pair(j, 'statements_per_worker_task', 'statements_per_task_run')} "
+            f"| {_pair(j, 'commits_per_worker_task', 'commits_per_task_run')} "
             f"| {three(lambda x: x.get('counters', {}).get('redis_commands', math.nan))} "
             f"| {three(lambda x: x.get('counters', {}).get('broker_messages', math.nan))} |")
     return lines
+
+
+def _pair(counters: dict[str, Any], per_message: str, per_run: str) -> str:
+    return f"{_fmt(counters.get(per_message, math.nan))} / {_fmt(counters.get(per_run, math.nan))}"
 
 
 def redis_breakdown(m: dict[str, Any]) -> list[str]:

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,9 @@ if str(ROOT) not in sys.path:
 
 from bench import httpserver, querycount, report  # noqa: E402
 from bench.clients import SIDES, drive  # noqa: E402
-from bench.counters import MemorySampler, PgStats, RedisStats, cpu_seconds, descendants, redis_commands  # noqa: E402
+from bench.counters import (  # noqa: E402
+    MemorySampler, PgStats, RedisStats, cpu_seconds, descendants, redis_commands, tasks_run_by_workers,
+)
 from bench.crowd import run_crowd  # noqa: E402
 from bench.machine import cpu_busy, machine, other_activity  # noqa: E402
 from bench.profiling import profile_summary, start_profilers  # noqa: E402
@@ -144,6 +147,7 @@ class Bench:
             self._resolve_pg(self.pg.settled())
         queries_before = querycount.read_totals(QUERYCOUNT_DIR)
         redis_before, window_start = redis_commands(), time.monotonic()
+        since = datetime.now(timezone.utc)
         profilers = (start_profilers(self.stack, duration + 15)
                      if junction and self.profile and scenario == "diamond" and clients > 1 else [])
         r = drive(self.spec(side, scenario, keep_times), clients, duration, count, self.server_pids(side),
@@ -155,7 +159,9 @@ class Bench:
             self.pg.touched()
             self.pg_pending.append((r, calls))
             if self.querycount_on:
-                r["counters"].update(_query_counters(queries_before, querycount.read_totals(QUERYCOUNT_DIR), calls))
+                ran = tasks_run_by_workers(since, datetime.now(timezone.utc))
+                r["counters"].update(_query_counters(queries_before, querycount.read_totals(QUERYCOUNT_DIR), calls,
+                                                     ran))
         if profilers:
             r["profile"] = _collect_profiles(profilers, duration)
         return r
@@ -197,7 +203,11 @@ class Bench:
         return summary
 
 
-def _query_counters(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], calls: int) -> dict[str, Any]:
+def _query_counters(before: dict[str, dict[str, int]], after: dict[str, dict[str, int]], calls: int,
+                    tasks_run: int) -> dict[str, Any]:
+    """Statements and commits per call, and per worker task counted two ways: per Celery task a
+    worker ran (`worker_tasks`: delivered messages, fused tasks not counted) and per task record a
+    worker ran (`tasks_run`: delivered or fused into a step)."""
     def delta(role: str, field: str) -> int:
         return after.get(role, {}).get(field, 0) - before.get(role, {}).get(field, 0)
 
@@ -214,6 +224,9 @@ def _query_counters(before: dict[str, dict[str, int]], after: dict[str, dict[str
         "worker_tasks": worker_tasks / n,
         "statements_per_worker_task": worker_statements / worker_tasks if worker_tasks else float("nan"),
         "commits_per_worker_task": worker_commits / worker_tasks if worker_tasks else float("nan"),
+        "tasks_run_by_workers": tasks_run / n,
+        "statements_per_task_run": worker_statements / tasks_run if tasks_run else float("nan"),
+        "commits_per_task_run": worker_commits / tasks_run if tasks_run else float("nan"),
     }
 
 
@@ -231,7 +244,8 @@ def _print_line(scenario: str, side: str, clients: int, r: dict[str, Any], secon
     c = r.get("counters", {})
     extra = "".join(f"  {label}={c[k]:.1f}" for k, label in (
         ("redis_commands", "redis"), ("broker_messages", "msgs"), ("statements", "sql"),
-        ("statements_per_worker_task", "sql/wtask"), ("commits_per_worker_task", "commits/wtask")) if k in c)
+        ("statements_per_worker_task", "sql/msg"), ("statements_per_task_run", "sql/wtask"),
+        ("commits_per_task_run", "commits/wtask")) if k in c)
     print(f"  {scenario:12s} {side:12s} c={clients} n={r['count']:5d} "
           f"p50={report.pct(r['latencies'], 50) * 1000:8.1f} ms p99={report.pct(r['latencies'], 99) * 1000:8.1f} ms "
           f"{r['per_min']:7.0f}/min cpu {r['server_cpu_ms']:5.1f} ms{extra} errors={r['error_count']}"

@@ -40,7 +40,7 @@ from django.core.handlers.asgi import ASGIHandler  # noqa: E402
 from django.core.handlers.base import BaseHandler  # noqa: E402
 
 from config.limits import AsgiRequestSizeLimit  # noqa: E402
-from interactions import events  # noqa: E402
+from interactions import events, holding  # noqa: E402
 from interactions.waiting import waits_on_event_loop  # noqa: E402
 
 
@@ -109,6 +109,7 @@ class JunctionASGIHandler(ASGIHandler):
                 events.serve_on_this_loop()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await holding.hand_over()  # timers held for waiting calls go to the workers
                 await events.close_server_loop()
                 for lane in self.lanes:
                     await asyncio.get_running_loop().run_in_executor(None, lane.shutdown)

@@ -152,6 +152,17 @@ def _count_pool_process(**_) -> None:
 
 
 @worker_process_shutdown.connect
+def _send_what_is_queued(**_) -> None:
+    """Send the task events and slot releases this pool process queued (interactions/redis_sender.py).
+
+    A pool process leaves through `os._exit`, which skips the sender's `atexit` flush.
+    """
+    from interactions import redis_sender
+
+    redis_sender.flush()
+
+
+@worker_process_shutdown.connect
 @worker_shutdown.connect
 def _uncount_process(**_) -> None:
     from config import metrics

@@ -1,21 +1,27 @@
 """Session events: publish a task's new record and a session's end; subscribe to them.
 
-Publishers (the executor, cancel, the sweeper) call `publish_task_change` and
-`publish_session_end` after the record they announce has committed. Both are synchronous,
-cheap and never raise: a lost message must never break a task, because every reader falls
-back on the database (the source of truth).
+Publishers (the executor, cancel, the sweeper) call `publish_task_changes` and
+`publish_session_end` after the record they announce has committed. Both are cheap, the first
+does not even wait for the network, and neither raises: a lost message must never break a
+task, because every reader falls back on the database (the source of truth).
 
 Subscribers are asynchronous (`subscribe`, `wait_for_end`): the run endpoint's
 `Prefer: wait` and the `/events` stream await messages on the event loop, holding no thread.
 
+Two channels per session, for two kinds of readers: `/events` streams want every task's record
+and the end (`channel_name`: `junction:session:<id>`, which carries both); a `Prefer: wait`
+caller wants only the end (`end_channel`: `junction:session-end:<id>`), and is not woken by
+the task events of the session it waits on. The end goes to both channels in one MULTI/EXEC.
+
 Two transports, chosen by settings:
-- distributed: Redis pub/sub, one channel per session (`junction:session:<id>`) on
-  `JUNCTION_EVENTS_URL` (by default the result backend's Redis). Pub/sub is lossy, so the
-  end is also kept under `junction:session-end:<id>` for `JUNCTION_EVENTS_TTL` seconds, set in
-  the same MULTI/EXEC as the PUBLISH: a waiter subscribes, then reads the key once, and so
-  sees an end published before its subscription took effect. Under the ASGI server every
-  waiter of a process shares one pub/sub connection (`_Hub`); elsewhere (a WSGI thread, a
-  test client) a subscription opens its own connection and closes it.
+- distributed: Redis pub/sub on `JUNCTION_EVENTS_URL` (by default the result backend's Redis).
+  Pub/sub is lossy, so the end is also kept under the key `junction:session-end:<id>` for
+  `JUNCTION_EVENTS_TTL` seconds, set in the same MULTI/EXEC as the PUBLISHes: a waiter
+  subscribes, then reads the key once, and so sees an end published before its subscription
+  took effect. Task changes go out through this process's Redis sender thread
+  (`interactions.redis_sender`), batched; the end is published at once. Under the ASGI server
+  every subscriber of a process shares one pub/sub connection (`_Hub`); elsewhere (a WSGI
+  thread, a test client) a subscription opens its own connection and closes it.
 - embedded (no Redis: memory broker, in-process worker): the same calls on an in-process bus,
   with worker threads handing messages to the event loops that wait.
 """
@@ -24,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -33,6 +38,8 @@ from typing import Any, AsyncIterator
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
+
+from interactions import redis_sender
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +62,13 @@ def channel_name(session_id: Any) -> str:
     return f"junction:session:{session_id}"
 
 
+def end_channel(session_id: Any) -> str:
+    """The channel of the session's end only (what a waiting caller needs)."""
+    return f"junction:session-end:{session_id}"
+
+
 def end_key(session_id: Any) -> str:
+    """The key that keeps the end for JUNCTION_EVENTS_TTL (keys and channels are apart in Redis)."""
     return f"junction:session-end:{session_id}"
 
 
@@ -92,7 +105,7 @@ def publish_task_change(session_id: Any, name: str, data: dict[str, Any]) -> Non
 def publish_task_changes(session_id: Any, changes: dict[str, dict[str, Any]]) -> None:
     """Announce several tasks' new records. Never raises, and never waits for the network.
 
-    On Redis the messages go through this process's publisher thread (`_Publisher`), which
+    On Redis the messages go through this process's sender thread (`redis_sender`), which
     sends whatever has queued up in one pipelined round trip: a worker step does not pay for
     its events. Task changes are best effort (a stream diffs them against the session's end),
     so a process killed before its thread sent them loses nothing that matters.
@@ -103,55 +116,17 @@ def publish_task_changes(session_id: Any, changes: dict[str, dict[str, Any]]) ->
         events = [Event(TASK, data, name) for name, data in changes.items()]
         bus = _bus()
         if isinstance(bus, _RedisBus):
-            _Publisher.for_process(bus).put(str(session_id), events)
+            channel = channel_name(session_id)
+
+            def build(commands: list[tuple[Any, ...]]) -> None:  # on the sender's thread: the encoding too
+                commands.extend(("PUBLISH", channel, _encode(event)) for event in events)
+
+            redis_sender.send(bus.client, build)
         else:
             bus.publish_many(str(session_id), events)
     except Exception:  # the event bus is down: readers fall back on the database
         logger.warning("could not publish changes of tasks %s of session %s", ", ".join(changes), session_id,
                        exc_info=True)
-
-
-class _Publisher:
-    """A daemon thread per process that publishes queued task changes, batching them."""
-
-    _instance: tuple[int, "_Publisher"] | None = None
-    _lock = threading.Lock()
-
-    def __init__(self, bus: "_RedisBus") -> None:
-        self.bus = bus
-        self.pending: list[tuple[str, list[Event]]] = []
-        self.ready = threading.Condition()
-        threading.Thread(target=self._run, name="junction-events", daemon=True).start()
-
-    @classmethod
-    def for_process(cls, bus: "_RedisBus") -> "_Publisher":
-        found = cls._instance
-        if found is None or found[0] != os.getpid():  # a forked pool process starts its own
-            with cls._lock:
-                found = cls._instance
-                if found is None or found[0] != os.getpid():
-                    found = cls._instance = (os.getpid(), cls(bus))
-        return found[1]
-
-    def put(self, session_id: str, events: list[Event]) -> None:
-        with self.ready:
-            self.pending.append((session_id, events))
-            self.ready.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self.ready:
-                while not self.pending:
-                    self.ready.wait()
-                batch, self.pending = self.pending, []
-            try:
-                pipe = self.bus.client.pipeline(transaction=False)
-                for session_id, events in batch:
-                    for event in events:
-                        pipe.publish(channel_name(session_id), _encode(event))
-                pipe.execute()
-            except Exception:  # the event bus is down: readers fall back on the database
-                logger.warning("could not publish %d task changes", sum(len(e) for _, e in batch), exc_info=True)
 
 
 def publish_session_end(session_id: Any, data: dict[str, Any] | None = None) -> None:
@@ -199,12 +174,13 @@ class Subscription:
 
 
 @asynccontextmanager
-async def subscribe(session_id: Any) -> AsyncIterator[Subscription]:
+async def subscribe(session_id: Any, *, end_only: bool = False) -> AsyncIterator[Subscription]:
     """Subscribe to a session's events; the subscription is in effect when this enters.
 
-    Raises what the transport raises if it cannot subscribe (callers fall back on the database).
+    Every task change and the end; with `end_only`, the end alone (and RESYNCs). Raises what
+    the transport raises if it cannot subscribe (callers fall back on the database).
     """
-    async with _bus().subscribe(str(session_id)) as subscription:
+    async with _bus().subscribe(str(session_id), end_only=end_only) as subscription:
         yield subscription
 
 
@@ -215,7 +191,7 @@ async def wait_for_end(session_id: Any, timeout: float) -> dict[str, Any] | None
     """
     deadline = time.monotonic() + timeout
     try:
-        async with subscribe(session_id) as subscription:
+        async with subscribe(session_id, end_only=True) as subscription:
             end = await subscription.stored_end()
             while end is None:
                 event = await subscription.next(deadline - time.monotonic())
@@ -271,11 +247,17 @@ class _RedisBus:
 
     def publish(self, session_id: str, event: Event, *, keep: bool) -> None:
         payload = _encode(event)
-        if keep:
-            pipe = self.client.pipeline(transaction=True)
-            pipe.set(end_key(session_id), payload, ex=int(settings.JUNCTION_EVENTS_TTL))
-            pipe.publish(channel_name(session_id), payload)
-            pipe.execute()
+        if keep:  # the end: kept, and on both channels (waiters listen to the second only)
+            # One round trip on this thread's own connection (redis_sender.call): the step
+            # that ends a session waits for it.
+            replies = redis_sender.call(self.client, [
+                ("MULTI",), ("SET", end_key(session_id), payload, "EX", int(settings.JUNCTION_EVENTS_TTL)),
+                ("PUBLISH", channel_name(session_id), payload), ("PUBLISH", end_channel(session_id), payload),
+                ("EXEC",),
+            ])
+            refused = next((reply for reply in replies if isinstance(reply, Exception)), None)
+            if refused is not None:
+                raise refused
         else:
             self.client.publish(channel_name(session_id), payload)
 
@@ -286,19 +268,20 @@ class _RedisBus:
         pipe.execute()
 
     @asynccontextmanager
-    async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
+    async def subscribe(self, session_id: str, *, end_only: bool) -> AsyncIterator[Subscription]:
+        channel = end_channel(session_id) if end_only else channel_name(session_id)
         loop = asyncio.get_running_loop()
         if loop in _server_loops:
             hub = _hubs.get(loop)
             if hub is None:
                 hub = _hubs[loop] = _Hub(self.url)
-            queue = await hub.add(channel_name(session_id))
+            queue = await hub.add(channel)
             try:
                 yield Subscription(queue, lambda: hub.get_end(session_id))
             finally:
-                hub.remove(channel_name(session_id), queue)
+                hub.remove(channel, queue)
             return
-        async with _private_subscription(self.url, session_id) as subscription:
+        async with _private_subscription(self.url, session_id, channel) as subscription:
             yield subscription
 
 
@@ -313,7 +296,7 @@ def _event_of(message: dict[str, Any]) -> Event | None:
 
 
 @asynccontextmanager
-async def _private_subscription(url: str, session_id: str) -> AsyncIterator[Subscription]:
+async def _private_subscription(url: str, session_id: str, channel: str) -> AsyncIterator[Subscription]:
     """One connection for one subscription (loops that are not a server's)."""
     import redis.asyncio as aredis
 
@@ -322,7 +305,7 @@ async def _private_subscription(url: str, session_id: str) -> AsyncIterator[Subs
     queue: asyncio.Queue[Event] = asyncio.Queue()
     reader = None
     try:
-        await pubsub.subscribe(channel_name(session_id))
+        await pubsub.subscribe(channel)
         # Wait for the confirmation: from then on no message of the channel is missed.
         while True:
             message = await pubsub.get_message(timeout=5)
@@ -454,7 +437,8 @@ class _LocalBus:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]]]] = {}
+        # Per session: (loop, queue, end only) of each subscriber.
+        self.subscribers: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event], bool]]] = {}
         self.ends: dict[str, tuple[float, dict[str, Any] | None]] = {}
 
     def publish(self, session_id: str, event: Event, *, keep: bool) -> None:
@@ -468,7 +452,9 @@ class _LocalBus:
                 self.ends = {k: v for k, v in self.ends.items() if v[0] > now}
                 self.ends[session_id] = (now + settings.JUNCTION_EVENTS_TTL, event.data)
             targets = list(self.subscribers.get(session_id, ()))
-        for loop, queue in targets:
+        for loop, queue, end_only in targets:
+            if end_only and not keep:  # a task change: not for those who wait for the end only
+                continue
             try:
                 loop.call_soon_threadsafe(queue.put_nowait, event)
             except RuntimeError:  # that loop has closed: its subscriber is gone
@@ -479,8 +465,8 @@ class _LocalBus:
             self.publish(session_id, event, keep=False)
 
     @asynccontextmanager
-    async def subscribe(self, session_id: str) -> AsyncIterator[Subscription]:
-        entry: tuple[asyncio.AbstractEventLoop, asyncio.Queue[Event]] = (asyncio.get_running_loop(), asyncio.Queue())
+    async def subscribe(self, session_id: str, *, end_only: bool) -> AsyncIterator[Subscription]:
+        entry = (asyncio.get_running_loop(), asyncio.Queue[Event](), end_only)
         with self.lock:
             self.subscribers.setdefault(session_id, set()).add(entry)
         try:

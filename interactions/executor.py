@@ -290,9 +290,23 @@ def _timer_due(*, session_id: UUID | str, name: str, compiled: CompiledVersion, 
     remaining = due - time.time()
     if remaining > 0:
         raise RetryLater(remaining)
-    result = (Result(name, 1, FAILED, error=error, worker=worker) if error
-              else Result(name, 1, COMPLETED, "{}", worker=worker))
-    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=[result])
+    timers_due(session_id=session_id, compiled=compiled, timers={name: error}, worker=worker)
+
+
+def timers_due(*, session_id: UUID | str, compiled: CompiledVersion, timers: dict[str, str | None],
+               worker: str | None = None) -> None:
+    """Record timers the call claimed, now due ({task: the error it ends with, or None}), in one
+    round trip, then run what they make ready — the session's end included (`advance`).
+
+    A timer's Celery delivery calls this (`_timer_due`), and so does the process that took a
+    waiting call when it holds the session's timers itself (interactions/holding.py). Each record
+    holds only while the call's claim does: a session cancelled meanwhile, or a second delivery,
+    stores nothing and runs nothing.
+    """
+    worker = worker or call_worker()
+    results = [Result(name, 1, FAILED, error=error, worker=worker) if error
+               else Result(name, 1, COMPLETED, "{}", worker=worker) for name, error in sorted(timers.items())]
+    advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=results)
 
 
 def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
@@ -508,9 +522,8 @@ def _end(session: _Session, rows: dict[str, runstore.Row]) -> str | None:
 
 def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.Ending, finished: runstore.Finished,
            now: datetime) -> None:
-    """Count, log and publish the end of a session that this process just recorded."""
-    count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
-              status=ending.status, error=ending.error, now=now)
+    """Publish the end of a session that this process just recorded (its waiting callers are
+    woken first), then count and log it."""
     data = selectors.session_data_from(
         id=session.id, interaction_id=finished.interaction_id, end_user_id=finished.end_user_id,
         version=finished.version, status=ending.status,
@@ -521,6 +534,8 @@ def _ended(session: _Session, rows: dict[str, runstore.Row], ending: runstore.En
     from interactions.sessions import announce_end
 
     announce_end(session_id=session.id, status=ending.status, data=data)
+    count_end(session_id=session.id, interaction_id=finished.interaction_id, created_at=finished.created_at,
+              status=ending.status, error=ending.error, now=now)
 
 
 def session_finish(*, session_id: UUID | str) -> str:

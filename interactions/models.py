@@ -88,11 +88,14 @@ class Session(TimeStampedModel):
     Status = SessionStatus
     TERMINAL = SESSION_TERMINAL
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions")
+    # The FKs without an index of their own are served by the indexes of Meta (user, end user:
+    # with created_at; retry_of: only the sessions that are retries).
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="sessions",
+                             db_index=False)
     # The end user who called (null: the builder, or an anonymous call of a public interaction).
     # SET_NULL: the builder's history outlives a deleted end user.
     end_user = models.ForeignKey("accounts.EndUser", on_delete=models.SET_NULL, null=True, blank=True,
-                                 related_name="sessions")
+                                 related_name="sessions", db_index=False)
     interaction = models.ForeignKey(Interaction, on_delete=models.CASCADE, related_name="sessions")
     # RESTRICT, not PROTECT: a version cannot be deleted from under its sessions, but deleting
     # the interaction (or its user) deletes both together (docs/execution.md, "Deleting").
@@ -106,16 +109,28 @@ class Session(TimeStampedModel):
     deadline_at = models.DateTimeField(null=True, blank=True)
     resumes = models.PositiveIntegerField(default=0, help_text="How often the sweeper resumed it.")
     size_bytes = models.PositiveBigIntegerField(default=0, help_text="Input plus recorded outputs.")
-    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    retry_of = models.ForeignKey("self", on_delete=models.SET_NULL, null=True, blank=True, related_name="+",
+                                 db_index=False)
     idempotency_key = models.CharField(max_length=255, null=True, blank=True)
     request_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-created_at"]
+        # No index holds `updated_at` or `size_bytes`, which every step of a session writes: those
+        # updates stay heap-only (HOT), touching no index (docs/execution.md, "What a step
+        # writes"). The sweeper and the metrics read the active sessions through
+        # `session_active_by_user`; retention reads `session_finished`.
         indexes = [
             models.Index(fields=["user", "-created_at"]),
-            models.Index(fields=["status", "updated_at"]),
             models.Index(fields=["end_user", "-created_at"]),
+            models.Index(fields=["finished_at"], condition=models.Q(finished_at__isnull=False),
+                         name="session_finished"),
+            models.Index(fields=["retry_of"], condition=models.Q(retry_of__isnull=False), name="session_retries"),
+            # The active-session limit counts a user's queued and running sessions on every
+            # call (runstore.insert_session): only those are in this index, however many
+            # finished sessions the user has.
+            models.Index(fields=["user"], condition=models.Q(status__in=["queued", "running"]),
+                         name="session_active_by_user"),
         ]
         # An Idempotency-Key belongs to its caller: the builder, or one end user.
         constraints = [
@@ -150,7 +165,9 @@ class TaskRun(TimeStampedModel):
     Status = TaskStatus
     TERMINAL = tuple(TASK_TERMINAL)
 
-    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="task_runs")
+    # No index of its own: the unique (session, name) constraint's index serves every lookup by
+    # session, and one index fewer is less work for each record written.
+    session = models.ForeignKey(Session, on_delete=models.CASCADE, related_name="task_runs", db_index=False)
     name = models.CharField(max_length=64)
     status = models.CharField(max_length=16, choices=choices(TaskStatus), default=TaskStatus.PENDING)
     output = models.JSONField(null=True, blank=True)

@@ -1,8 +1,10 @@
 """The database statements of a running session: one round trip to claim, one to record.
 
 This is the only module that writes task records while a session runs. On PostgreSQL each
-operation is one multi-statement string — one network round trip, one implicit transaction,
-each statement with its own snapshot — so a worker task costs exactly two round trips:
+operation is one call of a PL/pgSQL function (migration 0009: `junction_claim_v1`,
+`junction_apply_v1`) — one network round trip, one implicit transaction, each statement of the
+function with its own snapshot, and plans kept per connection instead of planned on every call —
+so a worker task costs exactly two round trips:
 
 - `claim`: take the task if it is pending (or its claimant's lease ran out) *and* every
   predecessor ended in a status its edge accepts *and* the session is still active, naming the
@@ -32,6 +34,7 @@ from datetime import datetime, timedelta
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
 from typing import Any
+from uuid import UUID
 
 from django.conf import settings
 from django.db import DataError, connection, transaction
@@ -170,10 +173,6 @@ def _rows(found: dict[str, list] | None) -> dict[str, Row]:
     }
 
 
-_ROW_JSON = (
-    "json_build_array(r.status, r.output, r.error, r.attempts, r.started_at, r.finished_at, r.lease_expires_at, "
-    "r.logs, r.worker)"
-)
 _ROW_FIELDS = ("status", "output", "error", "attempts", "started_at", "finished_at", "lease_expires_at", "logs",
                "worker")
 
@@ -185,20 +184,10 @@ def worker_name(worker: str) -> str:
 
 # --- a new session ----------------------------------------------------------------------------
 
-# Guards before a new session's inserts. Each aborts the round trip's implicit transaction
-# (nothing is written) with a failed cast whose marker tells that refusal apart from any other
-# failure; the cast's operand depends on the row (a constant one would fail at planning).
+# A refused call's marker, in the error the insert function raises (migration 0012).
 _QUOTA_MARKER = "too_many_active_sessions"
-_QUOTA_GUARD = f"""SELECT CASE WHEN n >= %s THEN ('{_QUOTA_MARKER} ' || n)::int END FROM (SELECT count(*) AS n FROM (
-    SELECT 1 FROM interactions_session WHERE user_id = %s AND status IN ('queued', 'running') LIMIT %s) AS a) AS c"""
 _STALE_MARKER = "stale_read"
-_FRESHNESS_GUARD = f"""SELECT CASE WHEN n = 0 THEN ('{_STALE_MARKER} ' || n)::int END FROM (SELECT count(*) AS n
-  FROM accounts_user u JOIN interactions_interaction i ON i.user_id = u.id
- WHERE u.id = %s AND u.is_active AND u.token_version = %s AND u.plan = %s
-   AND i.id = %s AND i.is_active AND i.current_version_id = %s AND i.deadline_seconds IS NOT DISTINCT FROM %s
-   AND (%s::uuid IS NULL OR EXISTS (
-        SELECT 1 FROM accounts_apikey k WHERE k.id = %s::uuid AND k.user_id = u.id AND k.revoked_at IS NULL
-           AND (k.expires_at IS NULL OR k.expires_at > %s)))) AS c"""
+_INSERT_SQL = "SELECT junction_insert_session_v1(%s, %s, %s, %s)"
 
 
 class TooManyActive(Exception):
@@ -223,12 +212,17 @@ class Expected:
     deadline_seconds: int | None
     api_key_id: Any | None = None
 
-    def params(self) -> list[Any]:
+    def as_json(self) -> str:
+        """The insert function's `p_expected` (migration 0012)."""
         from django.utils import timezone
 
-        key = str(self.api_key_id) if self.api_key_id is not None else None
-        return [self.user_id, self.token_version, self.plan, self.interaction_id, self.version_id,
-                self.deadline_seconds, key, key, timezone.now()]
+        return json.dumps({
+            "user": str(self.user_id), "token_version": self.token_version, "plan": self.plan,
+            "interaction": str(self.interaction_id), "version": str(self.version_id),
+            "deadline_seconds": self.deadline_seconds,
+            "api_key": str(self.api_key_id) if self.api_key_id is not None else None,
+            "now": timezone.now().isoformat(),
+        })
 
     def holds(self) -> bool:
         """The same check through the ORM (other databases)."""
@@ -272,28 +266,13 @@ def insert_session(
             session.save(force_insert=True)
             TaskRun.objects.bulk_create(runs)
         return
-    statements: list[str] = []
-    params: list[Any] = []
-    if expected is not None:
-        statements.append(_FRESHNESS_GUARD)
-        params.extend(expected.params())
-    statements.append(_QUOTA_GUARD)
-    params.extend([active_limit, session.user_id, active_limit])
-    batches: tuple[tuple[type[Session] | type[TaskRun], list[Any]], ...] = ((Session, [session]), (TaskRun, runs))
-    for model, objs in batches:
-        fields = model._meta.concrete_fields
-        values = []
-        for obj in objs:
-            values.append("(" + ", ".join(["%s"] * len(fields)) + ")")
-            params.extend(field.get_db_prep_save(field.pre_save(obj, True), connection) for field in fields)
-        columns = ", ".join(connection.ops.quote_name(str(field.column)) for field in fields)
-        statements.append(f"INSERT INTO {model._meta.db_table} ({columns}) VALUES {', '.join(values)}")
-    # Outside a transaction the statements are one implicit transaction of their own; inside
-    # one (a caller's), a savepoint keeps a refused insert from breaking it.
+    # Outside a transaction the call is one implicit transaction of its own; inside one (a
+    # caller's), a savepoint keeps a refused insert from breaking it.
     try:
         with transaction.atomic() if connection.in_atomic_block else nullcontext():
             with connection.cursor() as cursor:
-                cursor.execute(";\n".join(statements), params)
+                cursor.execute(_INSERT_SQL, [_row_json(session), "[" + ",".join(_row_json(run) for run in runs) + "]",
+                                             active_limit, expected.as_json() if expected is not None else None])
     except DataError as error:
         if _STALE_MARKER in str(error):
             raise StaleRead() from None
@@ -304,36 +283,26 @@ def insert_session(
         obj._state.adding, obj._state.db = False, connection.alias
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()  # every digit: DjangoJSONEncoder keeps only milliseconds
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _row_json(obj: Session | TaskRun) -> str:
+    """A new row as a JSON object keyed by column, the values as Django would save them."""
+    return json.dumps({field.column: field.pre_save(obj, True) for field in obj._meta.concrete_fields},
+                      default=_json_value, separators=(",", ":"))
+
+
 # --- claim ------------------------------------------------------------------------------------
 
-_CLAIM_SQL = f"""
-SET LOCAL synchronous_commit TO OFF;
-UPDATE interactions_taskrun AS t
-   SET status = 'running', attempts = t.attempts + 1, updated_at = %(now)s, lease_expires_at = %(lease)s,
-       worker = %(worker)s,
-       -- never before a predecessor ended (`now` was taken before this round trip)
-       started_at = GREATEST(%(now)s, (SELECT max(p.finished_at) FROM interactions_taskrun p
-                                        WHERE p.session_id = %(sid)s AND %(accepts)s::jsonb ? p.name))
- WHERE t.session_id = %(sid)s AND t.name = %(name)s
-   AND (t.status = 'pending' OR (
-        t.status = 'running' AND t.lease_expires_at <= %(now)s AND t.attempts < %(max_losses)s
-        AND NOT %(timer)s))
-   AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
-   AND NOT EXISTS (
-        SELECT 1 FROM interactions_taskrun p, jsonb_each(%(accepts)s::jsonb) e
-         WHERE p.session_id = %(sid)s AND p.name = e.key AND NOT (e.value ? p.status));
-UPDATE interactions_session SET status = 'running', started_at = %(now)s, updated_at = %(now)s
- WHERE id = %(sid)s AND status = 'queued';
-SELECT s.status, s.input::text, s.user_id, s.version_id, s.started_at, s.end_user_id,
-       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s) OR o.n = 0))::text,
-       o.n
-  FROM interactions_session s,
-       -- every other task ended: all rows come back, and this task's record can end the session
-       (SELECT count(*) AS n FROM interactions_taskrun
-         WHERE session_id = %(sid)s AND status IN ('pending', 'running') AND name <> %(name)s) AS o
- WHERE s.id = %(sid)s
-"""
+# The claim and the record are PL/pgSQL functions (migration 0009): planned once per connection.
+_CLAIM_SQL = "SELECT * FROM junction_claim_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+_APPLY_SQL = ("SELECT * FROM junction_apply_v1(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+              "%s)")
 
 
 def claim(
@@ -350,10 +319,7 @@ def claim(
         return _orm_claim(session_id=session_id, name=name, names=names, accepts=json.loads(accepts), now=now,
                           lease=lease, max_losses=max_losses, timer=timer, worker=worker)
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, {
-            "sid": session_id, "name": name, "names": names, "accepts": accepts, "now": now, "lease": lease,
-            "max_losses": max_losses, "timer": timer, "worker": worker,
-        })
+        cursor.execute(_CLAIM_SQL, [session_id, name, names, accepts, now, lease, max_losses, timer, worker])
         found = cursor.fetchone()
     if found is None:
         return Snapshot(session_status=None)
@@ -407,8 +373,8 @@ def apply(
     whose predecessors all ended is claimed (`lease`, for `worker`) when they satisfy its edges,
     else skipped.
     A result is stored only while its task is `running` under that attempt (a cancel or a
-    take-over that came first wins); one that would push the session past
-    JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
+    take-over that came first wins), and only a stored result grows the session; one that would
+    push the session past JUNCTION_MAX_SESSION_BYTES is stored as failed. Reads back `reads`, the recorded tasks and
     the candidates, or every task when none is left unfinished. With an `ending` (and no
     candidates), ends the session in the same round trip when it holds (`Applied.finished`);
     other databases end it apart (the caller does, as for any round trip that leaves none).
@@ -435,111 +401,34 @@ def apply(
         return _pg_apply(session_id, failed, skips, candidates, names, now, lease, durable, worker, None, read_caller)
 
 
-# The folded end: only when every task has ended and each stored as the ending expects.
-_FOLDED_END_SQL = """
-UPDATE interactions_session SET status = %(fs)s, result = %(fr)s::jsonb, error = %(fe)s, finished_at = %(now)s,
-       updated_at = %(now)s
- WHERE id = %(sid)s AND status IN ('queued', 'running')
-   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
-   AND NOT EXISTS (SELECT 1 FROM interactions_taskrun r, jsonb_each_text(%(fx)s::jsonb) e
-                    WHERE r.session_id = %(sid)s AND r.name = e.key AND r.status <> e.value);"""
-_FOLDED_END_READ = """,
-       (SELECT json_build_array(s.interaction_id, v.number, s.input, s.created_at, s.started_at, s.end_user_id)
-          FROM interactions_session s JOIN interactions_interactionversion v ON v.id = s.version_id
-         WHERE s.id = %(sid)s AND s.status = %(fs)s AND s.finished_at = %(now)s)::text"""
-
-
-_CALLER_READ = """,
-       (SELECT json_build_array(s.input, s.user_id, s.end_user_id) FROM interactions_session s
-         WHERE s.id = %(sid)s)::text"""
+def _results_json(results: Sequence[Result]) -> str:
+    """The results as the apply function's JSON array; each output is spliced in as encoded."""
+    return "[" + ",".join(
+        '{"n":%s,"a":%d,"s":%s,"o":%s,"e":%s,"l":%s,"w":%s,"z":%d}' % (
+            json.dumps(r.name), r.attempt, json.dumps(r.status), r.output or "null", json.dumps(r.error),
+            json.dumps(r.logs), json.dumps(worker_name(r.worker) if r.worker else None),
+            len(r.output or "") + len(r.logs))
+        for r in results
+    ) + "]"
 
 
 def _pg_apply(session_id, results, skips, candidates, names, now, lease, durable, worker, ending,
               read_caller=False) -> Applied:
-    params: dict[str, Any] = {
-        "sid": session_id, "now": now, "lease": lease, "names": names, "worker": worker,
-        "max": settings.JUNCTION_MAX_SESSION_BYTES, "too_large": session_too_large(),
-        "cands": list(candidates), "accepts": json.dumps({k: json.loads(v) for k, v in candidates.items()}),
-    }
-    sql = [
-        f"SET LOCAL synchronous_commit TO {'ON' if durable else 'OFF'};",
-        # Lock the session row and move its progress clock: the records of one session queue here.
-        "UPDATE interactions_session SET updated_at = %(now)s WHERE id = %(sid)s;",
-    ]
-    for i, result in enumerate(results):
-        params.update({f"n{i}": result.name, f"a{i}": result.attempt, f"s{i}": result.status,
-                       f"o{i}": result.output, f"e{i}": result.error, f"l{i}": result.logs,
-                       f"w{i}": worker_name(result.worker) if result.worker else None,
-                       f"z{i}": len(result.output or "") + len(result.logs)})
-        sql.append(f"""
-WITH grown AS (
-  UPDATE interactions_session SET size_bytes = size_bytes + %(z{i})s
-   WHERE id = %(sid)s AND size_bytes <= %(max)s - %(z{i})s RETURNING 1)
-UPDATE interactions_taskrun SET
-       status = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(s{i})s ELSE 'failed' END,
-       output = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(o{i})s::jsonb END,
-       error = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(e{i})s ELSE %(too_large)s END,
-       logs = CASE WHEN EXISTS (SELECT 1 FROM grown) THEN %(l{i})s ELSE '' END,
-       worker = COALESCE(%(w{i})s, worker),
-       finished_at = %(now)s, updated_at = %(now)s, lease_expires_at = NULL
- WHERE session_id = %(sid)s AND name = %(n{i})s AND status = 'running' AND attempts = %(a{i})s;""")
-    if skips:
-        params["skips"] = list(skips)
-        sql.append("""
-UPDATE interactions_taskrun SET status = 'skipped', finished_at = %(now)s, updated_at = %(now)s
- WHERE session_id = %(sid)s AND name = ANY(%(skips)s) AND status = 'pending';""")
-    if ending is not None:
-        params.update({"fs": ending.status, "fe": ending.error, "fx": json.dumps(ending.expect),
-                       "fr": json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None})
-        sql.append(_FOLDED_END_SQL)
-    # The last statement claims or skips the candidates and reads back, in one: the rows it
-    # reads are those before its own update, so the candidates' new state comes from RETURNING
-    # and the count of unfinished tasks is corrected by the candidates it skipped. A fused
-    # task starts (or is skipped) no earlier than its last predecessor ended: `now` was taken
-    # before this round trip waited for the session's lock.
-    sql.append(f"""
-WITH ended AS (
-  SELECT t.id,
-         bool_and(p.status IN ('completed', 'failed', 'skipped', 'cancelled')) AS ended,
-         bool_and((%(accepts)s::jsonb -> t.name -> p.name) ? p.status) AS ready,
-         GREATEST(%(now)s, max(p.finished_at)) AS at
-    FROM interactions_taskrun t
-    JOIN interactions_taskrun p ON p.session_id = t.session_id AND (%(accepts)s::jsonb -> t.name) ? p.name
-   WHERE t.session_id = %(sid)s AND t.name = ANY(%(cands)s) AND t.status = 'pending'
-     AND EXISTS (SELECT 1 FROM interactions_session s WHERE s.id = %(sid)s AND s.status IN ('queued', 'running'))
-   GROUP BY t.id),
-changed AS (
-  UPDATE interactions_taskrun t SET
-         status = CASE WHEN e.ready THEN 'running' ELSE 'skipped' END,
-         attempts = t.attempts + CASE WHEN e.ready THEN 1 ELSE 0 END,
-         started_at = CASE WHEN e.ready THEN e.at END,
-         finished_at = CASE WHEN e.ready THEN NULL ELSE e.at END,
-         lease_expires_at = CASE WHEN e.ready THEN %(lease)s::timestamptz END,
-         worker = CASE WHEN e.ready THEN %(worker)s ELSE t.worker END,
-         updated_at = %(now)s
-    FROM ended e WHERE t.id = e.id AND e.ended
-  RETURNING t.name, {_ROW_JSON.replace("r.", "t.")} AS row, t.status),
-left_open AS (
-  SELECT (SELECT count(*) FROM interactions_taskrun
-           WHERE session_id = %(sid)s AND status IN ('pending', 'running'))
-       - (SELECT count(*) FROM changed WHERE status = 'skipped') AS n)
-SELECT (SELECT status FROM interactions_session WHERE id = %(sid)s), (SELECT n FROM left_open),
-       (SELECT json_object_agg(r.name, {_ROW_JSON}) FROM interactions_taskrun r
-         WHERE r.session_id = %(sid)s AND (r.name = ANY(%(names)s)
-               -- none left but the tasks claimed here: all, so that their record can end the session
-               OR (SELECT n FROM left_open) <= (SELECT count(*) FROM changed WHERE status = 'running')))::text,
-       (SELECT json_object_agg(name, row) FROM changed)::text{_FOLDED_END_READ if ending else ""}\
-{_CALLER_READ if read_caller else ""}""")
     with connection.cursor() as cursor:
-        cursor.execute("\n".join(sql), params)
-        session_status, unfinished, rows, changed, *extra = cursor.fetchone()
-    ended = extra[:1] if ending else []
-    caller = None
-    if read_caller and extra[-1]:
-        caller = Caller(*json.loads(extra[-1]))
+        cursor.execute(_APPLY_SQL, [
+            session_id, now, durable, settings.JUNCTION_MAX_SESSION_BYTES, session_too_large(),
+            _results_json(results), list(skips),
+            list(candidates), json.dumps({k: json.loads(v) for k, v in candidates.items()}), lease, worker,
+            names,
+            *((ending.status, json.dumps(ending.result, separators=(",", ":")) if ending.result is not None else None,
+               ending.error, json.dumps(ending.expect)) if ending is not None else (None, None, None, None)),
+            read_caller,
+        ])
+        session_status, unfinished, rows, changed, ended, raw_caller = cursor.fetchone()
+    caller = Caller(*json.loads(raw_caller)) if raw_caller else None
     finished = None
-    if ended and ended[0]:
-        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended[0])
+    if ended:
+        interaction_id, version, raw_input, created_at, started_at, end_user_id = json.loads(ended)
         finished = Finished(interaction_id, version, raw_input, datetime.fromisoformat(created_at), _time(started_at),
                             end_user_id)
     found = _rows(json.loads(rows or "null"))
@@ -557,6 +446,8 @@ def _orm_apply(*, session_id, results, skips, candidates, names, now, lease, wor
         Session.objects.filter(pk=session_id).update(updated_at=now)
         runs = TaskRun.objects.filter(session_id=session_id)
         for result in results:
+            if not runs.filter(name=result.name, status=RUNNING, attempts=result.attempt).exists():
+                continue  # the claim no longer holds: nothing stored, the session does not grow
             size = len(result.output or "") + len(result.logs)
             grown = Session.objects.filter(
                 pk=session_id, size_bytes__lte=settings.JUNCTION_MAX_SESSION_BYTES - size

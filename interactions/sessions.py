@@ -25,7 +25,7 @@ from django.utils import timezone
 from accounts.models import User
 from config import metrics, oplog
 from config.errors import Conflict, InvalidInput, Unprocessable
-from interactions import executor, quotas, runstore
+from interactions import executor, holding, quotas, runstore
 from interactions.compiled import CompiledVersion, compiled_version
 from interactions.dispatch import dispatch_plan, revoke_running, worker_plan
 from interactions.engine.execution import Record, session_outcome, settle
@@ -82,7 +82,7 @@ def _deadline(interaction: Interaction):
 
 def session_start(
     *, user: User, interaction: Interaction, data: Any, idempotency_key: str | None = None, end_user=None,
-    expected: runstore.Expected | None = None,
+    expected: runstore.Expected | None = None, hold_until: float | None = None,
 ) -> tuple[Session, bool]:
     """Start a session of the interaction's current version; return it and whether it is new.
 
@@ -94,6 +94,9 @@ def session_start(
     for a bad input, Unprocessable for an Idempotency-Key reused with another body,
     TooManyActiveSessions past the user's active sessions, runstore.StaleRead when `expected`
     (what the caller took from caches) no longer holds. Nothing is written on a rejected call.
+    `hold_until` (epoch seconds): the caller waits on this process's event loop until then, so
+    the call may hold the session's timers instead of sending them (interactions/holding.py; the
+    new session then carries them as `held_timers`).
     """
     if not interaction.is_active:
         raise Conflict("The interaction is not active: activate it first.", code="interaction_inactive")
@@ -118,7 +121,7 @@ def session_start(
     try:
         session = _create(user=user, interaction=interaction, version=version, compiled=compiled, data=data,
                           idempotency_key=idempotency_key, request_hash=digest, end_user=end_user,
-                          expected=expected)
+                          expected=expected, hold_until=hold_until)
     except IntegrityError:
         if not Interaction.objects.filter(pk=interaction.pk).exists():
             # Deleted since this process looked it up (the run path caches interactions).
@@ -214,6 +217,7 @@ def _create(
     *, user: User, interaction: Interaction, version: InteractionVersion, compiled: CompiledVersion, data: Any,
     done: dict[str, TaskRun] | None = None, retry_of: Session | None = None, idempotency_key: str | None = None,
     request_hash: str = "", end_user=None, expected: runstore.Expected | None = None,
+    hold_until: float | None = None,
 ) -> Session:
     """Create a session, decided as far as the calling process can; send the rest on commit.
 
@@ -283,12 +287,17 @@ def _create(
         oplog.session_started(session.id, interaction.id, user.id, version=version.number)
 
     transaction.on_commit(started)
-    if unfinished:
+    due = {name: (now.timestamp() + seconds, error) for name, (seconds, error) in timers.items()}
+    if unfinished and holding.holdable(compiled=compiled, unfinished=unfinished, timers=due, hold_until=hold_until):
+        # The waiting caller's process records the timers when due: nothing to send.
+        session.held_timers = holding.Held(  # type: ignore[attr-defined]  # read by the run view
+            session_id=str(session.id), version_id=str(version.id), user_id=str(user.id), compiled=compiled,
+            timers=due, unfinished=frozenset(unfinished))
+    elif unfinished:
         plan = worker_plan(compiled=compiled, unfinished=unfinished)
         transaction.on_commit(lambda: dispatch_plan(
             session_id=str(session.id), version_id=str(version.id), compiled=compiled, plan=plan,
-            timers={name: (now.timestamp() + seconds, error) for name, (seconds, error) in timers.items()},
-            user_id=str(user.id)))
+            timers=due, user_id=str(user.id)))
     else:
         transaction.on_commit(lambda: executor.count_end(
             session_id=session.id, interaction_id=interaction.id, created_at=session.created_at,

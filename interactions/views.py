@@ -1,4 +1,5 @@
 import json
+import time
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
@@ -268,11 +269,16 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
 
     def _start(self, request, interaction, wait, *, owner, end_user=None, sessions_path="/api/sessions/",
                expected=None):
+        # A caller waiting on the server's event loop lets the call hold the session's timers
+        # (interactions/holding.py).
+        hold_until = time.time() + wait if wait and getattr(request, "waits_on_event_loop", False) else None
         session, created = sessions.session_start(
             user=owner, interaction=interaction, data=request.data, end_user=end_user,
             idempotency_key=request.headers.get("Idempotency-Key") or None, expected=expected,
+            hold_until=hold_until,
         )
-        return session_response(session, wait, sessions_path=sessions_path, replayed=not created)
+        return session_response(session, wait, sessions_path=sessions_path, replayed=not created,
+                                held=getattr(session, "held_timers", None) if created else None)
 
     def _end_user_interaction(self, end_user, pk) -> Interaction:
         """The interaction an end user may run (one query): 401 when it is not open to end users

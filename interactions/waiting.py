@@ -23,7 +23,7 @@ from rest_framework import status
 from rest_framework.exceptions import ValidationError
 from rest_framework.response import Response
 
-from interactions import events, selectors
+from interactions import events, holding, selectors
 from interactions.models import Session
 from interactions.statuses import SESSION_TERMINAL
 
@@ -70,13 +70,15 @@ def answer(data: dict[str, Any], *, waited: bool, reply_names: list[str]) -> tup
 
 def session_response(
     session: Session, wait: float | None, *, sessions_path: str | None = "/api/sessions/", replayed: bool = False,
+    held: holding.Held | None = None,
 ) -> Response:
     """Answer a run: 202 with the session, 200 / the reply if it ended, or a `PendingWait`.
 
     `Location` is the session under `sessions_path` (an end user's: their app's sessions;
     None for an anonymous caller, who can read no session). `replayed`: an earlier call with the
     same Idempotency-Key made the session; the answer says so (`Idempotent-Replayed: true`,
-    docs/api.md).
+    docs/api.md). `held`: the session's timers, which the call holds (interactions/holding.py):
+    the wait starts them.
     """
     headers = {"Location": f"{sessions_path}{session.id}/"} if sessions_path else {}
     if replayed:
@@ -87,7 +89,7 @@ def session_response(
     reply_names = selectors.reply_tasks(version_id=session.version_id) if waited else []
     if wait is not None and wait > 0 and not session.is_finished:
         response = Response(None, status=status.HTTP_202_ACCEPTED, headers=headers)
-        pending = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names)
+        pending = PendingWait(session_id=str(session.id), seconds=wait, reply_names=reply_names, held=held)
         response.pending_wait = pending  # type: ignore[attr-defined]  # read by waiting_view and config.asgi
         return response
     if not session.is_finished:
@@ -105,9 +107,12 @@ class PendingWait:
     session_id: str
     seconds: float
     reply_names: list[str]
+    held: holding.Held | None = None  # timers this call holds: started with the wait
 
     async def complete(self, response: Response) -> Response:
         """Wait for the end, then make `response` the answer (rendering it again if it was)."""
+        if self.held is not None:
+            holding.start(self.held)
         data = await events.wait_for_end(self.session_id, self.seconds)
         if data is None:  # not in time, or no event bus: the session as it is now
             data = await sync_to_async(_session_data)(self.session_id)

@@ -1,10 +1,11 @@
 """The `http_request` task type: an HTTP call, guarded against SSRF.
 
 urllib3 is used directly (not requests) because the guard must choose the address: each hop's
-URL is resolved and checked by `tasks_catalog.ssrf`, then a connection pool is opened to the
-checked IP while the original host name goes into the Host header, SNI and the certificate
-check. Redirects are followed here, hop by hop, so each new destination is checked the same
-way; the response body is read in chunks and abandoned past JUNCTION_HTTP_MAX_RESPONSE_BYTES.
+URL is resolved and checked by `tasks_catalog.ssrf`, then the request goes to the checked IP
+(on a kept-alive connection of `tasks_catalog.http_pools`, keyed by that IP) while the original
+host name goes into the Host header, SNI and the certificate check. Redirects are followed here,
+hop by hop, so each new destination is checked the same way; the response body is read in
+chunks and abandoned (its connection closed) past JUNCTION_HTTP_MAX_RESPONSE_BYTES.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ from email.message import Message
 from typing import Any
 from urllib.parse import urlencode, urljoin, urlsplit, urlunsplit
 
-import certifi
 import urllib3
 from django.conf import settings
 from urllib3.exceptions import (
@@ -27,6 +27,7 @@ from urllib3.exceptions import (
 )
 
 from config.jsonsize import loads_bounded
+from tasks_catalog import http_pools
 from tasks_catalog.base import TaskContext, TaskFailed, TaskType
 from tasks_catalog.fields import FieldSpec
 from tasks_catalog.ssrf import Destination, DestinationRefused, DestinationUnresolved, checked_destination
@@ -100,7 +101,7 @@ class HttpRequest(TaskType):
             )
             if not redirect:
                 return _result(response, method, url, ok_statuses, deadline, timeout)
-            response.close()
+            _drain_redirect(response)
             url = urljoin(url, location)
             if response.status == 303 or (response.status in {301, 302} and method == "POST"):
                 # What browsers and every client do: the redirected request is a GET without body.
@@ -155,17 +156,6 @@ def _remaining(deadline: float, timeout: float) -> float:
     return left
 
 
-def _pool(destination: Destination, address) -> urllib3.HTTPConnectionPool:
-    """A pool that connects to the checked `address`, speaking to `destination.host`."""
-    if destination.scheme == "https":
-        return urllib3.HTTPSConnectionPool(
-            str(address), destination.port, maxsize=1, retries=False,
-            cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
-            server_hostname=destination.host, assert_hostname=destination.host,
-        )
-    return urllib3.HTTPConnectionPool(str(address), destination.port, maxsize=1, retries=False)
-
-
 def _send(
     destination: Destination, method: str, headers: dict[str, str], payload: bytes | None,
     deadline: float, timeout: float,
@@ -176,13 +166,10 @@ def _send(
         wire_headers["Host"] = destination.host_header
     last_error: Exception | None = None
     for address in destination.addresses:
-        left = _remaining(deadline, timeout)
-        pool = _pool(destination, address)
         try:
-            return pool.urlopen(
-                method, destination.target, body=payload, headers=wire_headers,
-                redirect=False, retries=False, assert_same_host=False, preload_content=False,
-                decode_content=True, timeout=urllib3.Timeout(connect=left, read=left),
+            return http_pools.urlopen(
+                destination, address, method, body=payload, headers=wire_headers,
+                timeout=lambda: _remaining(deadline, timeout),
             )
         except NewConnectionError as exc:  # before ConnectTimeoutError: it is a subclass
             last_error = exc
@@ -230,6 +217,14 @@ def _read_capped(response: urllib3.BaseHTTPResponse, deadline: float, timeout: f
     return b"".join(chunks)
 
 
+def _drain_redirect(response: urllib3.BaseHTTPResponse) -> None:
+    """Read a redirect's small declared body so its connection can serve the next hop."""
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) <= CHUNK_SIZE:
+        response.drain_conn()  # bounded by the length; errors leave the connection to discard
+    http_pools.discard(response)
+
+
 def _content_type(value: str) -> tuple[str, str]:
     message = Message()
     message["content-type"] = value or "application/octet-stream"
@@ -258,9 +253,13 @@ def _result(
     deadline: float, timeout: float,
 ) -> dict[str, Any]:
     try:
-        raw = b"" if method == "HEAD" else _read_capped(response, deadline, timeout)
+        if method == "HEAD":
+            response.drain_conn()  # no body: this marks the response complete
+            raw = b""
+        else:
+            raw = _read_capped(response, deadline, timeout)
     finally:
-        response.close()
+        http_pools.discard(response)
     status = response.status
     content = _decode(raw, response.headers.get("content-type", ""))
     ok = status in ok_statuses if ok_statuses else 200 <= status < 300

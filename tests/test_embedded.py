@@ -147,10 +147,22 @@ def test_embedded_server_runs_a_diamond_with_parallel_delays(server, tmp_path):
     # The join waited for both.
     assert ts(join["started_at"]) >= max(ts(left["finished_at"]), ts(right["finished_at"]))
     assert session["duration_ms"] < 1900, session["duration_ms"]
-    # Where each ran (SQLite, so the ORM statements): the root in the process that took the
-    # call, the delays ended by the in-process worker, the join where a delay ended.
+    # Where each ran (SQLite, so the ORM statements): everything in the process that took the
+    # call — the root at once, the delays held by the waiting call (interactions/holding.py), the
+    # join where the delays ended.
     host = socket.gethostname()
-    assert start["worker"] == f"api@{host}"
+    assert {task["worker"] for task in tasks.values()} == {f"api@{host}"}
+
+    # A caller who does not wait: the delays are the in-process worker's, the join where a delay ended.
+    status, _, queued = call("POST", f"{server}/api/interactions/{interaction['id']}/run/",
+                             {"start": {"data": {"order": 18}}}, auth)
+    assert status == 202, queued
+    deadline = time.monotonic() + 10
+    while queued["status"] != "completed":
+        assert time.monotonic() < deadline, queued
+        time.sleep(0.1)
+        status, _, queued = call("GET", f"{server}/api/sessions/{queued['id']}/", None, auth)
+    left, right, join = (queued["tasks"][name] for name in ("left", "right", "join"))
     assert left["worker"].startswith("embedded-") and left["worker"].endswith(f"@{host}"), left["worker"]
     assert join["worker"] in {left["worker"], right["worker"]}
 

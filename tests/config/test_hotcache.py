@@ -75,7 +75,7 @@ class TestTheCachesAreUsed:
         assert response.json()["status"] == "completed"
         sent = _round_trips(queries)
         assert len(sent) == 1, [sql[:120] for sql in sent]
-        assert "INSERT INTO interactions_session" in sent[0]
+        assert "junction_insert_session_v1" in sent[0]  # the guards and the inserts (migration 0012)
 
     def test_other_routes_read_the_database(self, user, api):
         """Only run calls use the caches: elsewhere a change shows at once."""

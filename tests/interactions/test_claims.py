@@ -224,6 +224,30 @@ def test_a_result_past_the_session_size_limit_is_stored_as_failed(session, setti
     assert fetch.error.startswith("session too large")
 
 
+def test_only_a_stored_result_grows_the_session(session):
+    """A record whose claim no longer holds (a second delivery, a cancel, a take-over) stores
+    nothing, and so adds nothing to the session's size: it stays its input plus its outputs."""
+    t0 = timezone.now()
+    before = Session.objects.get(pk=session.pk).size_bytes
+    attempt(session, "fetch", t0)
+    record(session, "fetch", 1, t0)
+    grown = Session.objects.get(pk=session.pk).size_bytes
+    assert grown == before + len('{"status_code":200}')
+    record(session, "fetch", 1, t0 + timedelta(seconds=1))  # delivered again: already recorded
+    record(session, "fetch", 2, t0 + timedelta(seconds=2))  # a claim it never had
+    assert Session.objects.get(pk=session.pk).size_bytes == grown
+
+
+def test_a_timer_recorded_twice_grows_its_session_once(user):
+    interaction = make_interaction(user, active=True, tasks={"a": {"type": "delay", "body": {"seconds": 0}}})
+    session, _ = session_start(user=user, interaction=interaction, data={})
+    for _ in range(3):  # the call's delivery, and the sweeper's resumed one, and one more
+        executor.task_execute(session_id=session.id, name="a", version_id=session.version_id, due=time.time())
+    session.refresh_from_db()
+    assert session.status == "completed"
+    assert session.size_bytes == len("{}") + len("{}")  # its input, and the delay's output once
+
+
 def test_a_timer_keeps_its_claim_and_ends_when_due(user):
     interaction = make_interaction(user, active=True, tasks={
         "wait": {"type": "delay", "body": {"seconds": 5}},

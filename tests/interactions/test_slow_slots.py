@@ -6,13 +6,15 @@ worker) would, and watches what the workers do with the rest.
 """
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 
 import pytest
 from django.conf import settings
 
-from interactions import slots
+from config.rediscache import redis_client
+from interactions import redis_sender, slots
 from tests.conftest import make_interaction, make_user
 from tests.http_server import LocalHttpServer
 
@@ -70,6 +72,23 @@ class TestSlots:
         assert slots.take(user_id=user.id, lease_seconds=60) is None
         time.sleep(0.4)
         fill(held, user, 1)
+
+    def test_a_slot_given_back_is_free_here_before_the_release_has_left_the_process(self, settings, held):
+        # The ZREM goes out on the sender thread, held up here: this process does not wait for it.
+        settings.JUNCTION_MAX_SLOW_TASKS_PER_USER = 2
+        user = make_user()
+        fill(held, user, 2)
+        gate = threading.Event()
+        redis_sender.send(redis_client(), lambda commands: gate.wait(10))
+        try:
+            held.pop().release()
+            fill(held, user, 1)  # its take removes the slot given back in the same round trip
+            held.pop(0).release()
+            assert slots.held(user_id=user.id) == 1  # and so does counting
+        finally:
+            gate.set()
+        assert redis_sender.flush()
+        assert slots.held(user_id=user.id) == 1  # the late ZREMs found nothing else to remove
 
     def test_releasing_twice_frees_one_slot(self, settings, held):
         settings.JUNCTION_MAX_SLOW_TASKS_PER_USER = 2
@@ -162,3 +181,17 @@ class TestTrials:
         assert result["status"] == "failed"
         assert "timed out" in result["error"] or "timeout" in result["error"].lower()
         assert result["duration_ms"] < 3000
+
+
+@pytest.mark.django_db
+def test_a_server_that_lost_the_scripts_still_gives_and_counts_slots(settings, held):
+    """The scripts go by their SHA; a Redis that forgot them (a restart, SCRIPT FLUSH) gets them again."""
+    from config.rediscache import redis_client
+
+    settings.JUNCTION_MAX_SLOW_TASKS_PER_USER = 1
+    user = make_user()
+    redis_client().script_flush()
+    fill(held, user, 1)
+    assert slots.take(user_id=user.id, lease_seconds=60) is None
+    redis_client().script_flush()
+    assert slots.held(user_id=user.id) == 1

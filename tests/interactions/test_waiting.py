@@ -238,3 +238,65 @@ def test_a_lost_pubsub_connection_is_restored_and_its_waiters_look_again():
     after_loss, after_restore = asyncio.run(scenario())
     assert after_loss.kind == events.RESYNC  # messages may have been missed: look again
     assert after_restore.kind == events.SESSION and after_restore.data["status"] == "completed"
+
+
+# --- who is woken by what ------------------------------------------------------------------------
+
+RUNNING = {"status": "running", "output": None, "error": None, "attempts": 1, "started_at": None,
+           "finished_at": None, "logs": "", "worker": "w"}
+
+
+def _changes_then_end(session_id: str) -> None:
+    """Publish two task changes, see them sent, then publish the end (as a worker's step does)."""
+    from interactions import redis_sender
+
+    events.publish_task_changes(session_id, {"a": RUNNING, "b": RUNNING})
+    assert redis_sender.flush()
+    events.publish_session_end(session_id, {"status": "completed", "tasks": {}})
+
+
+async def _received(session_id: str, *, end_only: bool) -> list[tuple[str, str | None]]:
+    async with events.subscribe(session_id, end_only=end_only) as subscription:
+        await asyncio.to_thread(_changes_then_end, session_id)
+        received = []
+        while (event := await subscription.next(10)) is not None:
+            received.append((event.kind, event.name))
+            if event.kind == events.SESSION:
+                return received
+        return received
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["shared connection", "own connection"])
+def test_a_waiter_is_woken_by_the_end_only_and_a_stream_by_every_change(shared):
+    session_id = f"wake-{time.monotonic_ns()}"
+
+    async def scenario():
+        if shared:
+            events.serve_on_this_loop()  # as the ASGI server does
+        try:
+            waiter = await _received(session_id, end_only=True)
+            stream = await _received(f"{session_id}-s", end_only=False)
+            return waiter, stream
+        finally:
+            if shared:
+                await events.close_server_loop()
+
+    waiter, stream = asyncio.run(scenario())
+    assert waiter == [(events.SESSION, None)]  # the task changes before it never reached it
+    assert stream == [(events.TASK, "a"), (events.TASK, "b"), (events.SESSION, None)]
+
+
+def test_the_embedded_bus_wakes_a_waiter_by_the_end_only_too(settings):
+    bus = events._LocalBus()  # the embedded mode's (no Redis)
+
+    async def received(end_only: bool) -> list[str]:
+        async with bus.subscribe("s", end_only=end_only) as subscription:
+            await asyncio.to_thread(bus.publish_many, "s", [events.Event(events.TASK, RUNNING, "a")])
+            await asyncio.to_thread(bus.publish, "s", events.Event(events.SESSION, {"status": "completed"}), keep=True)
+            kinds = []
+            while (event := await subscription.next(0)) is not None:
+                kinds.append(event.kind)
+            return kinds
+
+    assert asyncio.run(received(end_only=True)) == [events.SESSION]
+    assert asyncio.run(received(end_only=False)) == [events.TASK, events.SESSION]

@@ -1,14 +1,18 @@
 """The `http_request` task type against a local HTTP server, and its SSRF guard."""
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 
+from tasks_catalog import http_pools
 from tasks_catalog.base import TaskContext, TaskFailed
 from tasks_catalog.registry import task_types
+from tasks_catalog.ssrf import checked_destination
 from tests.http_server import LocalHttpServer
 
 
@@ -255,3 +259,168 @@ def test_an_http_json_body_nested_too_deeply_is_kept_as_text(settings):
     deep = "[" * 5000 + "]" * 5000
     assert _decode(deep.encode(), "application/json") == deep
     assert _decode(b'{"a": [1]}', "application/json") == {"a": [1]}
+
+
+class TestKeptAliveConnections:
+    """`http_request` keeps connections alive per process (tasks_catalog/http_pools.py)."""
+
+    def test_two_requests_to_one_server_use_one_connection(self, local_http):
+        assert run({"url": local_http.url("/echo?n=1")})["body"]["query"] == {"n": ["1"]}
+        assert run({"method": "POST", "url": local_http.url("/echo"), "json": {"n": 2}})["body"]["body"] == '{"n": 2}'
+        assert local_http.connections == 1
+        assert [r.connection for r in local_http.requests] == [1, 1]
+
+    def test_head_and_redirects_leave_the_connection_reusable(self, local_http):
+        run({"method": "HEAD", "url": local_http.url("/text")})
+        run({"url": redirect_to(local_http, "/echo")})
+        assert [r.path.split("?")[0] for r in local_http.requests] == ["/text", "/redirect", "/echo"]
+        assert local_http.connections == 1
+
+    def test_a_server_that_closes_a_kept_alive_connection_does_not_fail_the_next_task(self, local_http):
+        assert run({"url": local_http.url("/close")})["body"] == {"closing": True}
+        assert run({"url": local_http.url("/echo")})["status_code"] == 200
+        assert local_http.connections == 2
+
+    def test_a_get_dropped_unanswered_on_a_kept_alive_connection_is_sent_again_on_a_new_one(self, local_http):
+        run({"url": local_http.url("/echo?n=first")})
+        local_http.drop_next_reused_requests(1)
+        output = run({"url": local_http.url("/echo?n=second")})
+        assert output["body"]["query"] == {"n": ["second"]}
+        assert [(r.path, r.connection) for r in local_http.requests] == [
+            ("/echo?n=first", 1), ("/echo?n=second", 1), ("/echo?n=second", 2)]
+
+    def test_a_post_dropped_unanswered_after_it_was_sent_is_not_sent_again(self, local_http):
+        run({"url": local_http.url("/echo")})
+        local_http.drop_next_reused_requests(1)
+        error = failure({"method": "POST", "url": local_http.url("/echo"), "json": {"order": 1}})
+        assert error.transient  # the task's own retries decide
+        assert "connection to 127.0.0.1:" in str(error) and "failed" in str(error)
+        assert [r.method for r in local_http.requests] == ["GET", "POST"]
+        assert run({"url": local_http.url("/echo")})["status_code"] == 200
+        assert local_http.connections == 2
+
+    def test_a_request_not_written_to_a_kept_alive_connection_is_sent_again_whatever_its_method(self, local_http):
+        # The kept-alive connection breaks in a way the idle check cannot see: this side can no
+        # longer write, and the server does not notice for a while. The POST's first write
+        # fails, so nothing reached the server: it is sent again, on a new connection.
+        local_http.pause_after_next_response(0.5)
+        run({"url": local_http.url("/echo")})
+        pool = http_pools.pool_for(checked_destination(local_http.url("/echo")), ipaddress.ip_address("127.0.0.1"))
+        assert pool.pool is not None
+        idle = [conn for conn in pool.pool.queue if conn is not None and conn.sock is not None]
+        assert len(idle) == 1
+        idle[0].sock.shutdown(socket.SHUT_WR)
+        output = run({"method": "POST", "url": local_http.url("/echo"), "json": {"order": 1}})
+        assert output["body"]["body"] == '{"order": 1}'
+        assert [(r.method, r.connection) for r in local_http.requests] == [("GET", 1), ("POST", 2)]
+
+    def test_a_request_asking_connection_close_gets_a_new_connection_each_time(self, local_http):
+        for _ in range(2):
+            assert run({"url": local_http.url("/echo"), "headers": {"Connection": "close"}})["status_code"] == 200
+        assert local_http.connections == 2
+
+    def test_different_host_names_do_not_share_a_connection(self, local_http):
+        # 127.0.0.1 and localhost reach the same address of the same server.
+        run({"url": local_http.url("/echo")})
+        assert run({"url": local_http.url("/echo", host="localhost")})["body"]["headers"]["host"] == f"localhost:{local_http.port}"
+        run({"url": local_http.url("/echo")})
+        assert [r.connection for r in local_http.requests] == [1, 2, 1]
+
+    def test_a_body_over_the_limit_closes_the_connection(self, local_http, settings):
+        settings.JUNCTION_HTTP_MAX_RESPONSE_BYTES = 100_000
+        run({"url": local_http.url("/echo")})
+        assert "exceeds the limit" in str(failure({"url": local_http.url("/chunked/500000")}))
+        assert "exceeds the limit" in str(failure({"url": local_http.url("/big/500000")}))
+        assert run({"url": local_http.url("/echo")})["status_code"] == 200
+        assert [r.connection for r in local_http.requests] == [1, 1, 2, 3]
+
+    def test_a_timeout_closes_the_connection(self, local_http):
+        run({"url": local_http.url("/echo")})
+        assert "timed out" in str(failure({"url": local_http.url("/slow/2"), "timeout": 0.3}))
+        assert run({"url": local_http.url("/echo")})["status_code"] == 200
+        assert [r.connection for r in local_http.requests] == [1, 1, 2]
+
+    def test_threads_share_the_pool_safely(self, local_http):
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=8) as threads:
+            outputs = list(threads.map(lambda i: run({"url": local_http.url(f"/echo?i={i}")}), range(64)))
+        assert sorted(int(o["body"]["query"]["i"][0]) for o in outputs) == list(range(64))
+        assert local_http.connections <= 8
+
+    def test_a_forked_child_does_not_use_its_parents_connections(self, local_http):
+        import json
+        import os
+
+        run({"url": local_http.url("/echo?who=parent")})
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: one task, its outcome through the pipe, and out
+            try:
+                outcome = run({"url": local_http.url("/echo?who=child")})["body"]["query"]
+            except BaseException as exc:
+                outcome = repr(exc)
+            os.write(write_end, json.dumps(outcome).encode())
+            os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            child_outcome = json.loads(pipe.read())
+        os.waitpid(pid, 0)
+        assert child_outcome == {"who": ["child"]}
+        run({"url": local_http.url("/echo?who=parent-again")})
+        # The child opened its own connection; the parent's stayed intact and is used again.
+        assert [(r.path, r.connection) for r in local_http.requests] == [
+            ("/echo?who=parent", 1), ("/echo?who=child", 2), ("/echo?who=parent-again", 1)]
+
+
+class TestKeptAliveConnectionsAndTheSsrfGuard:
+    """A kept-alive connection never lets a request skip the check of its destination."""
+
+    @pytest.fixture
+    def two_servers(self):
+        """Servers on 127.0.0.1 and 127.0.0.2, same port: only the address tells them apart."""
+        first = LocalHttpServer().start()
+        second = LocalHttpServer(host="127.0.0.2", port=first.port).start()
+        yield first, second
+        first.stop()
+        second.stop()
+
+    @pytest.fixture
+    def dns(self, monkeypatch):
+        """The resolver's answer for `svc.test` (the stand-in for a DNS server)."""
+        answers: dict[str, str] = {}
+        real = socket.getaddrinfo
+
+        def getaddrinfo(host, port, *args, **kwargs):
+            if host in answers:
+                return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (answers[host], port))]
+            return real(host, port, *args, **kwargs)
+
+        monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+        return answers
+
+    def test_a_new_dns_answer_gets_a_connection_to_the_new_address(self, two_servers, dns):
+        first, second = two_servers
+        dns["svc.test"] = "127.0.0.1"
+        run({"url": f"http://svc.test:{first.port}/echo?to=first"})
+        dns["svc.test"] = "127.0.0.2"
+        run({"url": f"http://svc.test:{first.port}/echo?to=second"})
+        assert [r.path for r in first.requests] == ["/echo?to=first"]
+        assert [r.path for r in second.requests] == ["/echo?to=second"]
+
+    def test_a_name_rebound_to_a_refused_address_is_refused_despite_a_kept_alive_connection(self, local_http, dns, settings):
+        settings.JUNCTION_SSRF_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+        dns["svc.test"] = "127.0.0.1"
+        run({"url": f"http://svc.test:{local_http.port}/echo"})
+        dns["svc.test"] = "10.0.0.1"
+        error = failure({"url": f"http://svc.test:{local_http.port}/echo"})
+        assert "refused to connect to 10.0.0.1: private address" in str(error)
+        assert len(local_http.requests) == 1
+
+    def test_a_redirect_to_an_address_no_longer_allowed_is_refused_despite_a_kept_alive_connection(self, two_servers, settings):
+        first, second = two_servers
+        run({"url": second.url("/echo?while-allowed")})  # 127.0.0.0/8 allowed: a kept-alive connection to .2
+        settings.JUNCTION_SSRF_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+        error = failure({"url": redirect_to(first, second.url("/echo?after-redirect"))})
+        assert "refused to connect to 127.0.0.2: loopback address" in str(error)
+        assert [r.path for r in second.requests] == ["/echo?while-allowed"]
