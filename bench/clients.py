@@ -120,9 +120,11 @@ def client_main(spec: dict[str, Any], measuring: bool, ready, go, out) -> None:
 
 
 def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
-          server_pids: set[int] = frozenset(), *, warmup: int = 0, warmup_clients: int = 4) -> dict[str, Any]:
+          server_pids: set[int] = frozenset(), *, warmup: int = 0, warmup_clients: int = 4,
+          warmed_up: Callable[[], None] | None = None) -> dict[str, Any]:
     """Warm up with `max(clients, warmup_clients)` processes (`warmup` ops each), then measure
     `clients` of them at once; return latencies, throughput, CPU, errors and the warm-up calls.
+    `warmed_up` is called between the two (the statement counters start there).
 
     Warming up from several clients at once loads the code, opens the connections and compiles
     the version in every pool process, not just the one a single client would reach.
@@ -136,6 +138,8 @@ def drive(spec: dict[str, Any], clients: int, duration: float, max_count: int,
         for proc in procs:
             proc.start()
         warmup_calls = sum(ready.get(timeout=240) for _ in procs)
+        if warmed_up is not None:
+            warmed_up()
         started = time.time()
         cpu0 = cpu_seconds(server_pids)
         go.set()

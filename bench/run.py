@@ -145,13 +145,19 @@ class Bench:
         junction = side == "junction"
         if junction:
             self._resolve_pg(self.pg.settled())
-        queries_before = querycount.read_totals(QUERYCOUNT_DIR)
         redis_before, window_start = redis_commands(), time.monotonic()
-        since = datetime.now(timezone.utc)
+        warm: dict[str, Any] = {}
+
+        def warmed_up() -> None:
+            # Statements are counted over the measured calls only: warm, with every process's
+            # caches (the compiled version, the caller) already loaded by the warm-up calls.
+            time.sleep(3 * querycount.FLUSH_INTERVAL)
+            warm.update(queries=querycount.read_totals(QUERYCOUNT_DIR), since=datetime.now(timezone.utc))
+
         profilers = (start_profilers(self.stack, duration + 15)
                      if junction and self.profile and scenario == "diamond" and clients > 1 else [])
         r = drive(self.spec(side, scenario, keep_times), clients, duration, count, self.server_pids(side),
-                  warmup=self.p["warmup"])
+                  warmup=self.p["warmup"], warmed_up=warmed_up)
         time.sleep(3 * querycount.FLUSH_INTERVAL)
         calls = r["warmup_calls"] + r["calls"]
         r["counters"] = self._redis_counters(redis_before, redis_commands(), time.monotonic() - window_start, calls)
@@ -159,9 +165,9 @@ class Bench:
             self.pg.touched()
             self.pg_pending.append((r, calls))
             if self.querycount_on:
-                ran = tasks_run_by_workers(since, datetime.now(timezone.utc))
-                r["counters"].update(_query_counters(queries_before, querycount.read_totals(QUERYCOUNT_DIR), calls,
-                                                     ran))
+                ran = tasks_run_by_workers(warm["since"], datetime.now(timezone.utc))
+                r["counters"].update(_query_counters(warm["queries"], querycount.read_totals(QUERYCOUNT_DIR),
+                                                     r["calls"], ran))
         if profilers:
             r["profile"] = _collect_profiles(profilers, duration)
         return r
