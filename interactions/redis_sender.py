@@ -57,7 +57,6 @@ def flush(timeout: float = 2.0) -> bool:
 class _Sender:
     def __init__(self) -> None:
         self.queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self.connections: dict[tuple[Any, ...], Any] = {}  # the thread's own, per server
         threading.Thread(target=self._run, name="junction-redis-sender", daemon=True).start()
 
     def _run(self) -> None:
@@ -97,25 +96,18 @@ class _Sender:
             event.set()
 
     def _round_trip(self, server: tuple[Any, ...], client: Any, commands: list[tuple[Any, ...]]) -> bool:
-        """Send `commands` in one write and read their replies; False if the server is unreachable."""
+        """Send `commands` in one write and read their replies (`call`, on this thread's own
+        connection); False if the server is unreachable."""
         if not commands:
             return True
-        from redis.exceptions import ResponseError
-
-        connection = self.connections.get(server)
-        if connection is None:
-            connection = self.connections[server] = client.connection_pool.make_connection()
         try:
-            connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-            for command in commands:
-                try:
-                    connection.read_response()
-                except ResponseError as error:
-                    logger.warning("Redis refused %s: %s", command[0], error)
+            replies = call(client, commands)
         except Exception:  # unreachable, or a timeout: every user of this thread is best effort
-            connection.disconnect()  # the next round trip connects again
             logger.warning("could not send %d queued Redis commands", len(commands), exc_info=True)
             return False
+        for command, reply in zip(commands, replies):
+            if isinstance(reply, Exception):
+                logger.warning("Redis refused %s: %s", command[0], reply)
         return True
 
 

@@ -7,6 +7,8 @@ JSON objects keyed by column (`jsonb_populate_record`), so the function does not
 column is added. A refused call raises SQLSTATE 22023 with a marker the caller tells apart
 (`stale_read`, `too_many_active_sessions`); nothing is written then. PostgreSQL only.
 """
+import importlib
+
 from django.db import migrations
 
 INSERT = r"""
@@ -51,12 +53,7 @@ END $$;
 DROP = "DROP FUNCTION IF EXISTS junction_insert_session_v1(jsonb, jsonb, int, jsonb);"
 
 
-def _on_postgres(sql: str):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
+_on_postgres = importlib.import_module("interactions.migrations.0009_runstore_functions")._on_postgres
 
 
 class Migration(migrations.Migration):

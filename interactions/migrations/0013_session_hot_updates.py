@@ -2,6 +2,8 @@
 
 import django.db.models.deletion
 from django.conf import settings
+import importlib
+
 from django.db import migrations, models
 
 # Room in each page for the new versions of a running session's row: its steps' updates
@@ -10,12 +12,7 @@ FILLFACTOR = "ALTER TABLE interactions_session SET (fillfactor = 85)"
 FILLFACTOR_BACK = "ALTER TABLE interactions_session RESET (fillfactor)"
 
 
-def _on_postgres(sql):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
+_on_postgres = importlib.import_module("interactions.migrations.0009_runstore_functions")._on_postgres
 
 
 class Migration(migrations.Migration):

@@ -40,13 +40,6 @@ assert _OLD_LOOP in _0009.APPLY
 APPLY = _0009.APPLY.replace(_OLD_LOOP, _NEW_LOOP).replace("  r record;\n", "  r record;\n  v_grown boolean;\n", 1)
 
 
-def _on_postgres(sql: str):
-    def run(apps, schema_editor):
-        if schema_editor.connection.vendor == "postgresql":
-            schema_editor.execute(sql)
-
-    return run
-
 
 class Migration(migrations.Migration):
 
@@ -55,5 +48,5 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.RunPython(_on_postgres(APPLY), _on_postgres(_0009.APPLY), elidable=False),
+        migrations.RunPython(_0009._on_postgres(APPLY), _0009._on_postgres(_0009.APPLY), elidable=False),
     ]
