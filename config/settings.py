@@ -244,6 +244,12 @@ JUNCTION_HARD_TIMEOUT_GRACE = env_float("JUNCTION_HARD_TIMEOUT_GRACE", 5)
 # A running task's claim lasts its timeout + the hard grace + this; then another delivery
 # may take it over.
 JUNCTION_LEASE_GRACE = env_float("JUNCTION_LEASE_GRACE", 5)
+# A worker step that ends a link of a chain runs the next link itself, when it is of the same
+# kind (queue, slot), instead of a broker hop (docs/execution.md, "Chains run in one step"): a
+# link that can do so is sent with this much time (its Celery time limits) for the links it
+# runs, and runs another only while that link's timeout fits in what is left. 0 turns it off.
+JUNCTION_CHAIN_STEP_SECONDS = env_float("JUNCTION_CHAIN_STEP_SECONDS", 120, minimum=0,
+                                        maximum=JUNCTION_MAX_TASK_TIMEOUT)
 # On Redis a message held by a worker that died outright comes back only after the visibility
 # timeout. It must exceed every task's hard time limit, or a task still running would be
 # delivered a second time: checked here, at start-up.

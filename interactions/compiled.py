@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-from interactions.engine.canvas import Plan, compile_plan, restrict
+from interactions.engine.canvas import Plan, Series, Step, chord_headers, compile_plan, restrict
 from interactions.engine.definition import STORED, Definition, parse_definition
 from interactions.engine.execution import referenced_tasks
 from interactions.engine.graph import topological_order
@@ -37,10 +37,21 @@ class CompiledVersion:
     accepts: dict[str, str]  # task -> {predecessor: [statuses]} as JSON (for the claim's SQL)
     worker_plan: Plan | None  # the plan of the tasks that need a worker; None if none does
     order: tuple[str, ...]  # a topological order of the tasks
+    # task -> the next link of its chain that its step may run itself (`chain_links`)
+    follows: dict[str, str]
 
     def fused_dependants(self, names) -> set[str]:
         """The fused tasks that wait for any of `names`."""
         return {child for name in names for child in self.dependants[name] if child in self.fused}
+
+    def hosts(self, name: str) -> list[str]:
+        """The tasks whose step may be running `name` (the links before it, `follows`)."""
+        before = {link: host for host, link in self.follows.items()}
+        found = []
+        while name in before:
+            name = before[name]
+            found.append(name)
+        return found
 
     def runs_in(self, name: str) -> str:
         """Where a task runs: `worker` (a Celery step), `worker (fused)` or `call`."""
@@ -70,6 +81,7 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
         if name in fused and all(pred in at_call for pred in definition.tasks[name].execute_after):
             at_call.add(name)
     plan = compile_plan(definition.predecessors())
+    worker = restrict(plan, set(definition.tasks) - fused)
     return CompiledVersion(
         definition=definition, plan=plan, defaults=defaults, needs=needs, fused=fused,
         at_call=frozenset(at_call), dependants={name: tuple(c) for name, c in dependants.items()},
@@ -77,8 +89,42 @@ def _compile(tasks: dict[str, Any]) -> CompiledVersion:
             name: json.dumps({pred: list(accepted) for pred, accepted in task.execute_after.items()})
             for name, task in definition.tasks.items()
         },
-        worker_plan=restrict(plan, set(definition.tasks) - fused), order=tuple(order),
+        worker_plan=worker, order=tuple(order), follows=chain_links(definition, worker),
     )
+
+
+def chain_links(definition: Definition, plan: Plan | None) -> dict[str, str]:
+    """{task: the next link} for the consecutive steps of a chain that one worker step may run
+    one after the other instead of a broker hop between them (docs/execution.md, "Chains run in
+    one step").
+
+    Both are single steps, one right after the other in a series of the plan of the tasks that
+    need a worker, on the same queue, of the same `slow` kind (the step's slot serves both),
+    neither a timer, and the next is not one whose result a chord waits for (its own message
+    counts the chord's parts).
+    """
+    if plan is None:
+        return {}
+    headers = chord_headers(plan)
+    links: dict[str, str] = {}
+
+    def kind(name: str):
+        task_type = task_types.get(definition.tasks[name].type)
+        return None if task_type.timer else (str(task_type.queue), task_type.slow)
+
+    def walk(node) -> None:
+        if isinstance(node, Step):
+            return
+        for part in node.parts:
+            walk(part)
+        if isinstance(node, Series):
+            for first, then in zip(node.parts, node.parts[1:]):
+                if (isinstance(first, Step) and isinstance(then, Step) and then.name not in headers
+                        and kind(first.name) is not None and kind(first.name) == kind(then.name)):
+                    links[first.name] = then.name
+
+    walk(plan.root)
+    return links
 
 
 _cache: dict[UUID | str, CompiledVersion] = {}

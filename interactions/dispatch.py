@@ -48,6 +48,8 @@ def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str,
     def make(name: str):
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
+        if name in compiled.follows:  # its step may run the next links too (compiled.chain_links)
+            timeout = max(timeout, settings.JUNCTION_CHAIN_STEP_SECONDS)
         timer = timers.get(name)
         extra = {"due": timer[0], "timer_error": timer[1]} if timer else {}
         signature = run_task.si(session_id, name, version_id, user_id=user_id, **extra).set(
@@ -123,14 +125,19 @@ def plan_canvas(
     return to_canvas(plan, _signature_for(session_id, compiled, version_id, timers or {}, user_id, chord_headers(plan)))
 
 
-def revoke_running(*, session_id, names: list[str]) -> None:
-    """Ask the workers to stop these tasks of a session (prefork workers terminate them)."""
+def revoke_running(*, session_id, names: list[str], compiled: CompiledVersion | None = None) -> None:
+    """Ask the workers to stop these tasks of a session (prefork workers terminate them).
+
+    A task may be running in the step of a link before it in its chain (`compiled.follows`):
+    that step's message is revoked too.
+    """
     if not names:
         return
     from config.celery import app
 
+    steps = sorted(set(names).union(*(compiled.hosts(name) for name in names)) if compiled else names)
     try:
-        app.control.revoke([task_message_id(str(session_id), name) for name in names], terminate=True)
+        app.control.revoke([task_message_id(str(session_id), name) for name in steps], terminate=True)
     except Exception:  # best effort: the tasks' results are discarded anyway
         logger.warning("could not broadcast the revoke of %s", names, exc_info=True)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from datetime import datetime, timedelta
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -74,6 +74,28 @@ class RetryLater(Exception):
     countdown: float
 
 
+class ChainRest(Protocol):
+    """The links after a step in its Celery chain (interactions/tasks.py): the step runs the next
+    one itself, instead of a broker hop, when the version says it may (`CompiledVersion.follows`)
+    and its timeout fits in the step's time (docs/execution.md, "Chains run in one step")."""
+
+    def remaining(self) -> float:
+        """Seconds left before the step's soft time limit."""
+
+    def peek(self) -> str | None:
+        """The task of the chain's next message, if it is a plain step of this session."""
+
+    def take(self) -> None:
+        """This step runs the next link: its message is not to be sent."""
+
+    def stored(self) -> None:
+        """The link taken last is recorded."""
+
+    def hand_over(self, countdown: float) -> bool:
+        """Send the link taken last (with the rest of the chain) after `countdown` s, instead of
+        running it here: its claim was given back to retry it later."""
+
+
 def backoff(attempt: int) -> float:
     """Exponential backoff with full jitter: up to 1, 2, 4 … seconds (capped at 60)."""
     return random.uniform(0, min(60.0, 2.0 ** (attempt - 1)))
@@ -92,6 +114,12 @@ def call_worker() -> str:
 
 def lease_seconds(timeout: float) -> float:
     return timeout + settings.JUNCTION_HARD_TIMEOUT_GRACE + settings.JUNCTION_LEASE_GRACE
+
+
+def step_lease_seconds(timeout: float, chain: ChainRest | None) -> float:
+    """A claim made by a step outlasts the step's hard time limit: a step that may run the next
+    links of its chain was sent with more time than its own task's timeout."""
+    return max(lease_seconds(timeout), lease_seconds(chain.remaining()) if chain is not None else 0.0)
 
 
 def task_timeout(compiled: CompiledVersion, name: str) -> float:
@@ -239,8 +267,9 @@ class _Session:
 
 def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | None = None,
                  now: datetime | None = None, user_id: UUID | str | None = None, worker: str | None = None,
-                 due: float | None = None, timer_error: str | None = None) -> None:
-    """Run task `name` of a session once and record it, with the fused tasks it makes ready.
+                 due: float | None = None, timer_error: str | None = None, chain: ChainRest | None = None) -> None:
+    """Run task `name` of a session once and record it, with the fused tasks it makes ready
+    and, given the rest of its Celery `chain`, the next links it may run itself.
 
     A task of a slow type first takes one of its user's slots (`slots.take`; `user_id` comes
     with the message): with none free it is not claimed and comes back later (RetryLater).
@@ -266,15 +295,16 @@ def task_execute(*, session_id: UUID | str, name: str, version_id: UUID | str | 
         _timer_due(session_id=session_id, name=name, compiled=compiled, due=due, error=timer_error, worker=worker)
         return
     timeout = task_timeout(compiled, name)
+    lease_for = step_lease_seconds(timeout, chain)
     slot = None
     if task_type.slow and user_id is not None:  # (a message sent before user ids travelled: no slot)
-        slot = slots.take(user_id=user_id, lease_seconds=lease_seconds(timeout), label=f"{session_id}.{name}")
+        slot = slots.take(user_id=user_id, lease_seconds=lease_for, label=f"{session_id}.{name}")
         if slot is None:
             runstore.mark_waiting(session_id=session_id, now=now, stall_seconds=settings.JUNCTION_STALL_SECONDS)
             raise RetryLater(random.uniform(*SLOT_RETRY))
     try:
-        _execute(session_id=session_id, name=name, compiled=compiled, task_type=task_type, timeout=timeout, now=now,
-                 worker=worker or call_worker())
+        _execute(session_id=session_id, name=name, compiled=compiled, task_type=task_type, lease_for=lease_for,
+                 now=now, worker=worker or call_worker(), chain=chain if slot is not None or not task_type.slow else None)
     finally:
         if slot is not None:
             slot.release()
@@ -309,11 +339,11 @@ def timers_due(*, session_id: UUID | str, compiled: CompiledVersion, timers: dic
     advance(_Session(session_id, compiled, None, None, worker=worker, known=False), results=results)
 
 
-def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, timeout: float,
-             now: datetime, worker: str) -> None:
+def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, task_type: TaskType, lease_for: float,
+             now: datetime, worker: str, chain: ChainRest | None = None) -> None:
     """Claim task `name`, then run it (or not, as the verdict says) and record it."""
     spec = compiled.definition.tasks[name]
-    lease = now + timedelta(seconds=lease_seconds(timeout))
+    lease = now + timedelta(seconds=lease_for)
     snapshot = runstore.claim(
         session_id=session_id, name=name, names=sorted(compiled.needs[name] | {name}),
         accepts=compiled.accepts[name], now=now, lease=lease,
@@ -338,7 +368,7 @@ def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, ta
     # Every other task has ended: this task's round trip can end the session (`advance`).
     last = snapshot.rows if snapshot.others_unfinished == 0 else None
     if verdict is Verdict.SKIP:
-        advance(session, skips=[name], rows=last)
+        advance(session, skips=[name], rows=last, chain=chain, link=name)
         return
     if verdict is Verdict.POISON:
         oplog.task_poisoned(session_id, name, decision.attempt, type=spec.type)
@@ -357,7 +387,8 @@ def _execute(*, session_id: UUID | str, name: str, compiled: CompiledVersion, ta
         result = _timer(session, name, task_type, records, snapshot.rows[name], decision.attempt, now)
     else:
         result = _work(session, name, task_type, records, decision.attempt)
-    advance(session, results=[result], durable=not (task_type.pure or task_type.timer), rows=last)
+    advance(session, results=[result], durable=not (task_type.pure or task_type.timer), rows=last, chain=chain,
+            link=name)
 
 
 def _work(session: _Session, name: str, task_type: TaskType, records: dict[str, Record], attempt: int) -> Result:
@@ -409,7 +440,8 @@ def _timer(session: _Session, name: str, task_type: TaskType, records: dict[str,
 
 
 def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequence[str] = (), durable: bool = False,
-            candidates_of: set[str] | None = None, rows: dict[str, runstore.Row] | None = None) -> None:
+            candidates_of: set[str] | None = None, rows: dict[str, runstore.Row] | None = None,
+            chain: ChainRest | None = None, link: str = "") -> None:
     """Record, then run the fused tasks that became ready, round trip by round trip.
 
     Each round trip stores the previous results and claims (or skips) the fused dependants
@@ -419,20 +451,29 @@ def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequenc
     ones recorded now have ended (a claim, or the round trip before, says so).
     `candidates_of` (default: the recorded and skipped tasks) names the tasks whose fused
     dependants are looked at first.
+    With the rest of the step's Celery `chain`, the chain's next link after `link` (the task the
+    step ran) is a candidate too, while the version allows it and its timeout fits in the step's
+    time left: claimed, it runs here like the step's own task (its message is not sent).
     """
     compiled = session.compiled
     changed = set(candidates_of) if candidates_of is not None else {r.name for r in results} | set(skips)
     while True:
         ending = _foreseen_end(compiled, rows, results, skips) if rows is not None else None
         candidates = {} if ending else {name: compiled.accepts[name] for name in compiled.fused_dependants(changed)}
+        follow = _next_link(compiled, chain, link) if chain is not None and session.known and not ending else None
+        if follow is not None:
+            candidates[follow] = compiled.accepts[follow]
         now = timezone.now()
-        lease = now + timedelta(seconds=lease_seconds(max(
-            (task_timeout(compiled, name) for name in candidates), default=0.0)))
+        lease = now + timedelta(seconds=max(
+            lease_seconds(max((task_timeout(compiled, name) for name in candidates), default=0.0)),
+            lease_seconds(chain.remaining()) if follow is not None and chain is not None else 0.0))
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
             durable=durable, worker=session.worker, ending=ending, read_caller=not session.known,
         )
+        if chain is not None and durable and any(r.name == link for r in results):
+            chain.stored()
         _announce(session.id, applied.rows,
                   [r.name for r in results] + list(skips) + sorted(applied.claimed) + list(applied.skipped))
         if applied.finished is not None and ending is not None:
@@ -449,15 +490,38 @@ def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequenc
         records = {name: Record(row.status, row.output, row.error) for name, row in applied.rows.items()}
         results = []
         for name, attempt in sorted(applied.claimed.items()):
+            if name == follow:
+                continue
             status, _, encoded, error = run_pure(compiled, name, caller_input=session.input, records=records,
                                               user_id=session.user_id)
             if status == FAILED:
                 oplog.task_failed(session.id, name, compiled.definition.tasks[name].type, error, attempt)
             results.append(Result(name, attempt, status, encoded, error))
-        skips, durable = [], False
+        durable = False
+        if follow is not None and chain is not None and (follow in applied.claimed or follow in applied.skipped):
+            chain.take()  # this step runs (or has skipped) the next link: its message is not sent
+            link = follow
+            if follow in applied.claimed:
+                try:
+                    results.append(_work(session, follow, task_types.get(compiled.definition.tasks[follow].type),
+                                         records, applied.claimed[follow]))
+                    durable = True
+                except RetryLater as later:  # it gave its claim back: its own message retries it
+                    chain.hand_over(later.countdown)
+            else:
+                chain.stored()
+        skips = []
         changed = set(applied.claimed) | set(applied.skipped)
         # Only the tasks just claimed are left: their round trip can end the session.
         rows = applied.rows if applied.unfinished == len(applied.claimed) else None
+
+
+def _next_link(compiled: CompiledVersion, chain: ChainRest, link: str) -> str | None:
+    """The chain's next link that this step may run itself after `link`, or None."""
+    follow = compiled.follows.get(link)
+    if follow is None or chain.peek() != follow or task_timeout(compiled, follow) > chain.remaining():
+        return None
+    return follow
 
 
 def _foreseen_end(compiled: CompiledVersion, rows: dict[str, runstore.Row], results, skips) -> runstore.Ending | None:

@@ -317,7 +317,8 @@ def session_end(*, session: Session, status: str, error: str, now: datetime) -> 
     session.task_runs.filter(status__in=(TaskRun.Status.PENDING, TaskRun.Status.RUNNING)).update(
         status=TaskRun.Status.CANCELLED, error=error, finished_at=now, updated_at=now, lease_expires_at=None
     )
-    revoke_running(session_id=session.pk, names=running)
+    revoke_running(session_id=session.pk, names=running,
+                   compiled=compiled_version(session.version_id) if running else None)
 
 
 def session_cancel(*, session: Session) -> Session:
