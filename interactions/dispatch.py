@@ -49,7 +49,7 @@ def _signature_for(session_id: str, compiled: CompiledVersion, version_id: str,
         spec = compiled.definition.tasks[name]
         timeout = spec.timeout or settings.JUNCTION_DEFAULT_TASK_TIMEOUT
         if name in compiled.follows:  # its step may run the next links too (compiled.chain_links)
-            timeout = max(timeout, settings.JUNCTION_CHAIN_STEP_SECONDS)
+            timeout = max(timeout, min(settings.JUNCTION_CHAIN_STEP_SECONDS, settings.JUNCTION_MAX_TASK_TIMEOUT))
         timer = timers.get(name)
         extra = {"due": timer[0], "timer_error": timer[1]} if timer else {}
         signature = run_task.si(session_id, name, version_id, user_id=user_id, **extra).set(

@@ -105,6 +105,11 @@ class PlanSerializer(serializers.Serializer):
         child=serializers.DictField(),
         help_text="Pure tasks run inline where they become ready: {task, after, runs_in: call | worker (fused)}",
     )
+    chain_links = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Links of a chain that the worker step of the link before may run itself, without a broker "
+                  "hop: {task, in_step_of}",
+    )
 
 
 class TaskRunSerializer(serializers.Serializer):

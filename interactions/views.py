@@ -190,6 +190,8 @@ class InteractionViewSet(OwnedQuerysetMixin, viewsets.ModelViewSet):
                  "runs_in": compiled.runs_in(name)}
                 for name in compiled.order if name in compiled.fused
             ],
+            "chain_links": [{"task": compiled.follows[name], "in_step_of": name}
+                            for name in compiled.order if name in compiled.follows],
         })
 
     @extend_schema(

@@ -62,6 +62,16 @@ def test_no_link_into_a_timer_another_queue_or_a_chord_part():
     assert version.follows == {"j": "k"}
 
 
+@pytest.mark.django_db
+def test_the_plan_shows_the_chain_links(api, user):
+    interaction = make_interaction(user, tasks={
+        "a": fetch(), "t": join("a"), "b": fetch("u", "t"), "c": fetch("u", "b"), "d": fetch("u", "b"),
+    })
+    plan = api.get(f"/api/interactions/{interaction.id}/plan/").json()
+    assert plan["celery"] == "chain(a, b, group(c, d))"
+    assert plan["chain_links"] == [{"task": "b", "in_step_of": "a"}]
+
+
 def test_a_linking_step_is_sent_with_the_chain_step_time():
     tasks = {"a": fetch(timeout=10), "b": fetch("u", "a", timeout=10), "c": fetch("u", "b", timeout=300)}
     version = compiled(tasks)

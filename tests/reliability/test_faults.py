@@ -47,6 +47,7 @@ SHORT = {
     "JUNCTION_LEASE_GRACE": 1,
     "JUNCTION_MAX_TASK_TIMEOUT": 6,
     "JUNCTION_DEFAULT_TASK_TIMEOUT": 5,
+    "JUNCTION_CHAIN_STEP_SECONDS": 6,
     "JUNCTION_MAX_WORKER_LOSSES": 3,
     "JUNCTION_STALL_SECONDS": 3,
     "CELERY_VISIBILITY_TIMEOUT": 8,
@@ -249,6 +250,37 @@ def test_a_killed_worker_is_replaced_and_the_session_completes_once(short, user,
         assert time.monotonic() - killed_at < SHORT["CELERY_VISIBILITY_TIMEOUT"] + 1 + 4
         session = wait_for(lambda: ended(session), "the session to end")
         assert_completed_once(session, slow_attempts=2)
+
+
+def test_a_pool_process_killed_in_a_link_run_by_an_earlier_links_step_is_resumed_once(short, user, slow_url):
+    # a's step runs b itself (docs/execution.md, "Chains run in one step"). Killed during b, a's
+    # message comes back and is a duplicate (a is recorded); b's claim lasts the step's time
+    # limit (+ graces), then the sweeper sends b again, whose step runs c.
+    interaction = make_active(user, {
+        "a": {"type": "http_request", "body": {"url": f"{slow_url}/0"}, "timeout": 1},
+        "b": {"type": "http_request", "body": {"url": f"{slow_url}/3"}, "timeout": 4,
+              "execute_after": {"a": ["completed"]}},
+        "c": {"type": "http_request", "body": {"url": f"{slow_url}/0"}, "timeout": 1,
+              "execute_after": {"b": ["completed"]}},
+    })
+    with workers() as pool:
+        session = start(user, interaction)
+        wait_for(lambda: claimed(session, "b", 1), "b's first attempt")
+        a, b = run_of(session, "a"), run_of(session, "b")
+        assert b.started_at == a.finished_at and b.worker == a.worker  # b runs in a's step
+        # b's claim outlasts the step's hard time limit (JUNCTION_CHAIN_STEP_SECONDS + grace).
+        assert (b.lease_expires_at - b.started_at).total_seconds() >= SHORT["JUNCTION_MAX_TASK_TIMEOUT"] - 1 + 2
+        time.sleep(0.5)
+        kill_pool_process(pool.processes[0])
+        (session,) = sweep_until_ended([session])
+        session.refresh_from_db()
+        assert session.status == "completed", session.error
+        runs = {name: run_of(session, name) for name in "abc"}
+        assert [(runs[n].status, runs[n].attempts) for n in "abc"] == [("completed", 1), ("completed", 2),
+                                                                        ("completed", 1)]
+        assert runs["c"].started_at == runs["b"].finished_at
+        assert_consistent(session)
+        wait_for(lambda: broker_backlog() == 0, "the queue to drain", timeout=20)
 
 
 def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_drains(short, user, slow_url):
