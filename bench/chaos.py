@@ -64,6 +64,8 @@ SETTINGS = {
     "JUNCTION_SWEEP_INTERVAL": "3",
     "JUNCTION_MAX_RESUMES": "5",
     "JUNCTION_MAX_WORKER_LOSSES": "3",
+    # The I/O sessions call the soak's own HTTP server on 127.0.0.1.
+    "JUNCTION_SSRF_ALLOWED_NETWORKS": "127.0.0.0/8",
 }
 
 INTERACTIONS = {
@@ -104,6 +106,28 @@ INTERACTIONS = {
         for i in range(6)
     },
 }
+
+
+def io_interactions(echo_url: str) -> dict[str, dict]:
+    """Sessions whose tasks need a worker: a chain of HTTP requests (whose links a step runs one
+    after the other: docs/execution.md, "Chains run in one step") and a diamond of them. Each
+    request takes 50-300 ms, so that the faults hit tasks while they run; a 3 s timeout keeps the
+    links within the step's time (JUNCTION_CHAIN_STEP_SECONDS is JUNCTION_MAX_TASK_TIMEOUT here)."""
+    def fetch(sleep_ms: int, after: str | None = None) -> dict:
+        n = {"$ref": f"{after}.body.n"} if after else 0
+        return {"type": "http_request", "timeout": 3,
+                "body": {"method": "GET", "url": echo_url, "query": {"n": n, "sleep_ms": sleep_ms}},
+                **({"execute_after": {after: ["completed"]}} if after else {})}
+
+    return {
+        "io_chain": {f"h{i}": fetch(50 + 50 * (i % 6), f"h{i - 1}" if i else None) for i in range(6)},
+        "io_diamond": {
+            "a": fetch(200), "b": fetch(100),
+            "c": {"type": "transform", "body": {"data": {"a": {"$ref": "a.body.n"}, "b": {"$ref": "b.body.n"}},
+                                                "expression": "sum([a, b])"},
+                  "execute_after": {"a": ["completed"], "b": ["completed"]}},
+        },
+    }
 
 
 def log(message: str) -> None:
@@ -258,7 +282,7 @@ def setup_django():
     logging.getLogger("celery").setLevel(logging.ERROR)
 
 
-def create_fixtures():
+def create_fixtures(echo_url: str):
     from django.core.management import call_command
 
     from accounts.models import User
@@ -267,7 +291,7 @@ def create_fixtures():
     call_command("migrate", interactive=False, verbosity=0)
     user = User.objects.create_user(username="chaos", email="chaos@example.com", password="not-used-chaos-1")
     interactions = []
-    for name, tasks in INTERACTIONS.items():
+    for name, tasks in {**INTERACTIONS, **io_interactions(echo_url)}.items():
         interaction = interaction_create(user=user, name=name, tasks=tasks)
         interactions.append(interaction_set_active(interaction=interaction, active=True))
     return user, interactions
@@ -284,6 +308,7 @@ def check(sessions_ids) -> dict:
     lost = [str(s.pk) for s in sessions if s.status not in Session.TERMINAL]
     statuses = Counter(s.status for s in sessions)
     early_starts, size_mismatches, over_cap, reexecuted, double_records = 0, 0, 0, 0, 0
+    links, links_in_step = 0, 0  # chain links, and those run by the step of the link before
     runs_by_session: dict = {}
     for run in TaskRun.objects.filter(session_id__in=sessions_ids):
         runs_by_session.setdefault(run.session_id, []).append(run)
@@ -293,7 +318,12 @@ def check(sessions_ids) -> dict:
         names = Counter(run.name for run in runs)
         double_records += sum(count - 1 for count in names.values())
         by_name = {run.name: run for run in runs}
-        definition = compiled_version(session.version.id, session.version.tasks).definition
+        compiled = compiled_version(session.version.id, session.version.tasks)
+        definition = compiled.definition
+        for first, then in compiled.follows.items():
+            if by_name.get(then) and by_name[then].status == "completed":
+                links += 1
+                links_in_step += by_name[then].started_at == by_name[first].finished_at
         for run in runs:
             spec = definition.tasks[run.name]
             if run.attempts > spec.retries + settings.JUNCTION_MAX_WORKER_LOSSES:
@@ -321,6 +351,8 @@ def check(sessions_ids) -> dict:
         "attempts_over_cap": over_cap,
         "tasks_reexecuted": reexecuted,
         "sessions_resumed": sum(1 for s in sessions if s.resumes),
+        "chain_links_completed": links,
+        "chain_links_run_in_the_step_before": links_in_step,
         "not_completed_reasons": dict(failures),
     }
 
@@ -348,7 +380,12 @@ def main() -> int:
 
     for db in (4, 5):
         redis.Redis(port=REDIS_PORT, db=db).flushdb()
-    user, interactions = create_fixtures()
+    from bench import httpserver
+    from bench.stack import free_port
+
+    echo_port = free_port()
+    echo = httpserver.start(echo_port, 1, Path("/tmp/junction-chaos"))
+    user, interactions = create_fixtures(f"http://127.0.0.1:{echo_port}/echo")
 
     from interactions.models import Session
     from interactions.sessions import session_start
@@ -404,6 +441,8 @@ def main() -> int:
         figures = check(started_ids)
     finally:
         stack.stop()
+        for proc in echo:
+            os.killpg(proc.pid, signal.SIGTERM)
         redis_start()
     figures.update({
         "minutes": args.minutes, "workers": args.workers, "concurrency": args.concurrency, "seed": seed,

@@ -405,6 +405,25 @@ def test_every_session_ends_after_a_redis_restart(short, user):
     assert TaskRun.objects.filter(session__in=sessions, status__in=["pending", "running"]).count() == 0
 
 
+def test_tasks_running_across_a_redis_restart_complete_once_and_their_worker_stays(short, user, slow_url):
+    # The tasks hold their pool processes while Redis goes away and comes back, then record and
+    # are acked late. (An ack through a channel whose connection kombu already released raised
+    # AttributeError and ended the worker in the soak: tests/config/test_broker_channel.py.)
+    interaction = make_active(user, slow_then_transform(slow_url))
+    with workers(concurrency=2) as pool:
+        sessions = [start(user, interaction) for _ in range(2)]
+        wait_for(lambda: all(claimed(session, "slow", 1) for session in sessions), "the tasks to start")
+        with redis_down():
+            time.sleep(1.5)  # the tasks (3 s) end, and are acked, once the worker reconnected
+        for session in sessions:
+            session = wait_for(lambda: ended(session), "the session to end")
+            assert_completed_once(session, slow_attempts=1)
+        time.sleep(2)  # the acks went out when the tasks returned: the worker is still there after them
+        assert pool.processes[0].poll() is None
+        wait_for(lambda: any(name.startswith("fault") for name in _names(app.control.ping(timeout=1))),
+                 "the worker to answer", timeout=20)
+
+
 def test_a_session_ends_without_half_written_state_after_a_postgresql_restart(short, user, slow_url):
     interaction = make_active(user, slow_then_transform(slow_url))
     with workers(concurrency=2):
