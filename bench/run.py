@@ -196,6 +196,7 @@ class Bench:
     def crowd(self, callers: int, rate: float) -> dict[str, Any]:
         groups = {"web": self.stack.pids("web"), "workers": self.stack.pids("junction-worker")}
         server = descendants(groups["web"] + groups["workers"])
+        vacuum()  # as before every Junction measurement (the scenarios before left dead rows)
         cpu0 = cpu_seconds(server)
         print(f"  crowd: {callers} callers at {rate:g}/s, each `Prefer: wait=30` on a "
               f"{CROWD_DELAY_SECONDS:g} s delay …", flush=True)
