@@ -249,7 +249,7 @@ JUNCTION_LEASE_GRACE = env_float("JUNCTION_LEASE_GRACE", 5)
 # link that can do so is sent with this much time (its Celery time limits) for the links it
 # runs, and runs another only while that link's timeout fits in what is left. 0 turns it off.
 # At most JUNCTION_MAX_TASK_TIMEOUT, which the visibility timeout below covers.
-JUNCTION_CHAIN_STEP_SECONDS = env_float("JUNCTION_CHAIN_STEP_SECONDS", min(120.0, JUNCTION_MAX_TASK_TIMEOUT),
+JUNCTION_CHAIN_STEP_SECONDS = env_float("JUNCTION_CHAIN_STEP_SECONDS", min(60.0, JUNCTION_MAX_TASK_TIMEOUT),
                                         minimum=0, maximum=JUNCTION_MAX_TASK_TIMEOUT)
 # On Redis a message held by a worker that died outright comes back only after the visibility
 # timeout. It must exceed every task's hard time limit, or a task still running would be

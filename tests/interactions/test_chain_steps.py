@@ -188,7 +188,7 @@ def test_a_retried_link_goes_back_to_its_own_message(celery_workers, api, user, 
 @pytest.mark.django_db(transaction=True)
 def test_a_link_whose_timeout_does_not_fit_gets_its_own_message(celery_workers, api, user, local_http):
     url = local_http.url("/echo")
-    # The step of a has JUNCTION_CHAIN_STEP_SECONDS (120 s): b's 200 s timeout does not fit, so b
+    # The step of a has JUNCTION_CHAIN_STEP_SECONDS (60 s): b's 200 s timeout does not fit, so b
     # is delivered by its own message (sent with 200 s), which then runs c itself.
     interaction = make_interaction(user, active=True, tasks={
         "a": fetch(url), "b": fetch(url, "a", timeout=200), "c": fetch(url, "b"),
