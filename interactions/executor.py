@@ -464,9 +464,9 @@ def advance(session: _Session, *, results: Sequence[Result] = (), skips: Sequenc
         if follow is not None:
             candidates[follow] = compiled.accepts[follow]
         now = timezone.now()
-        lease = now + timedelta(seconds=max(
-            lease_seconds(max((task_timeout(compiled, name) for name in candidates), default=0.0)),
-            lease_seconds(chain.remaining()) if follow is not None and chain is not None else 0.0))
+        lease = now + timedelta(seconds=step_lease_seconds(
+            max((task_timeout(compiled, name) for name in candidates), default=0.0),
+            chain if follow is not None else None))
         applied = runstore.apply(
             session_id=session.id, results=list(results), skips=list(skips), candidates=candidates,
             reads=set().union(*(compiled.needs[name] for name in candidates)), now=now, lease=lease,
