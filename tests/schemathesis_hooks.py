@@ -63,8 +63,8 @@ def map_body(context, body):
 # The provider app end users connect through (JUNCTION_FUZZ_PROVIDER_APP, tests/schemathesis.toml)
 # must outlive the run: the stateful phase lists the builder's provider apps and may delete that
 # one, and the connect route then answers 404 to the links it follows from a created app, which
-# ST302 reads as a created resource lost (switching the check off per operation in the toml did not
-# reach the stateful phase). A DELETE of it goes to an id that never exists instead (404).
+# ST302 reads as a created resource lost (the toml's per-operation switch of that check did not
+# cover every link the stateful phase infers). A DELETE of it goes to an id that never exists instead (404).
 NEVER_AN_ID = "00000000-0000-0000-0000-000000000000"
 
 
