@@ -341,7 +341,9 @@ def _pool_cells(outcome: dict[str, Any], latency: int) -> list[str]:
 
 
 def print_profiles(results: dict[str, Any]) -> None:
-    prof = results.get("measurements", {}).get("diamond_load", {}).get("junction", {}).get("profile")
+    measurements = results.get("measurements", {})
+    prof = next((m["junction"]["profile"] for m in measurements.values()
+                 if isinstance(m, dict) and m.get("junction", {}).get("profile")), None)
     for group, summary in (prof or {}).items():
         print(f"\nprofile, {group} ({summary['samples']} samples; share in celery main processes "
               f"{summary['main_process_share']:.0%}): project functions, inclusive share")

@@ -106,7 +106,7 @@ class Bench:
     """One started stack and its API user: measures scenarios on every side and counts their cost."""
 
     def __init__(self, *, stack: Stack, params: dict[str, Any], echo_url: str, user: str,
-                 querycount_on: bool, profile: bool = False):
+                 querycount_on: bool, profile: str | None = None):
         self.stack, self.p, self.echo_url = stack, params, echo_url
         self.definitions = interactions(echo_url, params["io_latency_ms"])
         self.api_key, self.ids = setup_api(stack.base_url, self.definitions, user)
@@ -157,7 +157,7 @@ class Bench:
             warm.update(queries=querycount.read_totals(QUERYCOUNT_DIR), since=datetime.now(timezone.utc))
 
         profilers = (start_profilers(self.stack, duration + 15)
-                     if junction and self.profile and scenario == "diamond" and clients > 1 else [])
+                     if junction and self.profile == scenario and clients > 1 else [])
         r = drive(self.spec(side, scenario, keep_times), clients, duration, count, self.server_pids(side),
                   warmup=self.p["warmup"], warmed_up=warmed_up)
         time.sleep(3 * querycount.FLUSH_INTERVAL)
@@ -401,8 +401,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crowd-rate", type=float, help="new callers per second (default 100; --quick 50)")
     parser.add_argument("--no-querycount", action="store_true",
                         help="run config.settings without the in-process statement counter")
-    parser.add_argument("--profile", action="store_true",
-                        help="py-spy the web server and Junction workers during the pure diamond load")
+    parser.add_argument("--profile", nargs="?", const="diamond", choices=("diamond", "io_diamond"),
+                        help="py-spy the web server and Junction workers during a diamond's load "
+                             "(default the pure diamond; `--profile io_diamond` for the I/O one)")
     parser.add_argument("--no-doc", action="store_true", help="do not rewrite docs/benchmarks.md")
     parser.add_argument("--json", type=Path, default=LOG_DIR / "results.json", help="raw results file")
     parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",

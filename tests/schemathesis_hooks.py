@@ -8,6 +8,7 @@ by logging in: the fuzzer's own failed logins fill the login throttle.
 from __future__ import annotations
 
 import os
+import re
 
 import schemathesis
 
@@ -60,18 +61,30 @@ def map_body(context, body):
     return _keep_local(body)
 
 
-# The provider app end users connect through (JUNCTION_FUZZ_PROVIDER_APP, tests/schemathesis.toml)
-# must outlive the run: the stateful phase lists the builder's provider apps and may delete that
-# one, and the connect route then answers 404 to the links it follows from a created app, which
-# ST302 reads as a created resource lost (the toml's per-operation switch of that check did not
-# cover every link the stateful phase infers). A DELETE of it goes to an id that never exists instead (404).
+# The objects tests/schemathesis.toml pins (JUNCTION_FUZZ_KEEP: both apps, the provider app end
+# users connect through, the end user's connected account) must outlive the run. The stateful phase
+# lists what it can reach and may delete them (or rename the app whose slug the end users' routes
+# use); the links it follows later into the pinned ids then answer 404, which
+# `ensure_resource_availability` (ST302) reads as a created resource lost. A DELETE of a pinned
+# object, or a PATCH/PUT of a pinned app, goes to an id that never exists instead (404); what
+# those routes do to an object of the fuzzer's own is still exercised, on the objects it creates.
 NEVER_AN_ID = "00000000-0000-0000-0000-000000000000"
+APP_ROUTE = re.compile(r"^/api/apps/\{id\}/?$")
+
+
+def _kept():
+    return {item for item in os.environ.get("JUNCTION_FUZZ_KEEP", "").split(",") if item}
 
 
 @schemathesis.hook
 def before_call(context, case, kwargs):
-    keep = os.environ.get("JUNCTION_FUZZ_PROVIDER_APP")
+    method = case.method.upper()
+    if method not in ("DELETE", "PATCH", "PUT"):
+        return
+    if method != "DELETE" and not APP_ROUTE.match(case.path):
+        return
+    kept = _kept()
     parameters = case.path_parameters or {}
-    if (keep and case.method.upper() == "DELETE" and case.path.startswith("/api/provider-apps/")
-            and str(parameters.get("id")) == keep):
-        case.path_parameters = {**parameters, "id": NEVER_AN_ID}
+    hits = {name for name, value in parameters.items() if str(value) in kept}
+    if hits:
+        case.path_parameters = {**parameters, **{name: NEVER_AN_ID for name in hits}}
