@@ -206,6 +206,20 @@ def _serve_worker_metrics(**_) -> None:
 
 
 @worker_init.connect
+def _hard_limits_without_prefork(sender=None, **_) -> None:
+    """A pool that cannot kill a task (threads) gets the watchdog that restarts the worker past a
+    task's hard time limit (config/hardlimits.py), and counts as one live worker process."""
+    from config import hardlimits
+
+    if sender is None or hardlimits.enforces_limits(sender.pool_cls):
+        return
+    hardlimits.install(sender.pool_cls)
+    from config import metrics
+
+    metrics.process_started("worker")
+
+
+@worker_init.connect
 def _no_health_check_per_task(**kwargs) -> None:
     """Spare every task the `SELECT 1` that CONN_HEALTH_CHECKS sends before its first query.
 

@@ -75,6 +75,13 @@ def task_poisoned(session_id: Any, task: str, attempt: int, *, type: str | None 
          task, session_id, attempt, session_id=session_id, task=task, task_type=type, attempt=attempt)
 
 
+def worker_restarted_for_hard_limit(*, task_id: Any, task_name: str, seconds_past: float) -> None:
+    """A worker whose pool cannot kill a task (threads) restarts itself: the task outlived its
+    hard time limit (config/hardlimits.py)."""
+    _log(logging.ERROR, "worker_restarted", "task %s (%s) is %.1f s past its hard time limit: restarting this worker",
+         task_id, task_name, seconds_past, task_id=task_id, task_name=task_name, seconds_past=round(seconds_past, 1))
+
+
 def session_resumed(session_id: Any, resume: int, *, interaction_id: Any = None) -> None:
     _log(logging.WARNING, "session_resumed", "sweeper: resuming stalled session %s (resume %s)",
          session_id, resume, session_id=session_id, interaction_id=interaction_id, resume=resume)

@@ -36,9 +36,10 @@ class WorkerPool:
 
     def __init__(
         self, count: int = 2, concurrency: int = 2, queues: str = "default,code", extra_env: dict | None = None,
-        name: str = "test",
+        name: str = "test", pool: str = "prefork",
     ):
         self.count, self.concurrency, self.queues, self.name = count, concurrency, queues, name
+        self.pool = pool
         self.extra_env = extra_env or {}
         self.processes: list[subprocess.Popen] = []
         self.log_dir = Path(os.environ.get("JUNCTION_TEST_LOG_DIR", "/tmp/junction-test-workers"))
@@ -60,7 +61,7 @@ class WorkerPool:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.log_dir / f"{self.name}-{os.getpid()}-{index}.log", "ab")
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", "prefork",
+            [sys.executable, "-m", "celery", "-A", "config", "worker", "-P", self.pool,
              "-c", str(self.concurrency), "-Q", self.queues, "-n", f"{self.name}{index}-{os.getpid()}@%h",
              "--without-mingle", "--without-gossip", "--loglevel", "WARNING"],
             cwd=ROOT, env=self.env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

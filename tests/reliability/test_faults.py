@@ -86,14 +86,14 @@ def _names(replies) -> set[str]:
 
 
 @contextmanager
-def workers(count: int = 1, concurrency: int = 1, **env):
+def workers(count: int = 1, concurrency: int = 1, pool: str = "prefork", **env):
     """Start this test's workers (SHORT settings + `env`); stop them and un-pause others after."""
     others = sorted(name for name in _names(app.control.ping(timeout=0.5)) if not name.startswith("fault"))
     for queue in ("default", "code"):
         if others:
             app.control.cancel_consumer(queue, destination=others, reply=True, timeout=2)
     flush_redis()
-    pool = WorkerPool(count=count, concurrency=concurrency, name="fault",
+    pool = WorkerPool(count=count, concurrency=concurrency, name="fault", pool=pool,
                       extra_env={name: str(value) for name, value in {**SHORT, **env}.items()})
     try:
         for index in range(count):
@@ -304,6 +304,106 @@ def test_a_task_that_keeps_killing_its_worker_fails_after_the_cap_and_the_queue_
         assert run_of(session, "after").status == "skipped"
         assert session.status == "failed"
         assert "poison: the worker running this task was lost 2 times" in session.error
+
+
+class _DripSmtp:
+    """An SMTP server that never finishes its greeting: one byte of it every 0.2 s, no end of
+    line. Each read returns well within any socket timeout, so a client's per-operation timeout
+    never fires: a task that outlives every limit it sets itself."""
+
+    def __init__(self):
+        import socket
+
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stopped = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stopped.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn):
+        with conn:
+            while not self.stopped.wait(0.2):
+                try:
+                    conn.sendall(b"2")
+                except OSError:
+                    return
+
+    def stop(self):
+        self.stopped.set()
+        self.listener.close()
+
+
+def test_a_threads_worker_restarts_itself_when_a_task_outlives_its_hard_limit(short, user):
+    """The threads pool cannot kill a task: past its hard limit (timeout + grace) the worker
+    replaces itself (config/hardlimits.py) before the claim's lease runs out, so a take-over never
+    overlaps it; the task is taken over by the restarted worker, and after the loss cap the
+    session fails, never stuck."""
+    from tests.conftest import make_integration
+
+    drip = _DripSmtp()
+    try:
+        mailer = make_integration(user, "smtp", port=drip.port)
+        interaction = make_active(user, {
+            "mail": {"type": "send_email", "integration": str(mailer.id), "timeout": 1,
+                     "body": {"to": "ops@example.com", "subject": "hello", "text": "hi"}},
+        })
+        with workers(pool="threads", concurrency=2, JUNCTION_MAX_WORKER_LOSSES=2) as pool:
+            worker = pool.processes[0]
+            session = start(user, interaction)
+            wait_for(lambda: claimed(session, "mail", 1), "the first attempt")
+            first = run_of(session, "mail")
+            log = pool.log_dir / f"{pool.name}-{os.getpid()}-0.log"
+            wait_for(lambda: "past its hard time limit" in log.read_text(errors="replace"), "the restart", timeout=10)
+            restarted = time.time()
+            # The hard limit is 1 + 1 s; the lease 1 + 1 + 1 s: the restart came first.
+            assert restarted < first.lease_expires_at.timestamp(), (restarted, first.lease_expires_at)
+            assert worker.poll() is None  # the same process, a fresh program in it
+            wait_for(lambda: any(n.startswith("fault") for n in _names(app.control.ping(timeout=0.5))),
+                     "the restarted worker to answer", timeout=20)
+            # Its message comes back (visibility timeout) to the restarted worker, which takes the
+            # task over; that attempt hangs too, and the cap fails the task.
+            session = wait_for(lambda: ended(session), "the session to end")
+            mail = run_of(session, "mail")
+            assert (mail.status, mail.attempts) == ("failed", 2), (mail.status, mail.attempts, mail.error)
+            assert "was lost 2 times" in mail.error
+            assert session.status == "failed"
+            assert log.read_text(errors="replace").count("past its hard time limit") >= 2
+            assert worker.poll() is None
+    finally:
+        drip.stop()
+
+
+def test_a_cancel_on_a_threads_worker_records_nothing_late_and_the_worker_goes_on(short, user, slow_url):
+    """A thread cannot be terminated: the cancelled task runs to its end, its result is refused
+    (the session is cancelled), and the worker is unharmed by the revoke it cannot obey."""
+    from interactions.sessions import session_cancel
+
+    interaction = make_active(user, slow_then_transform(slow_url))
+    with workers(pool="threads", concurrency=2) as pool:
+        session = start(user, interaction)
+        wait_for(lambda: claimed(session, "slow", 1), "the slow task to start")
+        session_cancel(session=session)
+        time.sleep(4)  # past the slow task's 3 s answer
+        session.refresh_from_db()
+        slow, after = run_of(session, "slow"), run_of(session, "after")
+        assert session.status == "cancelled"
+        assert (slow.status, slow.output) == ("cancelled", None)
+        assert (after.status, after.attempts) == ("cancelled", 0)
+        assert pool.processes[0].poll() is None
+        log = pool.log_dir / f"{pool.name}-{os.getpid()}-0.log"
+        assert "kill_job" not in log.read_text(errors="replace")  # the revoke is no error there
+        # The same worker runs the next session.
+        again = wait_for(lambda: ended(start(user, interaction)) or None, "a first look", timeout=1) \
+            if False else start(user, interaction)
+        again = wait_for(lambda: ended(again), "the next session to end")
+        assert_completed_once(again, slow_attempts=1)
 
 
 # --- duplicate messages ---------------------------------------------------------------------
