@@ -7,11 +7,13 @@
 Not part of the test run. What it does, all on 127.0.0.1:
 1. Recreates the PostgreSQL database `junction_chaos`, flushes Redis dbs 4 (broker) and 5
    (results), migrates, and creates a user and the interactions below through the services.
-2. Starts N `celery -A config worker` (prefork) and `celery -A config beat` (the sweeper every
+2. Starts N `celery -A config worker` (--pool: the Procfile's `worker:` pool by default, threads;
+   or prefork) and `celery -A config beat` (the sweeper every
    JUNCTION_SWEEP_INTERVAL), with short timeouts so that recovery happens within the run.
 3. For --minutes, starts sessions (`session_start`, as the run endpoint does) at --rate per
    second, keeping at most --max-active unfinished, while a fault injector picks at random:
-   SIGKILL a pool process, SIGKILL a whole worker (process group) and start a replacement, or
+   SIGKILL a pool process (prefork only: a threads worker has none), SIGKILL a whole worker
+   (process group) and start a replacement, or
    restart Redis without persistence (every queued message lost; bounded by --redis-restarts).
    Like `restart: unless-stopped` in docker-compose, a worker that exits on its own is
    restarted (counted as `workers_exited_on_their_own`).
@@ -179,8 +181,8 @@ def recreate_database() -> None:
 class Stack:
     """The worker and beat processes, each in its own process group."""
 
-    def __init__(self, workers: int, concurrency: int, log_dir: Path) -> None:
-        self.concurrency, self.log_dir = concurrency, log_dir
+    def __init__(self, workers: int, concurrency: int, log_dir: Path, pool: str = "prefork") -> None:
+        self.concurrency, self.log_dir, self.pool = concurrency, log_dir, pool
         self.workers: list[subprocess.Popen] = []
         self.born: dict[int, float] = {}
         self.others: list[subprocess.Popen] = []
@@ -198,7 +200,7 @@ class Stack:
     def start_worker(self) -> None:
         self.started += 1
         self.workers.append(self._spawn(f"worker-{self.started}", [
-            "worker", "-P", "prefork", "-c", str(self.concurrency), "-Q", "default,code",
+            "worker", "-P", self.pool, "-c", str(self.concurrency), "-Q", "default,code",
             "-n", f"chaos{self.started}@%h", "--without-mingle", "--without-gossip", "--loglevel", "WARNING",
         ]))
         self.born[self.workers[-1].pid] = time.monotonic()
@@ -361,7 +363,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--workers", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=2)
+    parser.add_argument("--pool", choices=("prefork", "threads"), default=None,
+                        help="the workers' pool (default: the Procfile's `worker:` pool)")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="per worker (default: 2 for prefork, the Procfile's for threads)")
     parser.add_argument("--rate", type=float, default=2.0, help="sessions started per second")
     parser.add_argument("--max-active", type=int, default=30, help="unfinished sessions at most")
     parser.add_argument("--fault-every", type=float, default=8.0, help="mean seconds between faults")
@@ -371,6 +376,12 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
+    if args.pool is None or args.concurrency is None:
+        from bench.stack import worker_fleet
+
+        documented = worker_fleet(args.workers, args.pool, None)
+        args.pool = args.pool or documented.pool
+        args.concurrency = args.concurrency or (2 if args.pool == "prefork" else documented.concurrency)
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
 
@@ -390,12 +401,12 @@ def main() -> int:
     from interactions.models import Session
     from interactions.sessions import session_start
 
-    stack = Stack(args.workers, args.concurrency, Path("/tmp/junction-chaos"))
+    stack = Stack(args.workers, args.concurrency, Path("/tmp/junction-chaos"), pool=args.pool)
     faults: Counter = Counter()
     started_ids: list = []
     try:
         stack.start()
-        log(f"stack started: {args.workers} workers × {args.concurrency}, beat; seed {seed}; logs in {stack.log_dir}")
+        log(f"stack started: {args.workers} workers -P {args.pool} -c {args.concurrency}, beat; seed {seed}; logs in {stack.log_dir}")
         time.sleep(5)
         end = time.monotonic() + args.minutes * 60
         next_fault = time.monotonic() + rng.expovariate(1 / args.fault_every)
@@ -413,10 +424,11 @@ def main() -> int:
                     started_ids.append(session.pk)
             if now >= next_fault:
                 next_fault = now + rng.expovariate(1 / args.fault_every)
-                kind = rng.choices(["pool_process", "worker", "redis"], weights=[5, 2, 2])[0]
+                kind = rng.choices(["pool_process", "worker", "redis"],
+                                   weights=[5 if args.pool == "prefork" else 0, 2, 2])[0]
                 kills = faults["pool_process"] + faults["worker"]
                 if kind == "redis" and (faults["redis"] >= args.redis_restarts or now - last_redis < 30):
-                    kind = "pool_process"
+                    kind = "pool_process" if args.pool == "prefork" else "worker"
                 if kind != "redis" and kills >= args.worker_kills:
                     continue
                 done = {"pool_process": lambda: stack.kill_pool_process(rng),

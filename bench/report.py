@@ -255,6 +255,7 @@ def phase_breakdown(extras: list[dict[str, Any]], first: list[str], last: str) -
 def results_section(results: dict[str, Any], argv: list[str]) -> str:
     m, p, mach = results["measurements"], results["params"], results["machine"]
     fleet, echo = results["fleet"], results["echo"]
+    raw_default = results.get("raw_default_fleet") or fleet
     idle = not results["others_before"] and not results.get("others_after") and results["busy_before"] < 0.15
     rows = _rows(m, p)
     lines = [
@@ -265,9 +266,9 @@ def results_section(results: dict[str, Any], argv: list[str]) -> str:
         f"- Machine: {mach['nproc']} CPUs ({mach['cpu']}), {mach['memory']} RAM; Python {mach['python']}, "
         f"Celery {mach['celery']}, Django {mach['django']}; PostgreSQL and Redis local.",
         f"- Web server: `{results.get('web_command', '?')}` ({results.get('web_source', '?')}). Workers: "
-        f"{fleet['processes']} Junction, {fleet['processes']} raw with Celery's defaults and "
-        f"{fleet['processes']} raw with Junction's delivery settings, each `-P {fleet['pool']} "
-        f"-c {fleet['concurrency']}`.",
+        f"{fleet['processes']} Junction and {fleet['processes']} raw with Junction's delivery settings, each "
+        f"`-P {fleet['pool']} -c {fleet['concurrency']}`; {fleet['processes']} raw with Celery's defaults, each "
+        f"`-P {raw_default['pool']} -c {raw_default['concurrency']}`.",
         f"- Loads: {p['clients']} clients for {p['throughput_seconds']} s per side; {p['alone_runs']} runs "
         f"of each diamond alone, {p['chain_runs']} chain runs, {p['fanout_runs']} fan-out runs, "
         f"{p['delay_runs']} delay runs; {p['warmup']} warm-up calls per client before each. I/O: the echo "

@@ -35,8 +35,8 @@ from bench.crowd import run_crowd  # noqa: E402
 from bench.machine import cpu_busy, machine, other_activity  # noqa: E402
 from bench.profiling import profile_summary, start_profilers  # noqa: E402
 from bench.stack import (  # noqa: E402
-    LOG_DIR, POOLS, QUERYCOUNT_DIR, Stack, flush_redis, free_port, prepare_services, stack_env, vacuum,
-    web_command, worker_fleet,
+    LOG_DIR, POOLS, QUERYCOUNT_DIR, Stack, celery_default_fleet, flush_redis, free_port, prepare_services,
+    stack_env, vacuum, web_command, worker_fleet,
 )
 from bench.workloads import CROWD_DELAY_SECONDS, interactions  # noqa: E402
 
@@ -301,10 +301,13 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     results["echo"] = {"processes": echo.processes, "ceiling_rps": echo.ceiling}
     results["web_command"] = web_command(args.web)
     results["web_source"] = "--web" if args.web else "the Procfile's `web:`"
-    stack = Stack(fleet, env, results["web_command"])
+    raw_default = celery_default_fleet(fleet.processes)
+    results["raw_default_fleet"] = raw_default.__dict__
+    stack = Stack(fleet, env, results["web_command"], raw_default=raw_default)
     try:
         print(f"starting the web server ({results['web_command']}) and {fleet.processes} × 3 worker "
-              f"processes (-P {fleet.pool} -c {fleet.concurrency}) …", flush=True)
+              f"processes (Junction and raw with its settings -P {fleet.pool} -c {fleet.concurrency}; raw with "
+              f"Celery's defaults -P {raw_default.pool} -c {raw_default.concurrency}) …", flush=True)
         stack.start()
         bench = Bench(stack=stack, params=p, echo_url=echo.url, user="bench",
                       querycount_on=not args.no_querycount, profile=args.profile)

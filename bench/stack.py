@@ -150,8 +150,13 @@ def junction_worker_argv(fleet: WorkerFleet, index: int, env: dict[str, str]) ->
                         "--without-mingle", "--without-gossip"])
 
 
+def celery_default_fleet(processes: int) -> WorkerFleet:
+    """Raw Celery as a user who picks it gets it: the prefork pool, one process per CPU."""
+    return WorkerFleet(processes, "prefork", os.cpu_count() or 2)
+
+
 def raw_worker_argv(fleet: WorkerFleet, delivery: str, index: int) -> list[str]:
-    """A raw worker with the same pool, concurrency and log level as Junction's."""
+    """A raw worker of `fleet`'s pool and concurrency, with Junction's log level."""
     loglevel = _option(shlex.split(expand(procfile_commands()["worker"], dict(os.environ))), *LOGLEVEL_OPTION)
     loglevel = loglevel or "WARNING"
     return _executable(["celery", "-A", f"bench.rawtasks:{delivery}_app", "worker", "-P", fleet.pool,
@@ -220,8 +225,12 @@ def stack_env(extra: dict[str, str], *, querycount: bool) -> dict[str, str]:
 class Stack:
     """The processes this run started; `stop()` ends every one of them (process groups)."""
 
-    def __init__(self, fleet: WorkerFleet, env: dict[str, str], web: str, *, raw: bool = True):
+    def __init__(self, fleet: WorkerFleet, env: dict[str, str], web: str, *, raw: bool = True,
+                 raw_default: WorkerFleet | None = None):
         self.fleet = fleet
+        # The raw fleet with Celery's default settings: Celery's default pool and concurrency
+        # (bench.run), or Junction's pool (a `--pools` row compares like with like).
+        self.raw_fleets = {"default": raw_default or fleet, "junction": fleet}
         self.raw = raw  # also start the raw Celery fleets (bench.scaling measures Junction alone)
         self.web = web
         self.env = env
@@ -243,7 +252,8 @@ class Stack:
         for i in range(self.fleet.processes):
             self._spawn(f"junction-worker-{i}", junction_worker_argv(self.fleet, i, self.env), "worker")
             for delivery in RAW_DELIVERIES if self.raw else ():
-                self._spawn(f"raw-{delivery}-worker-{i}", raw_worker_argv(self.fleet, delivery, i), "raw")
+                self._spawn(f"raw-{delivery}-worker-{i}", raw_worker_argv(self.raw_fleets[delivery], delivery, i),
+                            "raw")
         self._wait_http()
         self._wait_workers()
 

@@ -3,7 +3,7 @@
 The `fleet` fixture builds, with `tests/netns.py`, five "hosts" on one switch — `db`
 (10.231.0.10: its own PostgreSQL cluster from initdb, its own Redis, and a slow HTTP service),
 `web` (.20: the API, the Procfile's `web`, and beat) and `host-a`, `host-b`, `host-c` (.31–.33:
-one Procfile `worker` each, prefork × 2, named `celery@host-a` …) — and this process talks to
+one Procfile `worker` each, threads × 2, named `celery@host-a` …) — and this process talks to
 them from a thread inside `web`. Nothing is reachable from the machine's own network, and
 nothing of the machine's PostgreSQL or Redis is used.
 
@@ -405,7 +405,7 @@ def test_parallel_branches_run_on_different_hosts_and_the_api_names_them(fleet):
             callers = fleet.service.callers(f"{run}-b{i}")
             assert [f"celery@{host_of(fleet, address)}" for address in callers] == [workers[f"b{i}"]]
         hosts_per_session[run] = {workers[f"b{i}"] for i in range(1, branches + 1)}
-    # Four 1 s branches at once, and a host runs at most two (prefork × 2, prefetch 1): the
+    # Four 1 s branches at once, and a host runs at most two (threads × 2, prefetch 1): the
     # first session's branches ran on at least two hosts.
     assert max(len(hosts) for hosts in hosts_per_session.values()) >= 2, hosts_per_session
 
