@@ -26,6 +26,7 @@ import os
 import sys
 import threading
 import time
+from typing import Any
 
 from celery.signals import task_postrun, task_prerun
 
@@ -60,9 +61,9 @@ def install(pool_cls=None) -> None:
     _installed = True
     from celery.concurrency import get_implementation
 
-    pool = get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
+    pool: Any = get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
     if isinstance(pool, type):
-        pool.terminate_job = _cannot_terminate  # type: ignore[method-assign]  # this process's pool only
+        pool.terminate_job = _cannot_terminate  # this process's pool class only
     task_prerun.connect(_started, weak=False, dispatch_uid="junction-hardlimits-start")
     task_postrun.connect(_ended, weak=False, dispatch_uid="junction-hardlimits-end")
     threading.Thread(target=_watch, name="junction-hard-limits", daemon=True).start()

@@ -93,16 +93,16 @@ def workers(count: int = 1, concurrency: int = 1, pool: str = "prefork", **env):
         if others:
             app.control.cancel_consumer(queue, destination=others, reply=True, timeout=2)
     flush_redis()
-    pool = WorkerPool(count=count, concurrency=concurrency, name="fault", pool=pool,
-                      extra_env={name: str(value) for name, value in {**SHORT, **env}.items()})
+    workers_pool = WorkerPool(count=count, concurrency=concurrency, name="fault", pool=pool,
+                              extra_env={name: str(value) for name, value in {**SHORT, **env}.items()})
     try:
         for index in range(count):
-            pool.start_one(index)
+            workers_pool.start_one(index)
         wait_for(lambda: len([n for n in _names(app.control.ping(timeout=0.5)) if n.startswith("fault")]) >= count,
                  "the workers to answer", timeout=30)
-        yield pool
+        yield workers_pool
     finally:
-        pool.stop()
+        workers_pool.stop()
         for queue in ("default", "code"):
             if others:
                 app.control.add_consumer(queue, destination=others, reply=True, timeout=2)
