@@ -62,7 +62,7 @@ def install(pool_cls=None) -> None:
     from celery.concurrency import get_implementation
 
     pool: Any = get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
-    if isinstance(pool, type):
+    if hasattr(pool, "terminate_job"):
         pool.terminate_job = _cannot_terminate  # this process's pool class only
     task_prerun.connect(_started, weak=False, dispatch_uid="junction-hardlimits-start")
     task_postrun.connect(_ended, weak=False, dispatch_uid="junction-hardlimits-end")
