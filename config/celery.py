@@ -208,10 +208,16 @@ def _serve_worker_metrics(**_) -> None:
 @worker_init.connect
 def _hard_limits_without_prefork(sender=None, **_) -> None:
     """A pool that cannot kill a task (threads) gets the watchdog that restarts the worker past a
-    task's hard time limit (config/hardlimits.py), and counts as one live worker process."""
+    task's hard time limit (config/hardlimits.py), and counts as one live worker process.
+
+    Not the embedded mode's in-process worker: restarting would restart the whole server (its
+    tasks run to their end there, as documented in docs/execution.md).
+    """
+    from django.conf import settings
+
     from config import hardlimits
 
-    if sender is None or hardlimits.enforces_limits(sender.pool_cls):
+    if sender is None or settings.EMBEDDED or hardlimits.enforces_limits(sender.pool_cls):
         return
     hardlimits.install(sender.pool_cls)
     from config import metrics

@@ -17,7 +17,8 @@ within a second or two, with no supervisor involved. The other tasks the process
 with it, as under a lost worker: their claims are taken over when their leases run out
 (`interactions/sweeper.py`), each a worker loss toward JUNCTION_MAX_WORKER_LOSSES. A take-over
 still never overlaps a live task: the watchdog acts at the hard limit + WATCH_INTERVAL, inside
-the lease's JUNCTION_LEASE_GRACE.
+the lease's JUNCTION_LEASE_GRACE. (Not in the embedded mode, whose in-process worker shares the
+server's process: config/celery.py installs this only in a `celery worker`.)
 """
 from __future__ import annotations
 

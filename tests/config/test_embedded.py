@@ -43,6 +43,8 @@ SCRIPT = textwrap.dedent(
 
     assert start_embedded_worker(loglevel="WARNING") is True
     assert start_embedded_worker() is False  # already running
+    from config import hardlimits
+    assert not hardlimits._installed  # a hung task never restarts the whole embedded server
     began = time.monotonic()
     result = group(nap.s(0.5).set(queue=queue) for queue in QUEUES for _ in range(2)).apply_async()
     values = result.get(timeout=20, disable_sync_subtasks=False)
