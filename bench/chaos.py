@@ -366,7 +366,7 @@ def main() -> int:
     parser.add_argument("--pool", choices=("prefork", "threads"), default=None,
                         help="the workers' pool (default: the Procfile's `worker:` pool)")
     parser.add_argument("--concurrency", type=int, default=None,
-                        help="per worker (default: 2 for prefork, the Procfile's for threads)")
+                        help="per worker (default: the Procfile's for its pool, else 2 for prefork)")
     parser.add_argument("--rate", type=float, default=2.0, help="sessions started per second")
     parser.add_argument("--max-active", type=int, default=30, help="unfinished sessions at most")
     parser.add_argument("--fault-every", type=float, default=8.0, help="mean seconds between faults")
@@ -381,7 +381,7 @@ def main() -> int:
 
         documented = worker_fleet(args.workers, args.pool, None)
         args.pool = args.pool or documented.pool
-        args.concurrency = args.concurrency or (2 if args.pool == "prefork" else documented.concurrency)
+        args.concurrency = args.concurrency or documented.concurrency  # prefork: 2, as before
     seed = args.seed if args.seed is not None else int(time.time())
     rng = random.Random(seed)
 

@@ -40,12 +40,18 @@ _lock = threading.Lock()
 _installed = False
 
 
+def _pool_class(pool_cls) -> Any:
+    """A worker's pool class, from its class or its name (`-P threads`)."""
+    from celery.concurrency import get_implementation
+
+    return get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
+
+
 def enforces_limits(pool_cls) -> bool:
     """Whether a worker pool kills a task past its hard time limit (only prefork does)."""
-    from celery.concurrency import get_implementation
     from celery.concurrency.prefork import TaskPool as Prefork
 
-    pool = get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
+    pool = _pool_class(pool_cls)
     return isinstance(pool, type) and issubclass(pool, Prefork)
 
 
@@ -60,9 +66,7 @@ def install(pool_cls=None) -> None:
     if _installed:
         return
     _installed = True
-    from celery.concurrency import get_implementation
-
-    pool: Any = get_implementation(pool_cls) if isinstance(pool_cls, str) else pool_cls
+    pool = _pool_class(pool_cls)
     if hasattr(pool, "terminate_job"):
         pool.terminate_job = _cannot_terminate  # this process's pool class only
     task_prerun.connect(_started, weak=False, dispatch_uid="junction-hardlimits-start")
